@@ -1,0 +1,150 @@
+"""Dropzone rules: pure functions, no I/O."""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+import re
+import secrets
+import string
+import unicodedata
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+# Names written by Windows' WebDAV redirector, Office and LibreOffice while a file is in progress:
+# they are renamed to their final name when complete, and only that final name is a deposit.
+TEMPORARY_NAME_PATTERNS: tuple[str, ...] = ("~$*", "*.tmp", ".~lock*", "*.part", "*.partial", "._*", ".DS_Store")
+
+
+def is_deposit_candidate(name: str, size: int) -> bool:
+    """A file landing under `name` with `size` bytes is a deposit (seed 001: "dépôt du fichier d'export").
+
+    Empty files (a 0-byte PUT before the real write) and temporary names are not deposits.
+    """
+    base = posixpath.basename(name.rstrip("/"))
+    if size <= 0 or not base:
+        return False
+    lowered = base.lower()
+    return not any(fnmatch.fnmatchcase(lowered, pattern.lower()) for pattern in TEMPORARY_NAME_PATTERNS)
+
+
+# --- deposit accounts (seed 001, « Comptes d'accès ») ---------------------------------------------
+
+
+MAX_ACCOUNTS_PER_SITE = 5
+PASSWORD_LENGTH = 10
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+
+
+def ascii_fold(text: str) -> str:
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+
+
+def login_part(name: str) -> str:
+    """'Jean Philippe' → 'jean-philippe', 'Lévêque' → 'leveque' (the seed's logins are lower-case ASCII)."""
+    folded = ascii_fold(name).lower().strip()
+    folded = re.sub(r"[\s_'’]+", "-", folded)
+    folded = re.sub(r"[^a-z0-9-]", "", folded)
+    return re.sub(r"-{2,}", "-", folded).strip("-")
+
+
+def make_login(first_name: str, last_name: str, taken: Collection[str]) -> str:
+    """Seed 001: `emp.<prénom>.<nom>` (« emp.thibault.bourgeois »), de-duplicated with a number."""
+    first, last = login_part(first_name), login_part(last_name)
+    if not first and not last:
+        raise ValueError("a first or last name is needed")
+    base = "emp." + ".".join(p for p in (first, last) if p)
+    login, n = base, 1
+    while login in taken:
+        n += 1
+        login = f"{base}{n}"
+    return login
+
+
+def generate_password() -> str:
+    """10 characters, letters and digits, each class present (seed 001: « qAz8TOHpdf »)."""
+    while True:
+        pw = "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
+        if any(c.islower() for c in pw) and any(c.isupper() for c in pw) and any(c.isdigit() for c in pw):
+            return pw
+
+
+def account_creation_refusal(existing: int, first_import_at: datetime | None) -> tuple[str, str] | None:
+    """Why a new deposit account cannot be created, or None.
+
+    Seed 001: accounts exist only once the first import is integrated, and at most 5 per site."""
+    if first_import_at is None:
+        return ("Les comptes d'accès ne peuvent être créés qu'après le premier import de l'emploi du temps "
+                "dans l'ENT (import manuel via l'assistant).",
+                "Deposit accounts can be created only after the site's first timetable import.")
+    if existing >= MAX_ACCOUNTS_PER_SITE:
+        return (f"Vous pouvez choisir jusqu'à {MAX_ACCOUNTS_PER_SITE} comptes d'accès : supprimez-en un avant "
+                "d'en ajouter un autre.",
+                f"At most {MAX_ACCOUNTS_PER_SITE} deposit accounts per site: delete one first.")
+    return None
+
+
+@dataclass(frozen=True)
+class LoginState:
+    failed: int
+    locked_until: datetime | None
+
+
+def after_failed_login(state: LoginState, now: datetime, max_failures: int, lockout: timedelta) -> LoginState:
+    """Each failure counts; the `max_failures`-th locks the account for `lockout`."""
+    failed = state.failed + 1
+    return LoginState(failed, now + lockout if failed >= max_failures else state.locked_until)
+
+
+def is_locked(state: LoginState, now: datetime) -> bool:
+    return state.locked_until is not None and state.locked_until > now
+
+
+def failure_delay(failed: int) -> float:
+    """Slow down password guessing: 0.25 s, 0.5 s, 1 s … capped at 3 s per failed attempt."""
+    return float(min(3.0, 0.25 * 2 ** max(0, failed - 1)))
+
+
+# --- routing a deposit to its establishment ------------------------------------------------------
+
+@dataclass(frozen=True)
+class Route:
+    establishment: str | None  # None: site-wide import (cité scolaire sharing one timetable)
+    establishments: dict[str, str] = field(default_factory=dict)  # id → UAI covered by the import
+    error: tuple[str, str] | None = None
+
+
+def route_deposit(target: str | None, file_uai: str | None, file_establishment_uais: Collection[str],
+                  site_establishments: Mapping[str, str]) -> Route:
+    """Where a deposit goes (seed 001: « Tous les établissements » URL vs one establishment's URL).
+
+    On an establishment URL the deposit is that establishment's (the validator checks the file's UAI).
+    On the site URL the file's UAI picks the establishment; a file listing several establishments of the
+    site is one site-wide import."""
+    if target is not None:
+        return Route(target, {target: site_establishments[target]})
+    by_uai = {uai.upper(): est for est, uai in site_establishments.items()}
+    listed = sorted({u.upper() for u in file_establishment_uais if u})
+    if len(listed) > 1:
+        unknown = [u for u in listed if u not in by_uai]
+        if unknown:
+            return Route(None, error=(
+                f"Le fichier contient des établissements inconnus de cet espace de dépôt : {', '.join(unknown)}.",
+                f"The file lists establishments unknown to this deposit space: {', '.join(unknown)}."))
+        return Route(None, {by_uai[u]: u for u in listed})
+    uai = (file_uai or (listed[0] if listed else "")).upper()
+    if uai:
+        if uai in by_uai:
+            return Route(by_uai[uai], {by_uai[uai]: uai})
+        known = ", ".join(sorted(by_uai)) or "aucun"
+        return Route(None, error=(
+            f"L'UAI {uai} trouvé dans le fichier ne correspond à aucun établissement de cet espace de dépôt "
+            f"({known}).",
+            f"UAI {uai} found in the file matches no establishment of this deposit space ({known})."))
+    if len(site_establishments) == 1:
+        (only,) = site_establishments
+        return Route(only, {only: site_establishments[only]})
+    return Route(None, error=(
+        "Aucun UAI trouvé dans le fichier : déposez-le dans le dossier de l'établissement concerné.",
+        "No UAI found in the file: deposit it in the establishment's own folder."))

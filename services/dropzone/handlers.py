@@ -1,0 +1,217 @@
+"""Dropzone handlers: a complete file in (WebDAV or REST) → blob store → one transaction recording the
+deposit and its status event (outbox) → published after commit. Also deposit accounts and their logins."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from shared.timetable import sniff_export
+
+from services.dropzone import domain
+from services.dropzone.store import accounts, deposits, establishments, sites
+from shared.bus import Delivery, Outbox
+from shared.db import Database
+from shared.messages import (
+    STATUS_EXCHANGE,
+    Deposit,
+    FileRef,
+    ImportLifecycle,
+    ImportStatus,
+    Mode,
+    Stage,
+    StatusEvent,
+    StepStatus,
+    utcnow,
+)
+from shared.observability import DEPOSITS
+from shared.settings import Settings
+from shared.web import Problem, not_found
+
+log = logging.getLogger("edt.dropzone")
+AUTH_CACHE_S = 60.0
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class Dropzone:
+    def __init__(self, db: Database, blobs: Any, outbox: Outbox, settings: Settings) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.outbox = outbox
+        self.settings = settings
+        self.hasher = PasswordHasher()
+        # (login, stored hash, sha256(password)) → expiry: WebDAV clients authenticate every request and
+        # argon2 is deliberately slow; keyed on the stored hash so a new password or deletion is seen at once.
+        self._auth_cache: dict[tuple[str, str, str], float] = {}
+
+    # --- sites ------------------------------------------------------------------------------------
+
+    async def site(self, site: str) -> Any:
+        async with self.db.read() as conn:
+            return (await conn.execute(sa.select(sites).where(sites.c.id == site))).first()
+
+    async def site_establishments(self, site: str) -> dict[str, str] | None:
+        async with self.db.read() as conn:
+            if (await conn.execute(sa.select(sites.c.id).where(sites.c.id == site))).first() is None:
+                return None
+            rows = (await conn.execute(sa.select(establishments).where(establishments.c.site == site))).all()
+        return {r.id: r.uai for r in rows}
+
+    # --- deposits ---------------------------------------------------------------------------------
+
+    async def take_deposit(self, site: str, target: str | None, name: str, path: Path, *, source: str,
+                           account: str | None, mode: Mode, dry_run: bool = False) -> str:
+        """Record a complete file as a deposit: durable in the blob store and the deposits table before
+        anything is published. Returns the import id."""
+        site_row = await self.site(site)
+        if site_row is None:
+            raise not_found("Site")
+        ests = await self.site_establishments(site) or {}
+        if target is not None and target not in ests:
+            raise not_found("Establishment")
+        sniff = await asyncio.to_thread(sniff_export, path)
+        sha, size = await asyncio.to_thread(self.blobs.put_file, path)
+        route = domain.route_deposit(target, sniff.uai, sniff.establishment_uais, ests)
+        error = route.error
+        if error is None and site_row.require_encryption and sniff.kind == "clear":
+            error = ("Cet espace de dépôt exige un export chiffré (PRONOTE) : le fichier déposé est en clair.",
+                     "This deposit space requires an encrypted export: the file deposited is in clear.")
+        import_id = uuid.uuid4().hex
+        now = utcnow()
+        establishment = route.establishment if error is None else target
+        event = StatusEvent(
+            import_id=import_id, site=site, establishment=establishment, stage=Stage.DEPOSIT,
+            step_status=StepStatus.ERROR if error else StepStatus.OK, at=now,
+            message=error[0] if error else None, message_en=error[1] if error else None,
+            outcome=ImportStatus.REJECTED if error else None,
+            deposit=Deposit(file=FileRef(name=name, sha256=sha, size=size), mode=mode, dry_run=dry_run,
+                            source="webdav" if source == "webdav" else "rest", account=account,
+                            establishments=route.establishments,
+                            target_uais=sorted(route.establishments.values())))
+        async with self.db.transaction() as conn:
+            await conn.execute(deposits.insert().values(
+                import_id=import_id, site=site, target=target, establishment=establishment, name=name,
+                sha256=sha, size=size, source=source, account=account, mode=mode.value, dry_run=dry_run,
+                rejection=error[0] if error else None, created_at=now))
+            await self.outbox.add(conn, STATUS_EXCHANGE, event.routing_key, event.to_bytes(), message_id=import_id)
+        self.outbox.kick()
+        DEPOSITS.labels(source).inc()
+        log.info("deposit %s site=%s target=%s name=%s sha=%s size=%d", import_id, site, target, name, sha[:12], size)
+        return import_id
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def on_lifecycle(self, delivery: Delivery) -> None:
+        """The first integrated import opens deposit accounts for the site (seed 001)."""
+        event = ImportLifecycle.from_bytes(delivery.body)
+        if event.status is not ImportStatus.DONE:
+            return
+        async with self.db.transaction() as conn:
+            await conn.execute(sites.update().where(sites.c.id == event.site, sites.c.first_import_at.is_(None))
+                               .values(first_import_at=event.at))
+
+    # --- deposit accounts -------------------------------------------------------------------------
+
+    async def create_account(self, site: str, display_name: str, first_name: str, last_name: str,
+                             notify: bool) -> tuple[Any, str]:
+        password = domain.generate_password()
+        hashed = await asyncio.to_thread(self.hasher.hash, password)
+        async with self.db.transaction() as conn:
+            site_row = (await conn.execute(sa.select(sites).where(sites.c.id == site))).first()
+            if site_row is None:
+                raise not_found("Site")
+            count = (await conn.execute(sa.select(sa.func.count()).select_from(accounts)
+                                        .where(accounts.c.site == site))).scalar_one()
+            refusal = domain.account_creation_refusal(count, site_row.first_import_at)
+            if refusal:
+                raise Problem(409, "Conflict", refusal[0], code="account_refused", detail_en=refusal[1])
+            taken = set((await conn.execute(sa.select(accounts.c.login))).scalars())
+            try:
+                login = domain.make_login(first_name, last_name, taken)
+            except ValueError as exc:
+                raise Problem(422, "Unprocessable Content", "Prénom ou nom requis.", code="name_required") from exc
+            now = utcnow()
+            await conn.execute(accounts.insert().values(
+                login=login, site=site, display_name=display_name, first_name=first_name, last_name=last_name,
+                password_hash=hashed, notify=notify, created_at=now, password_changed_at=now, failed_logins=0))
+            row = (await conn.execute(sa.select(accounts).where(accounts.c.login == login))).one()
+        return row, password
+
+    async def regenerate_password(self, site: str, login: str) -> tuple[Any, str]:
+        password = domain.generate_password()
+        hashed = await asyncio.to_thread(self.hasher.hash, password)
+        async with self.db.transaction() as conn:
+            result = await conn.execute(accounts.update().where(accounts.c.site == site, accounts.c.login == login)
+                                        .values(password_hash=hashed, password_changed_at=utcnow(),
+                                                failed_logins=0, locked_until=None))
+            if result.rowcount == 0:
+                raise not_found("Account")
+            row = (await conn.execute(sa.select(accounts).where(accounts.c.login == login))).one()
+        return row, password
+
+    # --- WebDAV logins ----------------------------------------------------------------------------
+
+    async def authenticate(self, login: str, password: str, client_ip: str = "") -> str | None:
+        """The site of a deposit account whose password matches, else None. Failures are slowed down and
+        lock the account after `login_max_failures` (it unlocks after `login_lockout_s`)."""
+        async with self.db.read() as conn:
+            row = (await conn.execute(sa.select(accounts).where(accounts.c.login == login))).first()
+        now = utcnow()
+        if row is None:
+            await asyncio.sleep(domain.failure_delay(1))
+            return None
+        state = domain.LoginState(row.failed_logins, as_utc(row.locked_until))
+        if domain.is_locked(state, now):
+            log.warning("login refused: %s is locked until %s (from %s)", login, state.locked_until, client_ip)
+            await asyncio.sleep(domain.failure_delay(1))
+            return None
+        key = (login, row.password_hash, hashlib.sha256(password.encode()).hexdigest())
+        if self._auth_cache.get(key, 0.0) > time.monotonic():
+            return str(row.site)
+        try:
+            await asyncio.to_thread(self.hasher.verify, row.password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            new = domain.after_failed_login(state, now, self.settings.login_max_failures,
+                                            timedelta(seconds=self.settings.login_lockout_s))
+            async with self.db.transaction() as conn:
+                await conn.execute(accounts.update().where(accounts.c.login == login).values(
+                    failed_logins=new.failed, locked_until=new.locked_until))
+            log.warning("failed login for %s from %s (%d)", login, client_ip, new.failed)
+            await asyncio.sleep(domain.failure_delay(new.failed))
+            return None
+        self._auth_cache[key] = time.monotonic() + AUTH_CACHE_S
+        if row.failed_logins or row.last_login_at is None:
+            async with self.db.transaction() as conn:
+                await conn.execute(accounts.update().where(accounts.c.login == login).values(
+                    failed_logins=0, locked_until=None, last_login_at=now))
+        return str(row.site)
+
+
+class WebdavGate:
+    """Adapter between the WebDAV layer (services.dropzone.webdav.DepositGate) and the dropzone."""
+
+    def __init__(self, dropzone: Dropzone) -> None:
+        self.dropzone = dropzone
+
+    async def authenticate(self, login: str, password: str, client_ip: str) -> str | None:
+        return await self.dropzone.authenticate(login, password, client_ip)
+
+    async def establishment_ids(self, site: str) -> list[str] | None:
+        ests = await self.dropzone.site_establishments(site)
+        return None if ests is None else sorted(ests)
+
+    async def take_deposit(self, site: str, establishment: str | None, name: str, path: Path, login: str) -> None:
+        await self.dropzone.take_deposit(site, establishment, name, path, source="webdav", account=login,
+                                         mode=Mode.AUTO)

@@ -1,0 +1,176 @@
+"""Notifier rules: admission (one import in flight per establishment, fair across sites), queue
+positions, status transitions and the seed's labels. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared.messages import TERMINAL_STATUSES, ImportStatus, Mode, Stage, StepStatus
+
+# --- labels (seed 001, "Consultation du tableau de bord") ----------------------------------------
+
+LABELS: dict[ImportStatus, tuple[str, str]] = {
+    # status: (short label, long label)
+    ImportStatus.WAITING: ("En attente", "En attente dans la file d'import"),
+    ImportStatus.RECEIVED: ("En cours", "Fichier reçu"),
+    ImportStatus.VALIDATING: ("En cours", "Validation du fichier à importer"),
+    ImportStatus.CHECKING_THRESHOLDS: ("En cours", "Vérification des seuils"),
+    ImportStatus.CREATING_GROUPS: ("En cours", "Création des groupes"),
+    ImportStatus.GENERATING_SESSIONS: ("En cours", "Génération des séances"),
+    ImportStatus.AWAITING_SELECTION: ("En attente", "En attente de la validation de l'import manuel"),
+    ImportStatus.DONE: ("Fait", "Import réalisé avec succès"),
+    ImportStatus.PREVIEWED: ("Fait", "Simulation réalisée, rien n'a été importé"),
+    ImportStatus.REJECTED: ("Interrompu", "Fichier refusé à la validation"),
+    ImportStatus.BLOCKED: ("Interrompu", "Import bloqué par un seuil"),
+    ImportStatus.FAILED: ("Interrompu", "Import interrompu par une erreur interne"),
+    ImportStatus.SUPERSEDED: ("Remplacé", "Remplacé par un dépôt plus récent"),
+    ImportStatus.CANCELLED: ("Interrompu", "Import manuel abandonné"),
+}
+
+NO_CHANGE_MESSAGE = ("Aucun changement : fichier identique au dernier import intégré.",
+                     "No change: file identical to the last integrated import.")
+
+
+def label_for(status: ImportStatus) -> tuple[str, str]:
+    return LABELS[status]
+
+
+# --- status transitions ---------------------------------------------------------------------------
+
+RUNNING_STATUS: dict[Stage, ImportStatus] = {
+    Stage.VALIDATION: ImportStatus.VALIDATING,
+    Stage.THRESHOLDS: ImportStatus.CHECKING_THRESHOLDS,
+    Stage.GROUPS: ImportStatus.CREATING_GROUPS,
+    Stage.SESSIONS: ImportStatus.GENERATING_SESSIONS,
+}
+_ORDER = [ImportStatus.WAITING, ImportStatus.RECEIVED, *RUNNING_STATUS.values(), ImportStatus.AWAITING_SELECTION]
+STEP_RANK = {StepStatus.PENDING: 0, StepStatus.RUNNING: 1, StepStatus.OK: 2, StepStatus.WARNING: 2,
+             StepStatus.ERROR: 2, StepStatus.SKIPPED: 2}
+
+
+def is_terminal(status: ImportStatus) -> bool:
+    return status in TERMINAL_STATUSES
+
+
+def next_import_status(current: ImportStatus, stage: Stage, step: StepStatus,
+                       outcome: ImportStatus | None) -> ImportStatus:
+    """Status after a stage event. Terminal statuses are final; otherwise statuses only move forward, so
+    a late or duplicated event never takes an import back."""
+    if is_terminal(current):
+        return current
+    if outcome is not None:
+        return outcome
+    if step is StepStatus.ERROR:
+        # A stage that ends in error without saying how is an internal failure.
+        return ImportStatus.FAILED
+    candidate = RUNNING_STATUS.get(stage)
+    if candidate is None or current not in _ORDER:
+        return current
+    return candidate if _ORDER.index(candidate) > _ORDER.index(current) else current
+
+
+def merge_step(current: StepStatus | None, incoming: StepStatus) -> StepStatus:
+    """A step never goes back from an end state to running (events may arrive twice or late)."""
+    if current is None or STEP_RANK[incoming] >= STEP_RANK[current]:
+        return incoming
+    return current
+
+
+# --- admission -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Slot:
+    """An import as admission sees it."""
+
+    id: str
+    site: str
+    establishment: str | None  # None: site-wide import of a cité scolaire sharing one timetable
+    at: datetime  # deposit time (waiting) or start time (in flight)
+    mode: Mode = Mode.AUTO
+    counts_for_capacity: bool = True  # an import paused for a human (awaiting_selection) holds no worker
+
+
+def conflicts(a: Slot, b: Slot) -> bool:
+    """One import in flight per establishment; a site-wide import excludes every import of its site."""
+    if a.site != b.site:
+        return False
+    return a.establishment is None or b.establishment is None or a.establishment == b.establishment
+
+
+def plan_dispatch(in_flight: Sequence[Slot], waiting: Sequence[Slot], capacity: int) -> list[Slot]:
+    """Which waiting imports start now.
+
+    An import can start when nothing in flight (or starting now) conflicts with it and a worker slot is
+    free. Among those that can start, the site with the fewest imports running goes first, then the
+    oldest deposit: during the 08:00 herd a site never waits behind many imports of another site.
+    """
+    running = list(in_flight)
+    busy = sum(1 for s in running if s.counts_for_capacity)
+    per_site = Counter(s.site for s in running)
+    started: list[Slot] = []
+    pending = sorted(waiting, key=lambda s: (s.at, s.id))
+    while busy < capacity:
+        eligible = [s for s in pending if not any(conflicts(s, r) for r in running)]
+        if not eligible:
+            break
+        choice = min(eligible, key=lambda s: (per_site[s.site], s.at, s.id))
+        pending.remove(choice)
+        running.append(choice)
+        started.append(choice)
+        busy += 1
+        per_site[choice.site] += 1
+    return started
+
+
+def queue_positions(in_flight: Sequence[Slot], waiting: Sequence[Slot], capacity: int) -> dict[str, int]:
+    """For each waiting import: how many imports must finish before it starts.
+
+    Exact for the admission rules above, assuming imports finish in the order they started (the best
+    available guess; it is recomputed on every read, so it stays right as imports end).
+    """
+    running = sorted(in_flight, key=lambda s: (s.at, s.id))
+    pending = list(waiting)
+    finished = 0
+    positions: dict[str, int] = {}
+    while pending:
+        started = plan_dispatch(running, pending, capacity)
+        for s in started:
+            positions[s.id] = finished
+            pending.remove(s)
+            running.append(s)
+        if not pending:
+            break
+        if not running:  # cannot happen with capacity ≥ 1; guards an endless loop on bad input
+            for s in pending:
+                positions[s.id] = finished
+            break
+        # The oldest running import that holds a worker or blocks someone finishes next.
+        running.pop(0)
+        finished += 1
+    return positions
+
+
+def supersedes(new: Slot, older: Slot) -> bool:
+    """A newer deposit for the same target replaces a still-waiting older one (design.md §2).
+
+    Manual and automatic deposits do not replace each other: a person's manual import is never thrown
+    away by the timetable software's periodic push, nor the reverse."""
+    return (new.site == older.site and new.establishment == older.establishment and new.mode == older.mode
+            and (older.at, older.id) < (new.at, new.id))
+
+
+def average_duration(durations: Iterable[float], default: float = 30.0) -> float:
+    values = [d for d in durations if d >= 0]
+    return sum(values) / len(values) if values else default
+
+
+def eta_seconds(position: int | None, elapsed_running: float | None, avg_import_s: float) -> int | None:
+    """Seconds until done: the remaining part of a running import, or the imports ahead plus itself."""
+    if elapsed_running is not None:
+        return max(0, round(avg_import_s - elapsed_running))
+    if position is None:
+        return None
+    return round((position + 1) * avg_import_s)

@@ -1,0 +1,265 @@
+"""Notifier handlers: status events in → history rows, admission decisions → commands out (via outbox)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.notifier import domain
+from services.notifier.store import event_log, imports, steps
+from shared.bus import Delivery, Outbox
+from shared.db import Database
+from shared.messages import (
+    STAGE_QUEUES,
+    STATUS_EXCHANGE,
+    FileRef,
+    ImportLifecycle,
+    ImportStatus,
+    Mode,
+    Stage,
+    StageCommand,
+    StatusEvent,
+    StepStatus,
+    next_stage,
+    utcnow,
+)
+from shared.settings import Settings
+
+log = logging.getLogger("edt.notifier")
+
+IN_FLIGHT = (ImportStatus.RECEIVED, ImportStatus.VALIDATING, ImportStatus.CHECKING_THRESHOLDS,
+             ImportStatus.CREATING_GROUPS, ImportStatus.GENERATING_SESSIONS, ImportStatus.AWAITING_SELECTION)
+ACTIVE = (ImportStatus.WAITING, *IN_FLIGHT)
+ADMISSION_LOCK = 0x5ED7  # PostgreSQL advisory lock key: admission decisions are serialised
+# The notifier listens to the stages' events, not to its own lifecycle events (import.history.*).
+STATUS_BINDINGS = tuple((STATUS_EXCHANGE, f"import.{stage.value}.#") for stage in Stage)
+
+
+def scope_of(site: str, establishment: str | None) -> str:
+    return f"{site}/{establishment or '*'}"
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes: they were written in UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def slot_of(row: Any) -> domain.Slot:
+    status = ImportStatus(row.status)
+    at = as_utc(row.created_at if status is ImportStatus.WAITING else (row.started_at or row.created_at))
+    assert at is not None
+    return domain.Slot(id=row.id, site=row.site, establishment=row.establishment, at=at, mode=Mode(row.mode),
+                       counts_for_capacity=status is not ImportStatus.AWAITING_SELECTION)
+
+
+class NotifierHandlers:
+    def __init__(self, db: Database, outbox: Outbox, settings: Settings) -> None:
+        self.db = db
+        self.outbox = outbox
+        self.settings = settings
+
+    async def on_status(self, delivery: Delivery) -> None:
+        event = StatusEvent.from_bytes(delivery.body)
+        async with self.db.transaction() as conn:
+            await self.db.advisory_lock(conn, ADMISSION_LOCK)
+            if event.stage is Stage.DEPOSIT:
+                await self._on_deposit(conn, event)
+            else:
+                await self._on_stage_event(conn, event)
+        self.outbox.kick()
+
+    # --- deposit ----------------------------------------------------------------------------------
+
+    async def _on_deposit(self, conn: AsyncConnection, event: StatusEvent) -> None:
+        if event.deposit is None:
+            log.warning("deposit event without deposit for %s", event.import_id)
+            return
+        if (await conn.execute(sa.select(imports.c.id).where(imports.c.id == event.import_id))).first():
+            return  # redelivered
+        dep = event.deposit
+        scope = scope_of(event.site, event.establishment)
+        rejected = event.step_status is StepStatus.ERROR
+        status = ImportStatus.REJECTED if rejected else ImportStatus.WAITING
+        await conn.execute(imports.insert().values(
+            id=event.import_id, site=event.site, establishment=event.establishment, scope=scope,
+            establishments=dep.establishments, mode=dep.mode.value, dry_run=dep.dry_run, status=status.value,
+            source=dep.source, account=dep.account, file_name=dep.file.name, sha256=dep.file.sha256,
+            size=dep.file.size, created_at=event.at, ended_at=event.at if rejected else None, no_change=False,
+            message=event.message, message_en=event.message_en, counts={}, alerts=[], artifacts={}))
+        await conn.execute(steps.insert().values(
+            import_id=event.import_id, stage=Stage.DEPOSIT.value, status=event.step_status.value,
+            started_at=event.at, ended_at=event.at, message=event.message, message_en=event.message_en))
+        await self._log(conn, event.import_id, event.site, status, stage=Stage.DEPOSIT, step=event.step_status,
+                        message=event.message)
+        if rejected:
+            await self._lifecycle(conn, event.import_id)
+            return
+
+        last = await self._last_integrated(conn, scope)
+        if last is not None and last.sha256 == dep.file.sha256 and not dep.dry_run:
+            fr, en = domain.NO_CHANGE_MESSAGE
+            await self._finish(conn, event.import_id, ImportStatus.DONE, fr, en, no_change=True)
+            return
+
+        new = domain.Slot(event.import_id, event.site, event.establishment, event.at, dep.mode)
+        waiting = (await conn.execute(sa.select(imports).where(
+            imports.c.scope == scope, imports.c.status == ImportStatus.WAITING.value,
+            imports.c.id != event.import_id))).all()
+        for older in waiting:
+            if domain.supersedes(new, slot_of(older)):
+                await conn.execute(imports.update().where(imports.c.id == older.id).values(superseded_by=new.id))
+                await self._finish(conn, older.id, ImportStatus.SUPERSEDED,
+                                   f"Remplacé par le dépôt plus récent « {dep.file.name} ».",
+                                   f"Superseded by the newer deposit '{dep.file.name}'.")
+        await self.dispatch(conn)
+
+    async def _last_integrated(self, conn: AsyncConnection, scope: str) -> Any:
+        return (await conn.execute(sa.select(imports).where(
+            imports.c.scope == scope, imports.c.status == ImportStatus.DONE.value,
+            imports.c.dry_run.is_(False)).order_by(imports.c.ended_at.desc()).limit(1))).first()
+
+    # --- admission --------------------------------------------------------------------------------
+
+    async def active(self, conn: AsyncConnection) -> tuple[list[Any], list[Any]]:
+        rows = (await conn.execute(sa.select(imports).where(imports.c.status.in_([s.value for s in ACTIVE])))).all()
+        in_flight = [r for r in rows if r.status != ImportStatus.WAITING.value]
+        waiting = [r for r in rows if r.status == ImportStatus.WAITING.value]
+        return in_flight, waiting
+
+    async def dispatch(self, conn: AsyncConnection) -> list[str]:
+        """Start every waiting import that admission allows now (caller holds the admission lock)."""
+        in_flight, waiting = await self.active(conn)
+        by_id = {r.id: r for r in waiting}
+        started = domain.plan_dispatch([slot_of(r) for r in in_flight], [slot_of(r) for r in waiting],
+                                       self.settings.max_in_flight)
+        now = utcnow()
+        for slot in started:
+            row = by_id[slot.id]
+            last = await self._last_integrated(conn, row.scope)
+            command = StageCommand(
+                import_id=row.id, site=row.site, establishment=row.establishment,
+                establishments=row.establishments, mode=Mode(row.mode), dry_run=row.dry_run,
+                file=FileRef(name=row.file_name, sha256=row.sha256, size=row.size),
+                received_at=row.created_at, started_at=now,
+                artifacts={"previous_import": last.id if last is not None else None})
+            await conn.execute(imports.update().where(imports.c.id == row.id).values(
+                status=ImportStatus.RECEIVED.value, started_at=now, queued_stage=Stage.VALIDATION.value,
+                queued_at=now))
+            await self.outbox.add(conn, "", STAGE_QUEUES[Stage.VALIDATION], command.to_bytes(),
+                                  message_id=f"{row.id}:{Stage.VALIDATION.value}")
+            await self._log(conn, row.id, row.site, ImportStatus.RECEIVED)
+        return [s.id for s in started]
+
+    async def redispatch(self) -> None:
+        """Admission after a restart: a crash between a terminal event and the next start loses nothing."""
+        async with self.db.transaction() as conn:
+            await self.db.advisory_lock(conn, ADMISSION_LOCK)
+            await self.dispatch(conn)
+        self.outbox.kick()
+
+    # --- stage events -----------------------------------------------------------------------------
+
+    async def _on_stage_event(self, conn: AsyncConnection, event: StatusEvent) -> None:
+        row = (await conn.execute(sa.select(imports).where(imports.c.id == event.import_id))).first()
+        if row is None:
+            log.warning("status event for unknown import %s", event.import_id)
+            return
+        await self._record_step(conn, event)
+        current = ImportStatus(row.status)
+        status = domain.next_import_status(current, event.stage, event.step_status, event.outcome)
+        values: dict[str, Any] = {}
+        if event.counts is not None:
+            values["counts"] = {**(row.counts or {}), event.stage.value: event.counts}
+        if event.alerts is not None:
+            kept = [a for a in (row.alerts or []) if a.get("stage") != event.stage.value]
+            values["alerts"] = kept + [{**a, "stage": event.stage.value} for a in event.alerts]
+        if event.step_status is StepStatus.RUNNING:
+            values.update(queued_stage=None, queued_at=None)
+        elif not domain.is_terminal(status) and status is not ImportStatus.AWAITING_SELECTION:
+            following = next_stage(event.stage)
+            if following is not None and row.queued_stage is None:
+                values.update(queued_stage=following.value, queued_at=event.at)
+        if status is not current and not domain.is_terminal(status):
+            values["status"] = status.value
+        if values:
+            await conn.execute(imports.update().where(imports.c.id == row.id).values(**values))
+        if domain.is_terminal(status) and not domain.is_terminal(current):
+            await self._finish(conn, row.id, status, event.message, event.message_en)
+            await self.dispatch(conn)
+        elif status is not current or event.step_status is not StepStatus.RUNNING:
+            await self._log(conn, row.id, row.site, status, stage=event.stage, step=event.step_status,
+                            message=event.message)
+
+    async def _record_step(self, conn: AsyncConnection, event: StatusEvent) -> None:
+        key = (steps.c.import_id == event.import_id) & (steps.c.stage == event.stage.value)
+        existing = (await conn.execute(sa.select(steps).where(key))).first()
+        ended = event.step_status not in (StepStatus.PENDING, StepStatus.RUNNING)
+        if existing is None:
+            await conn.execute(steps.insert().values(
+                import_id=event.import_id, stage=event.stage.value, status=event.step_status.value,
+                started_at=event.at, ended_at=event.at if ended else None, message=event.message,
+                message_en=event.message_en, counts=event.counts))
+            return
+        merged = domain.merge_step(StepStatus(existing.status), event.step_status)
+        if merged is StepStatus(existing.status) and existing.ended_at is not None:
+            return  # duplicate or late event
+        await conn.execute(steps.update().where(key).values(
+            status=merged.value,
+            started_at=min(as_utc(existing.started_at) or event.at, event.at),
+            ended_at=event.at if ended else existing.ended_at,
+            message=event.message or existing.message, message_en=event.message_en or existing.message_en,
+            counts=event.counts if event.counts is not None else existing.counts))
+
+    # --- endings ----------------------------------------------------------------------------------
+
+    async def _finish(self, conn: AsyncConnection, import_id: str, status: ImportStatus, message: str | None,
+                      message_en: str | None, *, no_change: bool = False) -> None:
+        now = utcnow()
+        await conn.execute(imports.update().where(imports.c.id == import_id).values(
+            status=status.value, ended_at=now, message=message, message_en=message_en, no_change=no_change,
+            queued_stage=None, queued_at=None))
+        row = (await conn.execute(sa.select(imports.c.site).where(imports.c.id == import_id))).one()
+        await self._log(conn, import_id, row.site, status, message=message)
+        await self._lifecycle(conn, import_id)
+
+    async def _lifecycle(self, conn: AsyncConnection, import_id: str) -> None:
+        row = (await conn.execute(sa.select(imports).where(imports.c.id == import_id))).one()
+        event = ImportLifecycle(import_id=row.id, site=row.site, establishment=row.establishment,
+                                establishments=row.establishments, status=ImportStatus(row.status),
+                                mode=Mode(row.mode), file=FileRef(name=row.file_name, sha256=row.sha256,
+                                                                  size=row.size),
+                                no_change=row.no_change)
+        await self.outbox.add(conn, STATUS_EXCHANGE, event.routing_key, event.to_bytes())
+
+    async def _log(self, conn: AsyncConnection, import_id: str, site: str, status: ImportStatus, *,
+                   stage: Stage | None = None, step: StepStatus | None = None, message: str | None = None) -> None:
+        now = utcnow()
+        short, long = domain.label_for(status)
+        payload = {"import_id": import_id, "site": site, "status": status.value, "label": short,
+                   "label_detail": long, "stage": stage.value if stage else None,
+                   "step_status": step.value if step else None, "message": message, "at": now.isoformat()}
+        await conn.execute(event_log.insert().values(import_id=import_id, site=site, at=now, payload=payload))
+
+    # --- user actions -----------------------------------------------------------------------------
+
+    async def cancel(self, import_id: str) -> ImportStatus | None:
+        """Cancel a waiting import or a manual import paused for its selection ("Interrompu")."""
+        async with self.db.transaction() as conn:
+            await self.db.advisory_lock(conn, ADMISSION_LOCK)
+            row = (await conn.execute(sa.select(imports).where(imports.c.id == import_id))).first()
+            if row is None:
+                return None
+            current = ImportStatus(row.status)
+            if current not in (ImportStatus.WAITING, ImportStatus.AWAITING_SELECTION):
+                return current
+            await self._finish(conn, import_id, ImportStatus.CANCELLED, "Import interrompu à la demande.",
+                               "Import cancelled on request.")
+            await self.dispatch(conn)
+        self.outbox.kick()
+        return ImportStatus.CANCELLED

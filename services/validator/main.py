@@ -1,0 +1,26 @@
+"""Composition root of the validator service (stage: validation)."""
+
+from __future__ import annotations
+
+from services.validator import store
+from services.validator.api import build_router
+from services.validator.handlers import build_handlers
+from shared.bus import Outbox, StageWorker
+from shared.messages import Stage
+from shared.web import Runtime, Service, run_service
+
+
+def build(rt: Runtime) -> Service:
+    outbox = Outbox(rt.db, store.outbox, rt.bus)
+    worker = StageWorker(stage=Stage.VALIDATION, db=rt.db, bus=rt.bus, outbox=outbox, runs=store.runs,
+                         **build_handlers(rt))
+
+    async def start() -> None:
+        outbox.start()
+        await worker.start()
+
+    return Service("validator", build_router(), start, outbox.stop)
+
+
+if __name__ == "__main__":
+    run_service("validator", build)

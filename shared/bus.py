@@ -1,0 +1,531 @@
+"""One bus interface, two implementations with the same semantics (design.md §2, §8b).
+
+- RabbitBus: aio-pika, durable quorum queues, publisher confirms, persistent messages, prefetch,
+  manual ack after the handler returned (i.e. after its transaction committed), bounded retries with
+  backoff, then the dead-letter exchange `edt.dlx` and a `<queue>.dlq` queue.
+- MemoryBus: the same in one process (embedded mode, fast tests).
+
+Handlers are idempotent: a message may be delivered twice (redelivery after a crash, retry).
+Publishing after commit goes through an outbox table (see `Outbox`): aio-pika's robust connection does
+not resend a publish that failed, so an event is written in the handler's transaction and relayed later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.db import Database, upsert
+from shared.messages import (
+    CHANGES_EXCHANGE,
+    DEAD_LETTER_EXCHANGE,
+    NOTIFICATIONS_EXCHANGE,
+    STAGE_QUEUES,
+    STATUS_EXCHANGE,
+    ImportStatus,
+    Stage,
+    StageCommand,
+    StatusEvent,
+    StepStatus,
+    next_stage,
+    utcnow,
+)
+from shared.observability import MESSAGES, STAGE_SECONDS
+
+log = logging.getLogger("edt.bus")
+
+TOPIC_EXCHANGES = (STATUS_EXCHANGE, CHANGES_EXCHANGE, NOTIFICATIONS_EXCHANGE)
+ATTEMPT_HEADER = "x-edt-attempt"
+
+
+@dataclass
+class Delivery:
+    body: bytes
+    routing_key: str
+    message_id: str
+    attempt: int = 0  # 0 on first delivery
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+# Called once when a message is given up (after its retries), before it goes to the dead-letter queue.
+GiveUp = Callable[[Delivery, BaseException], Awaitable[None]]
+
+
+def topic_matches(pattern: str, key: str) -> bool:
+    """AMQP topic matching: `*` is one word, `#` zero or more words."""
+    p, k = pattern.split("."), key.split(".")
+
+    def match(i: int, j: int) -> bool:
+        if i == len(p):
+            return j == len(k)
+        if p[i] == "#":
+            return any(match(i + 1, jj) for jj in range(j, len(k) + 1))
+        return j < len(k) and p[i] in ("*", k[j]) and match(i + 1, j + 1)
+
+    return match(0, 0)
+
+
+class Bus(ABC):
+    def __init__(self, *, max_retries: int = 3, backoff_s: float = 0.5, prefetch: int = 4) -> None:
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.prefetch = prefetch
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def publish(self, exchange: str, routing_key: str, body: bytes, *, message_id: str | None = None,
+                      headers: dict[str, Any] | None = None) -> None:
+        """Publish and wait for the broker's confirm. `exchange` "" sends straight to the queue named
+        `routing_key`."""
+
+    @abstractmethod
+    async def consume(self, queue: str, handler: Handler, *, bindings: tuple[tuple[str, str], ...] = (),
+                      on_give_up: GiveUp | None = None, prefetch: int | None = None) -> None:
+        """Declare `queue` (bound to each (exchange, pattern)) and start consuming it."""
+
+    async def queue_stats(self, queue: str) -> dict[str, Any]:
+        return {}
+
+    def backoff(self, attempt: int) -> float:
+        return self.backoff_s * (2**attempt)
+
+    async def _run_handler(self, delivery: Delivery, handler: Handler, on_give_up: GiveUp | None,
+                           retry: Callable[[Delivery], Awaitable[None]],
+                           dead_letter: Callable[[Delivery], Awaitable[None]]) -> None:
+        """Shared retry policy: handler → ok; or retry with backoff; or give up to the dead-letter queue."""
+        try:
+            await handler(delivery)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any handler failure follows the retry policy
+            if delivery.attempt < self.max_retries:
+                log.warning("handler failed on %s (attempt %d), retrying: %r",
+                            delivery.routing_key, delivery.attempt + 1, exc)
+                await asyncio.sleep(self.backoff(delivery.attempt))
+                await retry(Delivery(delivery.body, delivery.routing_key, delivery.message_id,
+                                     delivery.attempt + 1, dict(delivery.headers)))
+            else:
+                log.error("giving up on %s after %d attempts: %r", delivery.routing_key, delivery.attempt + 1, exc)
+                if on_give_up is not None:
+                    try:
+                        await on_give_up(delivery, exc)
+                    except Exception:  # noqa: BLE001 - reporting must not lose the message
+                        log.exception("on_give_up failed")
+                await dead_letter(delivery)
+
+
+class MemoryBus(Bus):
+    """In-process bus with the RabbitMQ bus' semantics (routing, retries, dead letters)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.queues: dict[str, asyncio.Queue[Delivery]] = {}
+        self.bindings: list[tuple[str, str, str]] = []  # (exchange, pattern, queue)
+        self.dead_letters: dict[str, list[Delivery]] = {}
+        self.published: list[tuple[str, str, bytes]] = []  # every publish, for tests and exchanges nobody reads
+        self.inflight: dict[str, int] = {}
+        self.consumers: dict[str, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    def _queue(self, name: str) -> asyncio.Queue[Delivery]:
+        return self.queues.setdefault(name, asyncio.Queue())
+
+    async def publish(self, exchange: str, routing_key: str, body: bytes, *, message_id: str | None = None,
+                      headers: dict[str, Any] | None = None) -> None:
+        delivery = Delivery(body, routing_key, message_id or uuid.uuid4().hex, 0, dict(headers or {}))
+        self.published.append((exchange, routing_key, body))
+        if exchange == "":
+            self._queue(routing_key).put_nowait(delivery)
+            return
+        for ex, pattern, queue in self.bindings:
+            if ex == exchange and topic_matches(pattern, routing_key):
+                copy = Delivery(body, routing_key, delivery.message_id, 0, dict(delivery.headers))
+                self._queue(queue).put_nowait(copy)
+
+    async def consume(self, queue: str, handler: Handler, *, bindings: tuple[tuple[str, str], ...] = (),
+                      on_give_up: GiveUp | None = None, prefetch: int | None = None) -> None:
+        q = self._queue(queue)
+        for exchange, pattern in bindings:
+            if (exchange, pattern, queue) not in self.bindings:
+                self.bindings.append((exchange, pattern, queue))
+        self.consumers[queue] = self.consumers.get(queue, 0) + 1
+
+        async def retry(d: Delivery) -> None:
+            q.put_nowait(d)
+
+        async def dead_letter(d: Delivery) -> None:
+            self.dead_letters.setdefault(queue, []).append(d)
+
+        async def worker() -> None:
+            while True:
+                delivery = await q.get()
+                self.inflight[queue] = self.inflight.get(queue, 0) + 1
+                try:
+                    await self._run_handler(delivery, handler, on_give_up, retry, dead_letter)
+                finally:
+                    self.inflight[queue] -= 1
+                    q.task_done()
+
+        for _ in range(prefetch or self.prefetch):
+            self._tasks.append(asyncio.create_task(worker(), name=f"consume:{queue}"))
+
+    async def queue_stats(self, queue: str) -> dict[str, Any]:
+        q = self.queues.get(queue)
+        return {
+            "ready": q.qsize() if q else 0,
+            "unacked": self.inflight.get(queue, 0),
+            "consumers": self.consumers.get(queue, 0),
+            "dead_lettered": len(self.dead_letters.get(queue, [])),
+        }
+
+    async def drain(self, within: float = 10.0) -> None:
+        """Wait until every queue is empty and no handler runs (tests)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if all(q.empty() for q in self.queues.values()) and not any(self.inflight.values()):
+                await asyncio.sleep(0.05)
+                if all(q.empty() for q in self.queues.values()) and not any(self.inflight.values()):
+                    return
+            await asyncio.sleep(0.02)
+        raise TimeoutError("bus did not drain")
+
+
+class RabbitBus(Bus):
+    def __init__(self, url: str, *, management_url: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.url = url
+        self.management_url = management_url
+        self._connection: Any = None
+        self._publish_channel: Any = None
+        self._exchanges: dict[str, Any] = {}
+        self._publish_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        import aio_pika
+
+        self._connection = await aio_pika.connect_robust(self.url)
+        self._publish_channel = await self._connection.channel(publisher_confirms=True)
+        await self._declare_exchanges(self._publish_channel)
+
+    async def _declare_exchanges(self, channel: Any) -> None:
+        import aio_pika
+
+        for name in TOPIC_EXCHANGES:
+            self._exchanges[name] = await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
+        self._exchanges[DEAD_LETTER_EXCHANGE] = await channel.declare_exchange(
+            DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
+        self._exchanges[""] = channel.default_exchange
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+    async def declare_queue(self, channel: Any, queue: str) -> Any:
+        # Quorum queue; x-delivery-limit is the safety net for a message that kills its consumer
+        # process over and over (our own retry counter never gets a chance to run then).
+        dlq = await channel.declare_queue(f"{queue}.dlq", durable=True, arguments={"x-queue-type": "quorum"})
+        await dlq.bind(self._exchanges[DEAD_LETTER_EXCHANGE], routing_key=queue)
+        return await channel.declare_queue(
+            queue,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+                "x-dead-letter-routing-key": queue,
+                "x-delivery-limit": self.max_retries + 5,
+            },
+        )
+
+    async def publish(self, exchange: str, routing_key: str, body: bytes, *, message_id: str | None = None,
+                      headers: dict[str, Any] | None = None) -> None:
+        import aio_pika
+
+        message = aio_pika.Message(
+            body,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message_id or uuid.uuid4().hex,
+            content_type="application/json",
+            headers=headers or {},
+            timestamp=time.time(),
+        )
+        # With publisher confirms, publish() returns once the broker has taken responsibility.
+        async with self._publish_lock:
+            await self._exchanges[exchange].publish(message, routing_key=routing_key, mandatory=False)
+
+    async def consume(self, queue: str, handler: Handler, *, bindings: tuple[tuple[str, str], ...] = (),
+                      on_give_up: GiveUp | None = None, prefetch: int | None = None) -> None:
+        channel = await self._connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=prefetch or self.prefetch)
+        await self._declare_exchanges(channel)
+        q = await self.declare_queue(channel, queue)
+        for exchange, pattern in bindings:
+            await q.bind(self._exchanges[exchange], routing_key=pattern)
+
+        async def on_message(message: Any) -> None:
+            headers = dict(message.headers or {})
+            delivery = Delivery(message.body, message.routing_key or "", message.message_id or "",
+                                int(headers.get(ATTEMPT_HEADER, 0)), headers)
+
+            async def retry(d: Delivery) -> None:
+                # Republish a copy carrying the attempt count straight to this queue, then ack the
+                # original: a crash in between only means one more (idempotent) delivery.
+                hdrs = dict(d.headers)
+                hdrs[ATTEMPT_HEADER] = d.attempt
+                await self.publish("", queue, d.body, message_id=d.message_id, headers=hdrs)
+                await message.ack()
+
+            async def dead_letter(d: Delivery) -> None:
+                await message.reject(requeue=False)
+
+            async def run() -> None:
+                await self._run_handler(delivery, handler, on_give_up, retry, dead_letter)
+
+            try:
+                await run()
+            except asyncio.CancelledError:
+                raise
+            else:
+                if not message.processed:
+                    await message.ack()
+
+        await q.consume(on_message, no_ack=False)
+
+    async def queue_stats(self, queue: str) -> dict[str, Any]:
+        if not self.management_url:
+            return {}
+        import httpx
+
+        url = self.management_url.rstrip("/")
+        try:
+            async with httpx.AsyncClient(timeout=3) as client:
+                r = await client.get(f"{url}/api/queues/%2F/{queue}")
+                r.raise_for_status()
+                data = r.json()
+                dlq = (await client.get(f"{url}/api/queues/%2F/{queue}.dlq")).json()
+        except Exception as exc:  # noqa: BLE001 - ops endpoint reports what it can
+            return {"error": f"management API unavailable: {exc.__class__.__name__}"}
+        stats = data.get("message_stats") or {}
+        return {
+            "ready": data.get("messages_ready", 0),
+            "unacked": data.get("messages_unacknowledged", 0),
+            "consumers": data.get("consumers", 0),
+            "publish_rate": (stats.get("publish_details") or {}).get("rate", 0.0),
+            "ack_rate": (stats.get("ack_details") or {}).get("rate", 0.0),
+            "dead_lettered": dlq.get("messages", 0) if isinstance(dlq, dict) else 0,
+        }
+
+
+def make_bus(broker_url: str, *, max_retries: int = 3, backoff_s: float = 0.5, prefetch: int = 4,
+             management_url: str | None = None) -> Bus:
+    if broker_url.startswith("memory://"):
+        return MemoryBus(max_retries=max_retries, backoff_s=backoff_s, prefetch=prefetch)
+    return RabbitBus(broker_url, management_url=management_url, max_retries=max_retries,
+                     backoff_s=backoff_s, prefetch=prefetch)
+
+
+class Outbox:
+    """Transactional outbox: `add()` inside the handler's transaction, `relay` publishes after commit."""
+
+    def __init__(self, db: Database, table: sa.Table, bus: Bus) -> None:
+        self.db = db
+        self.table = table
+        self.bus = bus
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def add(self, conn: AsyncConnection, exchange: str, routing_key: str, body: bytes,
+                  message_id: str | None = None) -> None:
+        await conn.execute(self.table.insert().values(
+            exchange=exchange, routing_key=routing_key, body=body, message_id=message_id or uuid.uuid4().hex))
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    async def flush(self) -> int:
+        """Publish every pending row in order; each row is deleted only after the broker confirmed it."""
+        sent = 0
+        while True:
+            async with self.db.transaction() as conn:
+                query = sa.select(self.table).order_by(self.table.c.id).limit(100)
+                if self.db.is_postgres:
+                    query = query.with_for_update(skip_locked=True)
+                rows = (await conn.execute(query)).all()
+                for row in rows:
+                    await self.bus.publish(row.exchange, row.routing_key, row.body, message_id=row.message_id)
+                    await conn.execute(self.table.delete().where(self.table.c.id == row.id))
+                    sent += 1
+            if len(rows) < 100:
+                return sent
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - broker down: rows stay, we try again
+                log.exception("outbox relay failed; will retry")
+                await asyncio.sleep(1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            self._wake.clear()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name=f"outbox:{self.table.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+# --- pipeline stages --------------------------------------------------------------------------------
+
+@dataclass
+class StageResult:
+    """What a stage's domain decided for one import."""
+
+    step_status: StepStatus
+    outcome: ImportStatus | None = None  # set when this step ends the import (rejected, blocked, done…)
+    message: str | None = None
+    message_en: str | None = None
+    counts: dict[str, Any] | None = None
+    alerts: list[dict[str, Any]] | None = None
+    artifacts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def forwards(self) -> bool:
+        return self.outcome is None and self.step_status is not StepStatus.ERROR
+
+
+Prepare = Callable[[StageCommand], Awaitable[Any]]
+Apply = Callable[[AsyncConnection, StageCommand, Any], Awaitable[StageResult]]
+
+INTERNAL_ERROR = ("Erreur interne pendant l'étape « {stage} » ; l'équipe ENT a été prévenue. "
+                  "Vous pouvez redéposer le fichier.",
+                  "Internal error during the {stage} step; the ENT team has been told. You may deposit "
+                  "the file again.")
+
+
+class StageWorker:
+    """The one consumer shape every pipeline stage shares (design.md §9 handlers):
+
+    command in → `prepare` (outside any transaction: CPU work in a thread) → `apply` inside ONE
+    transaction that also records the run and writes the status event and the next command to the
+    outbox → commit → ack. A redelivered command whose run is finished is acknowledged and dropped.
+    """
+
+    def __init__(self, *, stage: Stage, db: Database, bus: Bus, outbox: Outbox, runs: sa.Table,
+                 apply: Apply, prepare: Prepare | None = None) -> None:
+        self.stage = stage
+        self.db = db
+        self.bus = bus
+        self.outbox = outbox
+        self.runs = runs
+        self.apply = apply
+        self.prepare = prepare
+
+    @property
+    def queue(self) -> str:
+        return STAGE_QUEUES[self.stage]
+
+    async def start(self, consumers: int | None = None) -> None:
+        await self.bus.consume(self.queue, self.handle, on_give_up=self.give_up, prefetch=consumers)
+
+    def _event(self, cmd: StageCommand, step: StepStatus, result: StageResult | None = None) -> StatusEvent:
+        return StatusEvent(import_id=cmd.import_id, site=cmd.site, establishment=cmd.establishment,
+                           stage=self.stage, step_status=step,
+                           message=result.message if result else None,
+                           message_en=result.message_en if result else None,
+                           counts=result.counts if result else None,
+                           alerts=result.alerts if result else None,
+                           outcome=result.outcome if result else None)
+
+    async def _emit(self, conn: AsyncConnection, event: StatusEvent) -> None:
+        await self.outbox.add(conn, STATUS_EXCHANGE, event.routing_key, event.to_bytes())
+
+    async def handle(self, delivery: Delivery) -> None:
+        cmd = StageCommand.from_bytes(delivery.body)
+        with STAGE_SECONDS.labels(self.stage.value, self.stage.value).time():
+            async with self.db.transaction() as conn:
+                row = (await conn.execute(sa.select(self.runs).where(self.runs.c.import_id == cmd.import_id))).first()
+                if row is not None and row.finished_at is not None:
+                    MESSAGES.labels(self.stage.value, self.queue, "duplicate").inc()
+                    return
+                if row is None:
+                    await conn.execute(self.runs.insert().values(
+                        import_id=cmd.import_id, step_status=StepStatus.RUNNING.value, started_at=utcnow()))
+                    await self._emit(conn, self._event(cmd, StepStatus.RUNNING))
+            self.outbox.kick()
+            prepared = await self.prepare(cmd) if self.prepare else None
+            async with self.db.transaction() as conn:
+                query = sa.select(self.runs).where(self.runs.c.import_id == cmd.import_id)
+                if self.db.is_postgres:
+                    query = query.with_for_update()
+                row = (await conn.execute(query)).first()
+                if row is not None and row.finished_at is not None:  # another consumer finished it
+                    return
+                result = await self.apply(conn, cmd, prepared)
+                await conn.execute(self.runs.update().where(self.runs.c.import_id == cmd.import_id).values(
+                    step_status=result.step_status.value, finished_at=utcnow()))
+                await self._emit(conn, self._event(cmd, result.step_status, result))
+                following = next_stage(self.stage)
+                if result.forwards and following is not None:
+                    nxt = cmd.model_copy(update={"artifacts": {**cmd.artifacts, **result.artifacts}})
+                    await self.outbox.add(conn, "", STAGE_QUEUES[following], nxt.to_bytes(),
+                                          message_id=f"{cmd.import_id}:{following.value}")
+            self.outbox.kick()
+            MESSAGES.labels(self.stage.value, self.queue, "ok").inc()
+
+    async def give_up(self, delivery: Delivery, exc: BaseException) -> None:
+        """After the last retry: the import is `failed` with its reason, then the message is dead-lettered."""
+        MESSAGES.labels(self.stage.value, self.queue, "dead_lettered").inc()
+        try:
+            cmd = StageCommand.from_bytes(delivery.body)
+        except Exception:  # noqa: BLE001 - an unreadable message has no import to fail
+            return
+        fr, en = INTERNAL_ERROR
+        result = StageResult(StepStatus.ERROR, outcome=ImportStatus.FAILED,
+                             message=fr.format(stage=self.stage.value),
+                             message_en=en.format(stage=self.stage.value) + f" ({exc.__class__.__name__}: {exc})")
+        async with self.db.transaction() as conn:
+            await upsert_run(self.db, conn, self.runs, cmd.import_id, StepStatus.ERROR)
+            await self._emit(conn, self._event(cmd, StepStatus.ERROR, result))
+        self.outbox.kick()
+
+
+async def upsert_run(db: Database, conn: AsyncConnection, runs: sa.Table, import_id: str, step: StepStatus) -> None:
+    now = utcnow()
+    await conn.execute(upsert(db, runs, {"import_id": import_id, "step_status": step.value, "started_at": now,
+                                         "finished_at": now}, ["import_id"], ["step_status", "finished_at"]))

@@ -1,0 +1,128 @@
+"""Database access shared by the services: async SQLAlchemy Core on SQLite or PostgreSQL.
+
+Each service owns its tables, declared in its own `store.py` under a PostgreSQL schema named after the
+service. SQLite has no schemas, so there the schema is translated away (table names are unique across
+services for that reason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+SERVICE_SCHEMAS = ("dropzone", "validator", "thresholds", "reconciler", "scheduler", "notifier")
+SQLITE_TRANSLATE = {schema: None for schema in SERVICE_SCHEMAS}
+
+
+def service_metadata(schema: str) -> sa.MetaData:
+    assert schema in SERVICE_SCHEMAS, schema
+    return sa.MetaData(schema=schema)
+
+
+def outbox_table(metadata: sa.MetaData) -> sa.Table:
+    """The transactional outbox of one service (see shared.bus.Outbox)."""
+    return sa.Table(
+        f"{metadata.schema}_outbox",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("exchange", sa.String(64), nullable=False),
+        sa.Column("routing_key", sa.String(255), nullable=False),
+        sa.Column("body", sa.LargeBinary, nullable=False),
+        sa.Column("message_id", sa.String(64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+    )
+
+
+def is_sqlite_url(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    if is_sqlite_url(url):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # WAL lets readers (history API) run while a stage writes.
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine.execution_options(schema_translate_map=SQLITE_TRANSLATE)
+    kwargs.setdefault("pool_size", 5)
+    kwargs.setdefault("max_overflow", 5)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(url, **kwargs)
+
+
+class Database:
+    def __init__(self, url: str, engine: AsyncEngine | None = None) -> None:
+        self.url = url
+        self.engine = engine or make_engine(url)
+        self.is_postgres = not is_sqlite_url(url)
+        # SQLite has one writer: serialise write transactions in-process instead of failing with
+        # "database is locked" under load.
+        self._write_lock = asyncio.Lock() if not self.is_postgres else None
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction: committed when the block ends, rolled back on an exception."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+    async def advisory_lock(self, conn: AsyncConnection, key: int) -> None:
+        """Serialise a critical section across processes (PostgreSQL); SQLite is already serialised."""
+        if self.is_postgres:
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def upsert(db: Database, table: sa.Table, values: dict[str, Any], keys: list[str],
+           update: list[str] | None = None) -> Any:
+    """INSERT … ON CONFLICT (keys) DO UPDATE/NOTHING on both databases."""
+    if db.is_postgres:
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(table).values(**values)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table).values(**values)
+    if update:
+        return stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in update})
+    return stmt.on_conflict_do_nothing(index_elements=keys)
+
+
+def stage_runs_table(metadata: sa.MetaData) -> sa.Table:
+    """One row per import a pipeline stage has seen: makes redelivered commands no-ops once finished."""
+    return sa.Table(
+        f"{metadata.schema}_stage_runs",
+        metadata,
+        sa.Column("import_id", sa.String(32), primary_key=True),
+        sa.Column("step_status", sa.String(16), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    )

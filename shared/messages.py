@@ -1,0 +1,178 @@
+"""Every command and event that crosses the bus, as versioned pydantic models (design.md §2, §4).
+
+Big payloads never ride here: files and parsed timetables are in the blob store, messages carry hashes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+# Exchanges and queues (design.md §2).
+STATUS_EXCHANGE = "edt.status"
+CHANGES_EXCHANGE = "edt.changes"
+NOTIFICATIONS_EXCHANGE = "edt.notifications"
+DEAD_LETTER_EXCHANGE = "edt.dlx"
+
+
+class Stage(StrEnum):
+    DEPOSIT = "deposit"
+    VALIDATION = "validation"
+    THRESHOLDS = "thresholds"
+    GROUPS = "groups"
+    SESSIONS = "sessions"
+
+
+# The queue each pipeline stage consumes; the deposit stage has none (it is fed by WebDAV and REST).
+STAGE_QUEUES: dict[Stage, str] = {
+    Stage.VALIDATION: "edt.validate",
+    Stage.THRESHOLDS: "edt.thresholds",
+    Stage.GROUPS: "edt.groups",
+    Stage.SESSIONS: "edt.sessions",
+}
+PIPELINE: tuple[Stage, ...] = (Stage.VALIDATION, Stage.THRESHOLDS, Stage.GROUPS, Stage.SESSIONS)
+
+
+def next_stage(stage: Stage) -> Stage | None:
+    index = PIPELINE.index(stage)
+    return PIPELINE[index + 1] if index + 1 < len(PIPELINE) else None
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    OK = "ok"
+    WARNING = "warning"
+    ERROR = "error"
+    SKIPPED = "skipped"  # stage not yet given its rules: recorded, never counted as ok
+
+
+class ImportStatus(StrEnum):
+    WAITING = "waiting"
+    RECEIVED = "received"
+    VALIDATING = "validating"
+    CHECKING_THRESHOLDS = "checking_thresholds"
+    CREATING_GROUPS = "creating_groups"
+    GENERATING_SESSIONS = "generating_sessions"
+    AWAITING_SELECTION = "awaiting_selection"
+    DONE = "done"
+    PREVIEWED = "previewed"
+    REJECTED = "rejected"
+    BLOCKED = "blocked"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        ImportStatus.DONE,
+        ImportStatus.PREVIEWED,
+        ImportStatus.REJECTED,
+        ImportStatus.BLOCKED,
+        ImportStatus.FAILED,
+        ImportStatus.SUPERSEDED,
+        ImportStatus.CANCELLED,
+    }
+)
+
+
+class Mode(StrEnum):
+    AUTO = "auto"
+    MANUAL = "manual"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    v: int = SCHEMA_VERSION
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Any:
+        return cls.model_validate_json(data)
+
+
+class FileRef(BaseModel):
+    name: str
+    sha256: str
+    size: int
+
+
+class Deposit(BaseModel):
+    """What the dropzone recorded; rides on the deposit status event so the notifier can admit it."""
+
+    file: FileRef
+    mode: Mode
+    dry_run: bool = False
+    source: Literal["webdav", "rest"]
+    account: str | None = None
+    # Establishment id → UAI for every establishment the import covers (one, or all for a site-wide file).
+    establishments: dict[str, str] = Field(default_factory=dict)
+    target_uais: list[str] = Field(default_factory=list)
+
+
+class StatusEvent(Message):
+    """Published by every stage when a step starts and ends; routing key import.<stage>.<step_status>."""
+
+    import_id: str
+    site: str
+    establishment: str | None
+    stage: Stage
+    step_status: StepStatus
+    at: datetime = Field(default_factory=utcnow)
+    message: str | None = None  # user-facing French, only on problems (seed 001)
+    message_en: str | None = None
+    counts: dict[str, Any] | None = None
+    alerts: list[dict[str, Any]] | None = None
+    # Extension: the import status this step leads to when it ends the import (rejected, blocked, done…).
+    outcome: ImportStatus | None = None
+    deposit: Deposit | None = None  # only on the deposit stage's event
+
+    @property
+    def routing_key(self) -> str:
+        return f"import.{self.stage.value}.{self.step_status.value}"
+
+
+class StageCommand(Message):
+    """Sent to a stage queue: 'run your step for this import'. Same shape for every stage."""
+
+    import_id: str
+    site: str
+    establishment: str | None
+    establishments: dict[str, str] = Field(default_factory=dict)
+    mode: Mode
+    dry_run: bool = False
+    file: FileRef
+    received_at: datetime
+    started_at: datetime  # when the import was admitted: sessions are generated from here on (seed 001)
+    # Blob hashes and small results produced by earlier stages (e.g. the canonical timetable's hash).
+    artifacts: dict[str, Any] = Field(default_factory=dict)
+
+
+class ImportLifecycle(Message):
+    """Published by the notifier when an import reaches a status; routing key import.history.<status>."""
+
+    import_id: str
+    site: str
+    establishment: str | None
+    establishments: dict[str, str] = Field(default_factory=dict)
+    status: ImportStatus
+    mode: Mode
+    file: FileRef
+    at: datetime = Field(default_factory=utcnow)
+    no_change: bool = False
+
+    @property
+    def routing_key(self) -> str:
+        return f"import.history.{self.status.value}"

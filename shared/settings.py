@@ -1,0 +1,56 @@
+"""One Settings object for every service and both run modes (design.md §3, prefix EDT_)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EDT_", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///./.edt-import/edt.db"
+    broker_url: str = "memory://"
+    blob_dir: Path = Path(".edt-import/blobs")
+    data_dir: Path = Path(".edt-import")
+    admin_token: str = ""
+    # Signs site tokens so that every service can check them without reading dropzone's tables.
+    secret_key: str = ""
+    public_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_upload_mb: int = 100
+    partner_name: str = "EDT-IMPORT"
+    private_key_file: Path | None = None
+    timezone: str = "Europe/Paris"
+    school_year_start: str = "08-01"
+    smtp_url: str | None = None
+
+    # Pipeline tuning (extensions of the contract).
+    max_in_flight: int = Field(default=4, ge=1)  # imports running at once across all sites (fairness, §2)
+    max_retries: int = Field(default=3, ge=0)  # redeliveries before a message goes to the dead-letter queue
+    retry_backoff_s: float = 0.5
+    prefetch: int = 4
+    rabbitmq_management_url: str = "http://guest:guest@127.0.0.1:15672"
+    login_max_failures: int = 5  # failed WebDAV logins before an account is locked out
+    login_lockout_s: int = 900
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def is_memory_bus(self) -> bool:
+        return self.broker_url.startswith("memory://")
+
+    @property
+    def effective_secret(self) -> str:
+        return self.secret_key or self.admin_token
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,312 @@
+"""The HTTP edge common to every service's api.py: problem+json errors, bearer auth, cursors.
+
+Site tokens are signed (HMAC with EDT_SECRET_KEY) so that each service checks them on its own,
+without reading the dropzone's tables (design.md §2: no service reads another's tables).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.blobs import BlobStore
+from shared.bus import Bus, make_bus
+from shared.db import Database
+from shared.observability import ops_router, setup_logging
+from shared.settings import Settings
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """An RFC 9457 problem: raised anywhere in a route, rendered as application/problem+json."""
+
+    def __init__(self, status: int, title: str, detail: str | None = None, *, code: str | None = None,
+                 **extra: Any) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.code = code
+        self.extra = extra
+
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": f"https://edt-import/problems/{self.code or self.status}",
+                                "title": self.title, "status": self.status}
+        if self.detail:
+            body["detail"] = self.detail
+        if instance:
+            body["instance"] = instance
+        if self.code:
+            body["code"] = self.code
+        body.update(self.extra)
+        return body
+
+
+def not_found(what: str = "Resource") -> Problem:
+    return Problem(404, "Not Found", f"{what} not found", code="not_found")
+
+
+def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
+    return JSONResponse(problem.body(str(request.url.path) if request else None), status_code=problem.status,
+                        media_type=PROBLEM_JSON,
+                        headers={"WWW-Authenticate": "Bearer"} if problem.status == 401 else None)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc, request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem_response(Problem(exc.status_code, str(exc.detail)), request)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
+        return problem_response(Problem(422, "Unprocessable Content", "Request validation failed",
+                                        code="validation_error", errors=errors), request)
+
+
+# --- tokens -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Principal:
+    admin: bool
+    site: str | None = None
+    token_id: str | None = None
+
+    def can_access(self, site: str) -> bool:
+        return self.admin or self.site == site
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _signature(secret: str, site: str, token_id: str) -> str:
+    return _b64(hmac.new(secret.encode(), f"site:{site}:{token_id}".encode(), hashlib.sha256).digest())
+
+
+def issue_site_token(secret: str, site: str) -> tuple[str, str]:
+    """A new site token and its id. Only a hash of the token is ever stored."""
+    token_id = secrets.token_hex(8)
+    return f"edts.{_b64(site.encode())}.{token_id}.{_signature(secret, site, token_id)}", token_id
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def principal_from_token(settings: Settings, token: str) -> Principal | None:
+    if settings.admin_token and hmac.compare_digest(token.encode(), settings.admin_token.encode()):
+        return Principal(admin=True)
+    parts = token.split(".")
+    if len(parts) != 4 or parts[0] != "edts" or not settings.effective_secret:
+        return None
+    try:
+        site = _unb64(parts[1]).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if hmac.compare_digest(parts[3], _signature(settings.effective_secret, site, parts[2])):
+        return Principal(admin=False, site=site, token_id=parts[2])
+    return None
+
+
+def authenticate(settings: Settings, request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Problem(401, "Unauthorized", "Bearer token required", code="unauthorized")
+    principal = principal_from_token(settings, token.strip())
+    if principal is None:
+        raise Problem(401, "Unauthorized", "Invalid token", code="unauthorized")
+    return principal
+
+
+def require_site(principal: Principal, site: str) -> None:
+    """Cross-site access is 404, so a site cannot even learn that another exists (design.md §5)."""
+    if not principal.can_access(site):
+        raise not_found("Site")
+
+
+def require_admin(principal: Principal) -> None:
+    if not principal.admin:
+        raise Problem(403, "Forbidden", "Admin token required", code="forbidden")
+
+
+# --- pagination ---------------------------------------------------------------------------------
+
+def encode_cursor(values: list[Any]) -> str:
+    return _b64(json.dumps(values, default=str).encode())
+
+
+def decode_cursor(cursor: str | None) -> list[Any] | None:
+    if not cursor:
+        return None
+    try:
+        value = json.loads(_unb64(cursor))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(400, "Bad Request", "Invalid cursor", code="invalid_cursor") from exc
+    if not isinstance(value, list):
+        raise Problem(400, "Bad Request", "Invalid cursor", code="invalid_cursor")
+    return value
+
+
+# --- composition plumbing (each service's main.py and the embedded all-in-one use it) ---------------
+
+@dataclass
+class Runtime:
+    """What every service is built from: one process's settings, database, bus and blob store."""
+
+    settings: Settings
+    db: Database
+    bus: Bus
+    blobs: BlobStore
+
+
+@dataclass
+class Service:
+    name: str
+    router: APIRouter | None
+    start: Callable[[], Awaitable[None]]
+    stop: Callable[[], Awaitable[None]]
+    # Extra ASGI mounts (path, app factory called at startup with the running loop), e.g. WebDAV.
+    mounts: list[tuple[str, Callable[[asyncio.AbstractEventLoop], Any]]] = field(default_factory=list)
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    bus = make_bus(settings.broker_url, max_retries=settings.max_retries, backoff_s=settings.retry_backoff_s,
+                   prefetch=settings.prefetch, management_url=settings.rabbitmq_management_url)
+    return Runtime(settings, Database(settings.database_url), bus, BlobStore(settings.blob_dir))
+
+
+def create_app(runtime: Runtime, services: list[Service]) -> FastAPI:
+    """One FastAPI app serving the given services' routes under /api/v1 (plus their mounts)."""
+
+    async def ready() -> bool:
+        try:
+            async with runtime.db.read() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001 - readiness reports, never raises
+            return False
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.bus.start()
+        for service in services:
+            await service.start()
+        try:
+            yield
+        finally:
+            for service in reversed(services):
+                await service.stop()
+            await runtime.bus.close()
+            await runtime.db.close()
+
+    app = FastAPI(title="edt-import", version="1", lifespan=lifespan,
+                  description="Automated timetable import (EDT / PRONOTE) for ENTs")
+    install_problem_handlers(app)
+    app.include_router(ops_router(ready))
+    app.include_router(ops_router(ready), prefix="/api/v1", include_in_schema=False)
+    for service in services:
+        if service.router is not None:
+            app.include_router(service.router, prefix="/api/v1", tags=[service.name])
+        for path, factory in service.mounts:
+            app.mount(path, LazyMount(factory))
+    app.state.runtime = runtime
+    app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_upload_bytes + 1024 * 1024)
+    return app
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """413 for an API request body over the cap, before it is read (Content-Length) or as soon as a
+    chunked body goes past it: an oversized upload never fills the disk. WebDAV enforces its own cap."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        too_large = Problem(413, "Content Too Large", f"Request body over {self.max_bytes} bytes",
+                            code="too_large")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await problem_response(too_large)(scope, receive, send)
+            return
+        seen = 0
+        started = False
+
+        async def counting_receive() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise BodyTooLarge()
+            return message
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await problem_response(too_large)(scope, receive, send)
+
+
+class LazyMount:
+    """An ASGI app built on first use, inside the running event loop (WsgiDAV needs that loop)."""
+
+    def __init__(self, factory: Callable[[asyncio.AbstractEventLoop], Any]) -> None:
+        self.factory = factory
+        self.app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.app is None:
+            self.app = self.factory(asyncio.get_running_loop())
+        await self.app(scope, receive, send)
+
+
+def run_service(name: str, build: Callable[[Runtime], Service]) -> None:
+    """Entry point of one service process (distributed mode): `python -m services.<name>.main`."""
+    import os
+
+    import uvicorn
+
+    setup_logging(name)
+    settings = Settings()
+    runtime = build_runtime(settings)
+    app = create_app(runtime, [build(runtime)])
+    port = int(os.environ.get("EDT_SERVICE_PORT", settings.port))
+    uvicorn.run(app, host=settings.host, port=port, log_level="warning", timeout_graceful_shutdown=5)
