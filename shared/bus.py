@@ -141,7 +141,15 @@ class MemoryBus(Bus):
         self.published: list[tuple[str, str, bytes]] = []  # every publish, for tests and exchanges nobody reads
         self.inflight: dict[str, int] = {}
         self.consumers: dict[str, int] = {}
+        self._running: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
+
+    def pause(self, queue: str) -> None:
+        """Stop taking messages from `queue` (like stopping its consumer process); they wait in it."""
+        self._running.setdefault(queue, asyncio.Event()).clear()
+
+    def resume(self, queue: str) -> None:
+        self._running.setdefault(queue, asyncio.Event()).set()
 
     async def start(self) -> None:
         return None
@@ -183,9 +191,16 @@ class MemoryBus(Bus):
         async def dead_letter(d: Delivery) -> None:
             self.dead_letters.setdefault(queue, []).append(d)
 
+        running = self._running.get(queue)
+        if running is None:  # not paused before its consumer started
+            running = self._running[queue] = asyncio.Event()
+            running.set()
+
         async def worker() -> None:
             while True:
+                await running.wait()
                 delivery = await q.get()
+                await running.wait()  # paused while it waited for a message: hold it unprocessed
                 self.inflight[queue] = self.inflight.get(queue, 0) + 1
                 try:
                     await self._run_handler(delivery, handler, on_give_up, retry, dead_letter)

@@ -36,7 +36,7 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("routing_key", sa.String(255), nullable=False),
         sa.Column("body", sa.LargeBinary, nullable=False),
         sa.Column("message_id", sa.String(64), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("CURRENT_TIMESTAMP"), nullable=False),
     )
 
 

@@ -212,6 +212,7 @@ def create_app(runtime: Runtime, services: list[Service]) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.loop = asyncio.get_running_loop()
         await runtime.bus.start()
         for service in services:
             await service.start()

@@ -42,7 +42,7 @@ def upgrade() -> None:
     sa.Column('routing_key', sa.String(length=255), nullable=False),
     sa.Column('body', sa.LargeBinary(), nullable=False),
     sa.Column('message_id', sa.String(length=64), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('CURRENT_TIMESTAMP'), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     schema='dropzone'
     )
@@ -100,7 +100,7 @@ def upgrade() -> None:
     sa.Column('routing_key', sa.String(length=255), nullable=False),
     sa.Column('body', sa.LargeBinary(), nullable=False),
     sa.Column('message_id', sa.String(length=64), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('CURRENT_TIMESTAMP'), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     schema='validator'
     )
@@ -118,7 +118,7 @@ def upgrade() -> None:
     sa.Column('routing_key', sa.String(length=255), nullable=False),
     sa.Column('body', sa.LargeBinary(), nullable=False),
     sa.Column('message_id', sa.String(length=64), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('CURRENT_TIMESTAMP'), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     schema='thresholds'
     )
@@ -136,7 +136,7 @@ def upgrade() -> None:
     sa.Column('routing_key', sa.String(length=255), nullable=False),
     sa.Column('body', sa.LargeBinary(), nullable=False),
     sa.Column('message_id', sa.String(length=64), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('CURRENT_TIMESTAMP'), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     schema='reconciler'
     )
@@ -154,7 +154,7 @@ def upgrade() -> None:
     sa.Column('routing_key', sa.String(length=255), nullable=False),
     sa.Column('body', sa.LargeBinary(), nullable=False),
     sa.Column('message_id', sa.String(length=64), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('CURRENT_TIMESTAMP'), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     schema='scheduler'
     )
@@ -215,7 +215,7 @@ def upgrade() -> None:
     sa.Column('routing_key', sa.String(length=255), nullable=False),
     sa.Column('body', sa.LargeBinary(), nullable=False),
     sa.Column('message_id', sa.String(length=64), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('CURRENT_TIMESTAMP'), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     schema='notifier'
     )

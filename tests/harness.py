@@ -1,0 +1,204 @@
+"""Test harness: a real server (embedded app under uvicorn in a thread), real databases, REST helpers.
+
+Tests talk to the product the way its users do: WebDAV and REST over loopback sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+PG_ADMIN_DSN = os.environ.get("EDT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+AMQP_URL = os.environ.get("EDT_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+TERMINAL = {"done", "previewed", "rejected", "blocked", "failed", "superseded", "cancelled"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sample_xml(uai: str = "0490856P", marker: str = "", establishments: list[str] | None = None) -> bytes:
+    """A minimal clear export (enough for deposit routing; real schools come from tests.factory)."""
+    ests = ""
+    if establishments:
+        ests = "<Etablissements>" + "".join(
+            f'<Etablissement Ident="E{i}" Numero="{u}" Nom="Etab {u}"/>' for i, u in enumerate(establishments)
+        ) + "</Etablissements>"
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<ExportEmploiDuTemps '
+            f'xmlns="http://www.index-education.com/exportemploidutemps" Version="1.1" UAI="{uai}">'
+            f'<AnneeScolaire DateDebut="2026-09-01" DateFin="2027-07-04" DatePremierJourSemaine1="2026-08-31"/>'
+            f'{ests}<!-- {marker or uuid.uuid4().hex} --></ExportEmploiDuTemps>\n').encode()
+
+
+# --- databases ------------------------------------------------------------------------------------
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards. Fails (never skips) when the server is down."""
+    name = f"edt_test_{uuid.uuid4().hex[:10]}"
+    try:
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    except OSError as exc:
+        raise RuntimeError(f"PostgreSQL unreachable at {PG_ADMIN_DSN}: {exc}") from exc
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextmanager
+def database(kind: str, tmp: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp}/edt.db"
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+# --- server ---------------------------------------------------------------------------------------
+
+class ServerThread:
+    """uvicorn serving an ASGI app on a free loopback port, in a thread with its own event loop."""
+
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.app = app
+        self.port = port or free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    lifespan="on", timeout_graceful_shutdown=2))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.05)
+        self.loop = getattr(self.app.state, "loop", None)  # set by the app's lifespan (shared.web)
+        return self
+
+    def call(self, fn: Callable[[], Any]) -> None:
+        """Run `fn` on the server's event loop (e.g. pause a consumer of the in-process bus)."""
+        assert self.loop is not None
+        done = threading.Event()
+
+        def run() -> None:
+            fn()
+            done.set()
+
+        self.loop.call_soon_threadsafe(run)
+        done.wait(5)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
+# --- REST client ----------------------------------------------------------------------------------
+
+@dataclass
+class Api:
+    base_url: str
+    admin_token: str
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30,
+                            headers={"Authorization": f"Bearer {token or self.admin_token}"})
+
+    def call(self, method: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
+        with self.client(token) as c:
+            return c.request(method, f"/api/v1{path}", **kw)
+
+    def ok(self, method: str, path: str, token: str | None = None, **kw: Any) -> Any:
+        r = self.call(method, path, token, **kw)
+        assert r.status_code < 300, f"{method} {path} → {r.status_code} {r.text}"
+        return r.json() if r.content else None
+
+    def create_site(self, site: str, establishments: dict[str, str], name: str | None = None) -> None:
+        self.ok("POST", "/sites", json={"id": site, "name": name or f"Site {site}"})
+        for est, uai in establishments.items():
+            self.ok("PUT", f"/sites/{site}/establishments/{est}", json={"uai": uai, "name": f"Etab {est}"})
+
+    def site_token(self, site: str) -> str:
+        return str(self.ok("POST", f"/sites/{site}/tokens")["token"])
+
+    def upload(self, site: str, est: str | None, data: bytes, name: str = "EDT_To_KOSMOS.xml",
+               mode: str = "manual", dry_run: bool = False, token: str | None = None) -> str:
+        path = f"/sites/{site}/establishments/{est}/imports" if est else f"/sites/{site}/deposits"
+        body = self.ok("POST", path, token, files={"file": (name, data, "application/xml")},
+                       data={"mode": mode, "dry_run": str(dry_run).lower()})
+        return str(body["import_id"])
+
+    def get_import(self, import_id: str, token: str | None = None) -> dict[str, Any]:
+        return dict(self.ok("GET", f"/imports/{import_id}", token))
+
+    def wait(self, import_id: str, statuses: set[str] | None = None, timeout: float = 30) -> dict[str, Any]:
+        """Poll the history API until the import reaches one of `statuses` (default: any terminal one)."""
+        wanted = statuses or TERMINAL
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            r = self.call("GET", f"/imports/{import_id}")
+            if r.status_code == 200:
+                last = r.json()
+                if last["status"] in wanted:
+                    return last
+            time.sleep(0.05)
+        raise AssertionError(f"import {import_id} never reached {wanted}; last seen: {last}")
+
+    def history(self, site: str, **params: Any) -> list[dict[str, Any]]:
+        return list(self.ok("GET", f"/sites/{site}/imports", params=params)["items"])
+
+    def first_import(self, site: str, est: str, data: bytes) -> dict[str, Any]:
+        """The manual import that opens a site to automatic deposits (seed 001)."""
+        return self.wait(self.upload(site, est, data, mode="manual"), {"done"})
+
+    def create_account(self, site: str, first: str = "Thibault", last: str = "Bourgeois",
+                       token: str | None = None) -> dict[str, Any]:
+        return dict(self.ok("POST", f"/sites/{site}/accounts", token,
+                            json={"first_name": first, "last_name": last, "notify": True}))
+
+
+def test_settings_env(tmp: Path, database_url: str, broker_url: str = "memory://") -> dict[str, str]:
+    return {
+        "EDT_DATABASE_URL": database_url,
+        "EDT_BROKER_URL": broker_url,
+        "EDT_BLOB_DIR": str(tmp / "blobs"),
+        "EDT_DATA_DIR": str(tmp / "data"),
+        "EDT_ADMIN_TOKEN": "admin-" + secrets.token_hex(12),
+        "EDT_SECRET_KEY": secrets.token_hex(16),
+        "EDT_MAX_UPLOAD_MB": "2",
+        "EDT_RETRY_BACKOFF_S": "0.05",
+        "EDT_LOGIN_LOCKOUT_S": "60",
+    }

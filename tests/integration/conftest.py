@@ -1,0 +1,88 @@
+"""Integration fixtures: the embedded app on a real server, parametrised on SQLite and PostgreSQL
+(and on the real RabbitMQ bus where a test asks for it)."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from deploy.embedded import create_embedded_app
+from deploy.migrate import upgrade
+from shared.settings import Settings
+from shared.web import Runtime
+from tests.harness import AMQP_URL, Api, ServerThread, database, test_settings_env
+
+
+@dataclass
+class Stack:
+    api: Api
+    server: ServerThread
+    settings: Settings
+    runtime: Runtime
+    tmp: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def pause(self, queue: str) -> None:
+        self.server.call(lambda: self.runtime.bus.pause(queue))  # type: ignore[attr-defined]
+
+    def resume(self, queue: str) -> None:
+        self.server.call(lambda: self.runtime.bus.resume(queue))  # type: ignore[attr-defined]
+
+
+def start_stack(tmp: Path, db_url: str, broker_url: str = "memory://", **overrides: str) -> Iterator[Stack]:
+    env = test_settings_env(tmp, db_url, broker_url)
+    settings = Settings(**{k.removeprefix("EDT_").lower(): v for k, v in {**env, **overrides}.items()})
+    upgrade(settings.database_url)
+    app = create_embedded_app(settings)
+    server = ServerThread(app).start()
+    try:
+        yield Stack(Api(server.url, settings.admin_token), server, settings, app.state.runtime, tmp)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def stack(db_kind: str, tmp_path: Path) -> Iterator[Stack]:
+    with database(db_kind, tmp_path) as url:
+        yield from start_stack(tmp_path, url)
+
+
+@pytest.fixture
+def sqlite_stack(tmp_path: Path) -> Iterator[Stack]:
+    with database("sqlite", tmp_path) as url:
+        yield from start_stack(tmp_path, url)
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def rabbit_vhost() -> Iterator[str]:
+    """A private RabbitMQ vhost, deleted afterwards. Fails (never skips) when RabbitMQ is down."""
+    vhost = f"edt-test-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    try:
+        yield AMQP_URL.rstrip("/") + "/" + vhost
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture
+def rabbit_stack(tmp_path: Path, rabbit_vhost: str) -> Iterator[Stack]:
+    with database("postgres", tmp_path) as url:
+        yield from start_stack(tmp_path, url, rabbit_vhost)
