@@ -1,0 +1,104 @@
+"""The RabbitMQ bus on the real broker: confirms, manual ack, retries, dead letters, redelivery."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aio_pika
+
+from shared.bus import Delivery, RabbitBus
+from tests.harness import sample_xml
+from tests.integration.conftest import Stack
+
+
+async def until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_publish_consume_and_topic_routing(rabbit_vhost: str) -> None:
+    bus = RabbitBus(rabbit_vhost, max_retries=1, backoff_s=0.01)
+    await bus.start()
+    got: list[Delivery] = []
+
+    async def handler(d: Delivery) -> None:
+        got.append(d)
+
+    await bus.consume("t.status", handler, bindings=(("edt.status", "import.deposit.#"),))
+    await bus.publish("edt.status", "import.deposit.ok", b"a", message_id="m1")
+    await bus.publish("edt.status", "import.history.done", b"not for us")
+    await bus.publish("", "t.status", b"direct")
+    await until(lambda: len(got) == 2)
+    assert sorted(d.body for d in got) == [b"a", b"direct"]
+    assert {d.message_id for d in got if d.body == b"a"} == {"m1"}
+    await bus.close()
+
+
+async def test_failing_handler_is_retried_then_dead_lettered(rabbit_vhost: str) -> None:
+    bus = RabbitBus(rabbit_vhost, max_retries=2, backoff_s=0.01)
+    await bus.start()
+    attempts: list[int] = []
+    given_up: list[str] = []
+
+    async def handler(d: Delivery) -> None:
+        attempts.append(d.attempt)
+        raise RuntimeError("poison")
+
+    async def give_up(d: Delivery, exc: BaseException) -> None:
+        given_up.append(d.body.decode())
+
+    await bus.consume("t.poison", handler, on_give_up=give_up)
+    await bus.publish("", "t.poison", b"bad")
+    await until(lambda: given_up == ["bad"])
+    assert attempts == [0, 1, 2]
+    conn = await aio_pika.connect(rabbit_vhost)
+    channel = await conn.channel()
+    dlq = await channel.get_queue("t.poison.dlq")
+    message = None
+    for _ in range(50):
+        message = await dlq.get(fail=False)
+        if message:
+            break
+        await asyncio.sleep(0.05)
+    assert message is not None and message.body == b"bad"
+    await message.ack()
+    await conn.close()
+    await bus.close()
+
+
+async def test_unacked_message_is_redelivered_when_its_consumer_dies(rabbit_vhost: str) -> None:
+    first = RabbitBus(rabbit_vhost)
+    await first.start()
+    started = asyncio.Event()
+
+    async def hang(d: Delivery) -> None:
+        started.set()
+        await asyncio.sleep(3600)  # killed mid-work
+
+    await first.consume("t.crash", hang)
+    await first.publish("", "t.crash", b"work")
+    await asyncio.wait_for(started.wait(), 10)
+    await first.close()  # the process dies: no ack was sent
+    second = RabbitBus(rabbit_vhost)
+    await second.start()
+    done: list[bytes] = []
+
+    async def finish(d: Delivery) -> None:
+        done.append(d.body)
+
+    await second.consume("t.crash", finish)
+    await until(lambda: done == [b"work"])
+    await second.close()
+
+
+def test_pipeline_on_rabbitmq_and_postgres(rabbit_stack: Stack) -> None:
+    api = rabbit_stack.api
+    api.create_site("4817", {"1754": "0490856P"})
+    done = api.wait(api.upload("4817", "1754", sample_xml("0490856P")))
+    assert done["status"] == "done"
+    assert [s["status"] for s in done["steps"]] == ["ok", "skipped", "skipped", "skipped", "skipped"]
+    ops = api.ok("GET", "/ops/queues")
+    assert set(ops["stages"]) == {"validation", "thresholds", "groups", "sessions"}
+    assert ops["stages"]["validation"]["queue"] == "edt.validate"

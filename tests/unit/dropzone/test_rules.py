@@ -1,0 +1,96 @@
+"""Dropzone rules (seed 001 « Comptes d'accès », deposits, routing), one test per rule."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from services.dropzone.domain import (
+    LoginState,
+    account_creation_refusal,
+    after_failed_login,
+    failure_delay,
+    generate_password,
+    is_deposit_candidate,
+    is_locked,
+    make_login,
+    route_deposit,
+)
+
+NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+SITE = {"1754": "0490856P", "4817": "0490857R"}
+
+
+def test_login_is_emp_first_last_ascii_folded() -> None:
+    assert make_login("Thibault", "Bourgeois", set()) == "emp.thibault.bourgeois"
+    assert make_login("Jean Philippe", "Lévêque", set()) == "emp.jean-philippe.leveque"
+    assert make_login("Anne-Sophie", "D'Hérouville", set()) == "emp.anne-sophie.d-herouville"
+
+
+def test_login_is_deduplicated() -> None:
+    taken = {"emp.franck.gillet", "emp.franck.gillet2"}
+    assert make_login("Franck", "Gillet", taken) == "emp.franck.gillet3"
+
+
+def test_password_is_ten_letters_and_digits() -> None:
+    for _ in range(50):
+        pw = generate_password()
+        assert len(pw) == 10 and pw.isalnum() and pw.isascii()
+        assert any(c.isdigit() for c in pw) and any(c.isupper() for c in pw) and any(c.islower() for c in pw)
+
+
+def test_accounts_only_after_the_first_import() -> None:
+    refusal = account_creation_refusal(0, None)
+    assert refusal is not None and "premier import" in refusal[0]
+    assert account_creation_refusal(0, NOW) is None
+
+
+def test_at_most_five_accounts_per_site() -> None:
+    assert account_creation_refusal(4, NOW) is None
+    refusal = account_creation_refusal(5, NOW)
+    assert refusal is not None and "5" in refusal[0]
+
+
+def test_failed_logins_lock_the_account() -> None:
+    state = LoginState(0, None)
+    for _ in range(4):
+        state = after_failed_login(state, NOW, 5, timedelta(minutes=15))
+        assert not is_locked(state, NOW)
+    state = after_failed_login(state, NOW, 5, timedelta(minutes=15))
+    assert is_locked(state, NOW) and not is_locked(state, NOW + timedelta(minutes=16))
+
+
+def test_failed_logins_are_slowed_down() -> None:
+    delays = [failure_delay(n) for n in range(1, 8)]
+    assert delays == sorted(delays) and delays[0] > 0 and max(delays) <= 3.0
+
+
+def test_empty_files_and_temporary_names_are_not_deposits() -> None:
+    assert is_deposit_candidate("EDT_To_KOSMOS_0490856P.xml", 10)
+    assert is_deposit_candidate("EDT_2014_1406127300106.zip", 10)
+    assert not is_deposit_candidate("EDT_To_KOSMOS_0490856P.xml", 0)
+    for name in ("~$EDT.xml", "EDT.xml.tmp", "X.TMP", ".~lock.EDT.xml#", "._EDT.xml"):
+        assert not is_deposit_candidate(name, 10), name
+
+
+def test_establishment_url_keeps_its_establishment() -> None:
+    route = route_deposit("1754", "0490857R", [], SITE)
+    assert route.establishment == "1754" and route.error is None
+
+
+def test_site_url_routes_by_the_file_uai() -> None:
+    assert route_deposit(None, "0490857r", [], SITE).establishment == "4817"
+    unknown = route_deposit(None, "0999999Z", [], SITE)
+    assert unknown.error is not None and "0999999Z" in unknown.error[0]
+
+
+def test_site_url_file_listing_several_establishments_is_site_wide() -> None:
+    route = route_deposit(None, "0490856P", ["0490856P", "0490857R"], SITE)
+    assert route.establishment is None and route.error is None
+    assert route.establishments == {"1754": "0490856P", "4817": "0490857R"}
+    bad = route_deposit(None, "0490856P", ["0490856P", "0111111A"], SITE)
+    assert bad.error is not None and "0111111A" in bad.error[0]
+
+
+def test_site_url_without_uai() -> None:
+    assert route_deposit(None, None, [], {"1754": "0490856P"}).establishment == "1754"
+    assert route_deposit(None, None, [], SITE).error is not None
