@@ -23,6 +23,7 @@ def setup_logging(service: str) -> None:
     # aio-pika/aiormq are chatty at INFO on every reconnect.
     logging.getLogger("aiormq").setLevel(logging.WARNING)
     logging.getLogger("aio_pika").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def ops_router(ready: Callable[[], Awaitable[bool]]) -> APIRouter:
