@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 
-from services.dropzone.handlers import Dropzone, as_utc
+from services.dropzone.handlers import Dropzone
 from services.dropzone.store import accounts, establishments, sites, tokens
-from shared.db import Database
+from shared.db import Database, as_utc
 from shared.messages import Mode, utcnow
 from shared.settings import Settings
 from shared.web import (

@@ -8,19 +8,18 @@ import hashlib
 import logging
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from shared.timetable import sniff_export
 
 from services.dropzone import domain
 from services.dropzone.store import accounts, deposits, establishments, sites
 from shared.bus import Delivery, Outbox
-from shared.db import Database
+from shared.db import Database, as_utc
 from shared.messages import (
     STATUS_EXCHANGE,
     Deposit,
@@ -35,14 +34,11 @@ from shared.messages import (
 )
 from shared.observability import DEPOSITS
 from shared.settings import Settings
+from shared.timetable import sniff_export
 from shared.web import Problem, not_found
 
 log = logging.getLogger("edt.dropzone")
 AUTH_CACHE_S = 60.0
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class Dropzone:

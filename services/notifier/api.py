@@ -16,11 +16,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from services.notifier import domain
-from services.notifier.handlers import IN_FLIGHT, NotifierHandlers, as_utc, slot_of
+from services.notifier.handlers import IN_FLIGHT, NotifierHandlers, slot_of
 from services.notifier.store import event_log, imports, steps
 from shared.blobs import BlobStore
 from shared.bus import Bus
-from shared.db import Database
+from shared.db import Database, as_utc
 from shared.messages import PIPELINE, STAGE_QUEUES, ImportStatus, Stage, StepStatus, utcnow
 from shared.settings import Settings
 from shared.web import Principal, Problem, authenticate, decode_cursor, encode_cursor, not_found, require_site
@@ -96,7 +96,7 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
             imports.c.status == ImportStatus.DONE.value, imports.c.started_at.is_not(None),
             imports.c.no_change.is_(False)).order_by(imports.c.ended_at.desc()).limit(20))).all()
         avg = domain.average_duration(
-            ((as_utc(r.ended_at) - as_utc(r.started_at)).total_seconds() for r in recent  # type: ignore[operator]
+            ((as_utc(r.ended_at) - as_utc(r.started_at)).total_seconds() for r in recent
              if r.ended_at and r.started_at), default=30.0)
         return positions, avg
 
@@ -106,7 +106,7 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
             pos = positions.get(row.id)
             return pos, domain.eta_seconds(pos, None, avg)
         if status in IN_FLIGHT and status is not ImportStatus.AWAITING_SELECTION and row.started_at:
-            elapsed = (utcnow() - as_utc(row.started_at)).total_seconds()  # type: ignore[operator]
+            elapsed = (utcnow() - as_utc(row.started_at)).total_seconds()
             return None, domain.eta_seconds(None, elapsed, avg)
         return None, None
 
@@ -155,7 +155,7 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
         next_cursor = None
         if len(rows) > limit:
             last = page[-1]
-            next_cursor = encode_cursor([as_utc(last.created_at).isoformat(), last.id])  # type: ignore[union-attr]
+            next_cursor = encode_cursor([as_utc(last.created_at).isoformat(), last.id])
         return {"items": items, "next_cursor": next_cursor}
 
     @router.get("/imports/{import_id}")

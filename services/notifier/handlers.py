@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.notifier import domain
 from services.notifier.store import event_log, imports, steps
 from shared.bus import Delivery, Outbox
-from shared.db import Database
+from shared.db import Database, as_utc
 from shared.messages import (
     STAGE_QUEUES,
     STATUS_EXCHANGE,
@@ -41,13 +40,6 @@ STATUS_BINDINGS = tuple((STATUS_EXCHANGE, f"import.{stage.value}.#") for stage i
 
 def scope_of(site: str, establishment: str | None) -> str:
     return f"{site}/{establishment or '*'}"
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes: they were written in UTC."""
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def slot_of(row: Any) -> domain.Slot:
