@@ -24,6 +24,8 @@ def setup_logging(service: str) -> None:
     logging.getLogger("aiormq").setLevel(logging.WARNING)
     logging.getLogger("aio_pika").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # WsgiDAV warns on every 401, which WebDAV clients trigger by design before sending credentials.
+    logging.getLogger("wsgidav").setLevel(logging.ERROR)
 
 
 def ops_router(ready: Callable[[], Awaitable[bool]]) -> APIRouter:

@@ -12,7 +12,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from deploy.schema import all_metadata
-from shared.db import SERVICE_SCHEMAS, SQLITE_TRANSLATE, is_sqlite_url, make_engine
+from shared.db import SERVICE_SCHEMAS, SQLITE_TRANSLATE, make_engine
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or ""

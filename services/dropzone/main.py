@@ -25,8 +25,10 @@ def build(rt: Runtime) -> Service:
         from services.dropzone.webdav import build_webdav_app
 
         wsgi = build_webdav_app(rt.settings.data_dir / "webdav", WebdavGate(dropzone), loop,
-                                mount_path="/webdav", max_upload_bytes=rt.settings.max_upload_bytes)
-        return WSGIMiddleware(wsgi, workers=8)
+                                mount_path="/webdav", max_upload_bytes=rt.settings.max_upload_bytes,
+                                auth_cache_ttl_s=0)  # the dropzone's own cache sees a new password at once
+        # Slow uploads and the failed-login slowdown each hold a worker thread.
+        return WSGIMiddleware(wsgi, workers=32)
 
     async def start() -> None:
         outbox.start()

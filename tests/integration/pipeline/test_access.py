@@ -60,7 +60,8 @@ def test_five_deposit_accounts_per_site_with_generated_logins(sqlite_stack: Stac
     assert len(listed) == 5 and all("password" not in a and "password_hash" not in a for a in listed)
     regenerated = api.ok("POST", "/sites/4817/accounts/emp.thibault.bourgeois/password", token)
     assert regenerated["password"] != first["password"] and len(regenerated["password"]) == 10
-    assert api.ok("PATCH", "/sites/4817/accounts/emp.thibault.bourgeois", token, json={"notify": False})["notify"] is False
+    patched = api.ok("PATCH", "/sites/4817/accounts/emp.thibault.bourgeois", token, json={"notify": False})
+    assert patched["notify"] is False
     assert api.call("DELETE", "/sites/4817/accounts/emp.thibault.bourgeois2", token).status_code == 204
     assert api.call("DELETE", "/sites/4817/accounts/emp.thibault.bourgeois2", token).status_code == 404
     assert api.create_account("4817", "Six", "Th", token=token)["login"] == "emp.six.th"

@@ -1,0 +1,56 @@
+# edt-import — developer entry points (design.md §3). Recipes run in bash; the venv is .venv.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help venv migrate run run-distributed nginx check-services test bench lint
+
+help:
+	@echo "make run              embedded all-in-one on 127.0.0.1:8000 (SQLite, in-process bus, demo site)"
+	@echo "make run-distributed  six services on RabbitMQ + PostgreSQL behind nginx on 127.0.0.1:8000"
+	@echo "make test             unit, integration and e2e tests (needs PostgreSQL and RabbitMQ)"
+	@echo "make bench            the load benchmark"
+	@echo "make lint             ruff + mypy"
+	@echo "make migrate          bring EDT_DATABASE_URL (default: the embedded SQLite file) to the latest schema"
+	@echo "make venv             create .venv and install the project (again only when pyproject.toml changed)"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	if [ ! -x $(BIN)/python ]; then $(PYTHON) -m venv $(VENV); fi
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+migrate: venv
+	$(BIN)/python -m deploy.migrate
+
+run: venv migrate
+	$(BIN)/python -m deploy.run
+
+# nginx from Debian packages; installed on demand when we may (root).
+nginx:
+	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y nginx-light || apt-get install -y nginx; \
+	  else echo "nginx missing: run 'sudo apt-get install -y nginx-light'" >&2; exit 1; fi; \
+	fi
+
+run-distributed: venv nginx
+	$(BIN)/python -m deploy.distributed
+
+check-services: venv
+	$(BIN)/python -m deploy.check_services
+
+test: venv check-services
+	$(BIN)/python -m pytest -p no:cacheprovider -q tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python -m tests.bench
+
+lint: venv
+	$(BIN)/ruff check . && $(BIN)/mypy shared services deploy

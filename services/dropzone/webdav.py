@@ -1,0 +1,673 @@
+"""WebDAV deposit space (design.md §2, §8b): timetable software PUTs its exports here.
+
+Layout seen by clients, below the mount path (``/webdav``)::
+
+    /                       the caller's own site only (read-only, cannot be locked)
+    /{site}/                "all establishments" URL: the site's establishment folders (created on
+                            demand), plus whatever the client puts there itself (files, folders)
+    /{site}/{establishment}/  one establishment's URL: must be an establishment of the site, else 404
+
+Files live on disk under ``root_dir/{site}/...``; WsgiDAV's own state (upload temporaries) under
+``root_dir/.dav/`` — ``.dav`` can never be a site id, so clients cannot reach it.
+
+Access (HTTP Basic only, realm ``edt-import``): the deposit account authenticates through
+``DepositGate.authenticate``; bad credentials → 401; valid credentials on another site's path
+(request URI or ``Destination``) → 403 whether that site exists or not (no site enumeration);
+the caller's own site unknown to the gate → 404; any other name than an establishment or an existing
+client folder as second segment of a deeper path → 404. Path traversal is impossible: WsgiDAV
+normalises the path, the site and establishment segments must be plain ids, the resolved file must stay
+inside ``root_dir`` (realpath) and symlinks are refused.
+
+What counts as a deposit — a complete file *landing under a final name*:
+
+- the end of a PUT (the body is written to a hidden temporary file under ``root_dir/.dav/uploads`` and
+  renamed onto the final name only once complete; an interrupted, oversized or failed upload leaves
+  nothing behind and the previous content, if any, untouched);
+- a MOVE or COPY whose request URI is that file (Windows and Office write ``~$x.tmp`` / ``x.tmp`` and then
+  rename it): moving or copying a deposited file to *another final name* is a new landing, hence a new
+  deposit (the pipeline recognises an identical re-deposit by its sha256); moving it to a temporary name
+  is not. Files carried along by a MOVE/COPY of a whole *folder* are not deposits (they landed already).
+- DELETE, PROPPATCH, LOCK/UNLOCK never deposit; a LOCK on an unmapped URL creates an empty file, and
+  empty files are not deposits.
+
+``services.dropzone.domain.is_deposit_candidate(name, size)`` has the last word (empty files and
+temporary names are not deposits). The establishment of a deposit is the establishment folder that
+encloses the file, at any depth (``/{site}/1754/sub/x.xml`` → ``1754``); a file anywhere else in the site
+(``/{site}/x.xml``, ``/{site}/client-folder/x.xml``) is a site-wide deposit (establishment ``None``). The
+gate is called *before* the file takes its final name: when ``take_deposit`` raises (or times out) the
+request fails with 500 (507 when the disk is full) and the file does not appear under the final name.
+
+Threading: WsgiDAV runs in a2wsgi's worker threads; every gate call hops to the event loop with
+``asyncio.run_coroutine_threadsafe(...).result(timeout)``, never blocking the loop itself. Successful
+logins are remembered for ``auth_cache_ttl_s`` seconds (keyed on a salted hash of login and password), so
+a WebDAV session of hundreds of requests does not hash the password each time; failures are never cached.
+
+Size cap: a ``Content-Length`` above ``max_upload_bytes`` is refused with 413 before anything is read; a
+chunked body is counted while it streams and refused with 413 as soon as it goes past the cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import errno
+import hashlib
+import logging
+import os
+import re
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar, cast
+
+from a2wsgi.wsgi_typing import WSGIApp
+from wsgidav import util
+from wsgidav.dav_error import (
+    HTTP_BAD_REQUEST,
+    HTTP_FORBIDDEN,
+    HTTP_INTERNAL_ERROR,
+    HTTP_NOT_FOUND,
+    DAVError,
+)
+from wsgidav.dav_provider import DAVCollection, DAVNonCollection
+from wsgidav.dc.base_dc import BaseDomainController
+from wsgidav.error_printer import ErrorPrinter
+from wsgidav.fs_dav_provider import FileResource, FilesystemProvider, FolderResource
+from wsgidav.http_authenticator import HTTPAuthenticator
+from wsgidav.request_resolver import RequestResolver
+from wsgidav.wsgidav_app import WsgiDAVApp
+
+from services.dropzone.domain import is_deposit_candidate
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+log = logging.getLogger("edt.dropzone.webdav")
+
+REALM = "edt-import"
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # site and establishment ids (api.ID_PATTERN)
+STATE_DIR = ".dav"
+HTTP_CONTENT_TOO_LARGE = 413
+HTTP_SERVICE_UNAVAILABLE = 503
+HTTP_INSUFFICIENT_STORAGE = 507
+
+# environ keys set by this module
+ENV_SITE = "edt.webdav.site"
+ENV_LOGIN = "edt.webdav.login"
+ENV_ESTABLISHMENTS = "edt.webdav.establishments"
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+_WSGICallable = Callable[[Environ, StartResponse], Iterable[bytes]]
+T = TypeVar("T")
+
+
+class DepositGate(Protocol):
+    """Async callbacks into the dropzone. Called from WsgiDAV worker threads through
+    asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=...)."""
+
+    async def authenticate(self, login: str, password: str, client_ip: str) -> str | None:
+        """Site id the deposit account belongs to, or None (bad credentials or locked out; the gate itself
+        slows/locks)."""
+        ...
+
+    async def establishment_ids(self, site: str) -> list[str] | None:
+        """Establishment ids of the site, None when the site does not exist."""
+        ...
+
+    async def take_deposit(self, site: str, establishment: str | None, name: str, path: Path, login: str) -> None:
+        """A complete file landed under its final `name` (establishment None = site URL). The gate copies
+        `path` into its blob store and records the deposit durably before returning; it may raise."""
+        ...
+
+
+# --- event-loop bridge ---------------------------------------------------------------------------
+
+
+class _Bridge:
+    """Runs the gate's coroutines on the event loop from WsgiDAV's worker threads."""
+
+    def __init__(self, gate: DepositGate, loop: asyncio.AbstractEventLoop, *, gate_timeout_s: float,
+                 deposit_timeout_s: float, auth_cache_ttl_s: float) -> None:
+        self.gate = gate
+        self.loop = loop
+        self.gate_timeout_s = gate_timeout_s
+        self.deposit_timeout_s = deposit_timeout_s
+        self.auth_cache_ttl_s = auth_cache_ttl_s
+        self._salt = secrets.token_bytes(16)
+        self._auth_cache: dict[bytes, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def _run(self, make: Callable[[], Awaitable[T]], timeout: float) -> T:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            raise RuntimeError("WebDAV gate called from the event loop thread: it would deadlock")
+
+        async def call() -> T:
+            return await make()
+
+        future = asyncio.run_coroutine_threadsafe(call(), self.loop)
+        try:
+            return future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
+
+    def authenticate(self, login: str, password: str, client_ip: str) -> str | None:
+        key = hashlib.sha256(self._salt + login.encode() + b"\0" + password.encode()).digest()
+        now = time.monotonic()
+        with self._lock:
+            hit = self._auth_cache.get(key)
+            if hit is not None and hit[1] > now:
+                return hit[0]
+        try:
+            site = self._run(lambda: self.gate.authenticate(login, password, client_ip), self.gate_timeout_s)
+        except concurrent.futures.TimeoutError:
+            raise DAVError(HTTP_SERVICE_UNAVAILABLE, "Authentication timed out") from None
+        if site is not None and self.auth_cache_ttl_s > 0:
+            with self._lock:
+                if len(self._auth_cache) > 10_000:
+                    self._auth_cache = {k: v for k, v in self._auth_cache.items() if v[1] > now}
+                self._auth_cache[key] = (site, now + self.auth_cache_ttl_s)
+        return site
+
+    def establishment_ids(self, site: str) -> list[str] | None:
+        try:
+            return self._run(lambda: self.gate.establishment_ids(site), self.gate_timeout_s)
+        except concurrent.futures.TimeoutError:
+            raise DAVError(HTTP_SERVICE_UNAVAILABLE, "Site lookup timed out") from None
+
+    def take_deposit(self, site: str, establishment: str | None, name: str, path: Path, login: str) -> None:
+        try:
+            self._run(lambda: self.gate.take_deposit(site, establishment, name, path, login),
+                      self.deposit_timeout_s)
+        except DAVError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any gate failure fails the request, the file is not landed
+            log.exception("deposit of %r for site %s / %s failed", name, site, establishment or "*")
+            full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+            raise DAVError(HTTP_INSUFFICIENT_STORAGE if full else HTTP_INTERNAL_ERROR,
+                           "The deposit could not be recorded", src_exception=e) from None
+
+
+# --- routing -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where a path falls: site (None for the root), enclosing establishment folder, depth."""
+
+    site: str | None
+    establishment: str | None
+    segments: tuple[str, ...]
+
+    @property
+    def protected(self) -> bool:
+        """The site folder and the establishment folders themselves cannot be deleted or moved."""
+        return len(self.segments) == 1 or (len(self.segments) == 2 and self.establishment is not None)
+
+
+def _segments(path: str) -> tuple[str, ...]:
+    if path == "*":
+        return ()
+    return tuple(s for s in path.strip("/").split("/") if s)
+
+
+def _forbidden_site() -> DAVError:
+    return DAVError(HTTP_FORBIDDEN, "This deposit account has no access to that site")
+
+
+class DepositDomainController(BaseDomainController):
+    """HTTP Basic against `DepositGate.authenticate`; the account's site must be the path's site."""
+
+    def __init__(self, wsgidav_app: Any, config: dict[str, Any]) -> None:
+        super().__init__(wsgidav_app, config)
+        provider = wsgidav_app.provider_map.get("/")
+        if not isinstance(provider, DropzoneProvider):
+            raise RuntimeError("DepositDomainController needs a DropzoneProvider mapped at '/'")
+        self.provider = provider
+
+    def __str__(self) -> str:
+        return f"{self.__class__.__name__}({REALM!r})"
+
+    def get_domain_realm(self, path_info: str, environ: Environ | None) -> str:
+        return REALM
+
+    def require_authentication(self, realm: str, environ: Environ | None) -> bool:
+        return True
+
+    def supports_http_digest_auth(self) -> bool:
+        return False
+
+    def basic_auth_user(self, realm: str, user_name: str, password: str, environ: Environ) -> bool:
+        if not user_name or not password:
+            return False
+        site = self.provider.bridge.authenticate(user_name, password, str(environ.get("REMOTE_ADDR", "")))
+        if site is None:
+            return False
+        environ[ENV_SITE] = site
+        environ[ENV_LOGIN] = user_name
+        segments = _segments(environ.get("PATH_INFO", ""))
+        if segments and segments[0] != site:
+            raise _forbidden_site()
+        return True
+
+
+# --- resources -----------------------------------------------------------------------------------
+
+
+class _Root(DAVCollection):
+    """The mount root: lists the caller's own site only; read-only, never locked (a depth-infinity lock
+    here would cover every tenant's URLs)."""
+
+    def get_member_names(self) -> list[str]:
+        site = self.environ.get(ENV_SITE)
+        if site is None or self.provider.establishments(site, self.environ) is None:
+            return []
+        return [site]
+
+    def get_member(self, name: str) -> Any:
+        return self.provider.get_resource_inst(util.join_uri(self.path, name), self.environ)
+
+    def get_display_name(self) -> str:
+        return self.provider.mount_path.strip("/") or "/"
+
+    def prevent_locking(self) -> bool:
+        return True
+
+    def create_empty_resource(self, name: str) -> Any:
+        raise DAVError(HTTP_FORBIDDEN, "Deposit into your site's folder")
+
+    def create_collection(self, name: str) -> None:
+        raise DAVError(HTTP_FORBIDDEN, "Deposit into your site's folder")
+
+    def set_last_modified(self, dest_path: str, time_stamp: Any, *, dry_run: bool) -> bool:
+        return False
+
+
+class DropFolder(FolderResource):
+    def __init__(self, path: str, environ: Environ, file_path: str, place: _Place) -> None:
+        super().__init__(path, environ, file_path)
+        self.place = place
+
+    def get_member_names(self) -> list[str]:
+        return sorted(super().get_member_names())
+
+    def create_empty_resource(self, name: str) -> Any:
+        path = util.join_uri(self.path, name)
+        if self.environ.get("REQUEST_METHOD") == "PUT" and path.rstrip("/") == self.environ["PATH_INFO"].rstrip("/"):
+            # The target of this PUT: nothing is created on disk until the body is complete.
+            file_path = self.provider._loc_to_file_path(path, self.environ)
+            return DropFile(path, self.environ, file_path, self.provider.place(path, self.environ), pending=True)
+        return super().create_empty_resource(name)  # LOCK on an unmapped URL: a real empty file
+
+    def delete(self) -> None:
+        if self.place.protected:
+            raise DAVError(HTTP_FORBIDDEN, "Site and establishment folders cannot be deleted")
+        super().delete()
+
+    def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
+        if is_move and self.place.protected:
+            raise DAVError(HTTP_FORBIDDEN, "Site and establishment folders cannot be moved")
+        super().copy_move_single(dest_path, is_move=is_move)
+
+    def support_recursive_move(self, dest_path: str) -> bool:
+        return not self.place.protected
+
+    def move_recursive(self, dest_path: str) -> None:
+        if self.place.protected:
+            raise DAVError(HTTP_FORBIDDEN, "Site and establishment folders cannot be moved")
+        super().move_recursive(dest_path)
+
+
+class DropFile(FileResource):
+    """A file of the deposit space. Writes go to a hidden temporary file, landed on completion."""
+
+    file_stat: os.stat_result | None
+
+    def __init__(self, path: str, environ: Environ, file_path: str, place: _Place, *, pending: bool = False) -> None:
+        if pending:  # target of a PUT, not on disk yet
+            DAVNonCollection.__init__(self, path, environ)
+            self._file_path = file_path
+            self.file_stat = None
+            self.name = util.to_str(os.path.basename(file_path))
+        else:
+            super().__init__(path, environ, file_path)
+        self.place = place
+        self._upload: tuple[str, IO[bytes]] | None = None
+
+    # -- PUT --------------------------------------------------------------------------------------
+
+    def begin_write(self, *, content_type: str | None = None) -> IO[bytes]:
+        uploads = self.provider.uploads_dir
+        uploads.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="put-", suffix=".part", dir=uploads)
+        stream = os.fdopen(fd, "wb")
+        self._upload = (tmp, stream)
+        return stream
+
+    def end_write(self, *, with_errors: bool) -> None:
+        if self._upload is None:
+            return
+        tmp, stream = self._upload
+        self._upload = None
+        try:
+            stream.close()
+            if with_errors:
+                return
+            self._land(tmp, self.path, os.path.getsize(tmp))
+            os.replace(tmp, self._file_path)
+            self.file_stat = os.stat(self._file_path)
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+
+    # -- MOVE / COPY ------------------------------------------------------------------------------
+
+    def _is_request_target(self) -> bool:
+        return self.path.rstrip("/") == self.environ.get("PATH_INFO", "").rstrip("/")
+
+    def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
+        if self._is_request_target():
+            self._land(self._file_path, dest_path, os.path.getsize(self._file_path))
+        super().copy_move_single(dest_path, is_move=is_move)
+
+    def move_recursive(self, dest_path: str) -> None:
+        if self._is_request_target():
+            self._land(self._file_path, dest_path, os.path.getsize(self._file_path))
+        super().move_recursive(dest_path)
+
+    def delete(self) -> None:
+        os.unlink(self._file_path)
+        self.remove_all_properties(recursive=True)
+        # Overwritten by a MOVE/COPY (Windows renames its temporary file onto the final name it locked):
+        # the destination's lock stays (RFC 4918 §7.7: the moved resource joins the destination lock).
+        method = self.environ.get("REQUEST_METHOD")
+        source = self.environ.get("PATH_INFO", "")
+        if method in ("MOVE", "COPY") and not util.is_equal_or_child_uri(source, self.path):
+            return
+        self.remove_all_locks(recursive=True)
+
+    # -- deposits ---------------------------------------------------------------------------------
+
+    def _land(self, source: str, dest_path: str, size: int) -> None:
+        """`source` (complete) is about to take its final place at `dest_path`: deposit it if it is one."""
+        name = util.get_uri_name(dest_path.rstrip("/"))
+        place = self.provider.place(dest_path, self.environ)
+        if place.site is None or len(place.segments) < 2 or not is_deposit_candidate(name, size):
+            return
+        self.provider.bridge.take_deposit(place.site, place.establishment, name, Path(source),
+                                          str(self.environ.get(ENV_LOGIN, "")))
+
+
+# --- provider ------------------------------------------------------------------------------------
+
+
+class DropzoneProvider(FilesystemProvider):
+    """One provider at '/': routes /{site}/{establishment}/ inside itself (design.md §8b)."""
+
+    def __init__(self, root_dir: Path, bridge: _Bridge) -> None:
+        root_dir.mkdir(parents=True, exist_ok=True)
+        super().__init__(str(root_dir), readonly=False, fs_opts={"follow_symlinks": False, "shadow_map": {}})
+        self.bridge = bridge
+        self.root_dir = Path(self.root_folder_path)
+        self.uploads_dir = self.root_dir / STATE_DIR / "uploads"
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        self._sweep_uploads()
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.root_folder_path!r})"
+
+    def _sweep_uploads(self, older_than_s: float = 24 * 3600) -> None:
+        """Temporaries of uploads interrupted by a crash (a live process removes its own)."""
+        limit = time.time() - older_than_s
+        for entry in self.uploads_dir.iterdir():
+            try:
+                if entry.is_file() and entry.stat().st_mtime < limit:
+                    entry.unlink()
+            except OSError:
+                pass
+
+    def establishments(self, site: str, environ: Environ) -> list[str] | None:
+        """The site's establishment ids (once per request), creating their folders on first sight."""
+        cache: dict[str, list[str] | None] = environ.setdefault(ENV_ESTABLISHMENTS, {})
+        if site not in cache:
+            ids = self.bridge.establishment_ids(site)
+            if ids is not None:
+                ids = [e for e in ids if ID_RE.match(e)]
+                for folder in [self.root_dir / site, *(self.root_dir / site / e for e in ids)]:
+                    try:
+                        folder.mkdir(exist_ok=True)
+                    except OSError as e:  # e.g. a file named like a new establishment
+                        log.warning("cannot create WebDAV folder %s: %s", folder, e)
+            cache[site] = ids
+        return cache[site]
+
+    def place(self, path: str, environ: Environ) -> _Place:
+        """Check access to `path` and say where it falls; raises DAVError 400/403/404."""
+        segments = _segments(path)
+        if not segments:
+            return _Place(None, None, ())
+        if any("\x00" in s or "\\" in s for s in segments):
+            raise DAVError(HTTP_BAD_REQUEST, "Invalid character in path")
+        site = segments[0]
+        caller = environ.get(ENV_SITE)
+        if caller is None or site != caller:
+            raise _forbidden_site()
+        if not ID_RE.match(site):  # unreachable for a real site; kept so '.dav' can never be served
+            raise DAVError(HTTP_NOT_FOUND)
+        ests = self.establishments(site, environ)
+        if ests is None:
+            raise DAVError(HTTP_NOT_FOUND, "Unknown site")
+        establishment = segments[1] if len(segments) > 1 and segments[1] in ests else None
+        if len(segments) > 2 and establishment is None and not (self.root_dir / site / segments[1]).is_dir():
+            raise DAVError(HTTP_NOT_FOUND, "Unknown establishment")
+        return _Place(site, establishment, segments)
+
+    def _loc_to_file_path(self, path: str, environ: Environ | None = None) -> str:
+        if environ is None:
+            raise DAVError(HTTP_FORBIDDEN)
+        self.place(path, environ)
+        return str(super()._loc_to_file_path(path, environ))
+
+    def get_resource_inst(self, path: str, environ: Environ) -> Any:
+        self._count_get_resource_inst += 1
+        place = self.place(path, environ)
+        if place.site is None:
+            return _Root("/", environ)
+        file_path = super()._loc_to_file_path(path, environ)
+        if not os.path.lexists(file_path):
+            return None
+        if os.path.islink(file_path):
+            raise DAVError(HTTP_FORBIDDEN, "Symbolic links are not served")
+        if os.path.isdir(file_path):
+            return DropFolder(path, environ, file_path, place)
+        return DropFile(path, environ, file_path, place)
+
+
+# --- request guard (size cap, disconnects, malformed Authorization) --------------------------------
+
+
+def _watch_disconnect(body: Any) -> Callable[[], bool]:
+    """Tell when the client went away. a2wsgi's body reader turns an ASGI ``http.disconnect`` into a plain
+    end of body, which would land a truncated chunked upload: intercept its ``receive`` to notice."""
+    receive = getattr(body, "receive", None)
+    if receive is None or not callable(receive):
+        return lambda: False
+    gone = threading.Event()
+
+    async def watching() -> Any:
+        message = await receive()
+        if message.get("type") == "http.disconnect":
+            gone.set()
+        return message
+
+    try:
+        body.receive = watching
+    except AttributeError:
+        return lambda: False
+    return gone.is_set
+
+
+class _GuardedInput:
+    """wsgi.input that enforces the upload cap and turns a body cut short into an error."""
+
+    def __init__(self, raw: Any, length: int | None, max_bytes: int, disconnected: Callable[[], bool]) -> None:
+        self.raw = raw
+        self.length = length
+        self.max_bytes = max_bytes
+        self.disconnected = disconnected
+        self.seen = 0
+
+    def _account(self, data: bytes, eof: bool) -> bytes:
+        self.seen += len(data)
+        if self.seen > self.max_bytes:
+            raise DAVError(HTTP_CONTENT_TOO_LARGE, f"Upload over {self.max_bytes} bytes",
+                           add_headers=[("Connection", "close")])
+        if eof and ((self.length is not None and self.seen < self.length) or self.disconnected()):
+            raise DAVError(HTTP_BAD_REQUEST, "Request body cut short (client disconnected)",
+                           add_headers=[("Connection", "close")])
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None:
+            size = -1
+        data = self.raw.read(size)
+        return self._account(data, eof=size < 0 or (size > 0 and not data))
+
+    def readline(self, limit: int = -1) -> bytes:
+        data = self.raw.readline(limit)
+        return self._account(data, eof=not data)
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines = []
+        while line := self.readline():
+            lines.append(line)
+        return lines
+
+    def __iter__(self) -> Any:
+        while line := self.readline():
+            yield line
+
+
+def _simple_response(start_response: StartResponse, status: str, text: str,
+                     extra: list[tuple[str, str]] | None = None) -> list[bytes]:
+    body = text.encode()
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+                            ("Date", util.get_rfc1123_time()), *(extra or [])])
+    return [body]
+
+
+def _basic_credentials_ok(header: str) -> bool:
+    import base64
+    import binascii
+
+    method, _, value = header.strip().partition(" ")
+    if method.lower() != "basic":
+        return True  # other schemes are answered by WsgiDAV with a Basic challenge
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return False
+    return ":" in decoded
+
+
+class _RequestGuard:
+    def __init__(self, app: _WSGICallable, max_upload_bytes: int) -> None:
+        self.app = app
+        self.max_upload_bytes = max_upload_bytes
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        raw_length = str(environ.get("CONTENT_LENGTH") or "").strip()
+        length: int | None = None
+        if raw_length:
+            if not raw_length.isdigit():
+                return _simple_response(start_response, "400 Bad Request", "Invalid Content-Length\n",
+                                        [("Connection", "close")])
+            length = int(raw_length)
+            if length > self.max_upload_bytes:
+                return _simple_response(start_response, "413 Content Too Large",
+                                        f"Upload over {self.max_upload_bytes} bytes\n", [("Connection", "close")])
+        body = environ.get("wsgi.input")
+        environ["wsgi.input"] = _GuardedInput(body, length, self.max_upload_bytes, _watch_disconnect(body))
+        auth = environ.get("HTTP_AUTHORIZATION")
+        if auth is not None and not _basic_credentials_ok(auth):
+            del environ["HTTP_AUTHORIZATION"]  # malformed: answered with a 401 challenge, not a 500
+        return self.app(environ, start_response)
+
+
+# --- assembly ------------------------------------------------------------------------------------
+
+
+def build_webdav_app(root_dir: Path, gate: DepositGate, loop: asyncio.AbstractEventLoop,
+                     *, mount_path: str = "/webdav", max_upload_bytes: int,
+                     gate_timeout_s: float = 30.0, deposit_timeout_s: float = 300.0,
+                     auth_cache_ttl_s: float = 30.0) -> WSGIApp:
+    """The WebDAV deposit space as a WSGI app, to run in a2wsgi's thread pool under `mount_path`.
+
+    `loop` is the event loop the gate's coroutines run on (the server's loop)."""
+    bridge = _Bridge(gate, loop, gate_timeout_s=gate_timeout_s, deposit_timeout_s=deposit_timeout_s,
+                     auth_cache_ttl_s=auth_cache_ttl_s)
+    provider = DropzoneProvider(Path(root_dir), bridge)
+    mount = "/" + mount_path.strip("/") if mount_path.strip("/") else None
+    config: dict[str, Any] = {
+        "mount_path": mount,
+        "provider_mapping": {"/": provider},
+        "http_authenticator": {
+            "domain_controller": DepositDomainController,
+            "accept_basic": True,
+            "accept_digest": False,
+            "default_to_digest": False,
+        },
+        "middleware_stack": [ErrorPrinter, HTTPAuthenticator, RequestResolver],
+        "lock_storage": True,  # in-memory lock manager
+        "property_manager": True,  # in-memory dead properties
+        "hotfixes": {"emulate_win32_lastmod": True, "re_encode_path_info": True, "unquote_path_info": False},
+        "block_size": 64 * 1024,
+        "suppress_version_info": True,
+        "add_header_MS_Author_Via": True,
+        "logging": {"enable": False},
+        "verbose": 1,
+    }
+    return cast(WSGIApp, _RequestGuard(WsgiDAVApp(config), max_upload_bytes))
+
+
+class _LazyWebdav:
+    """ASGI app built on first request, inside the running loop (the gate's loop)."""
+
+    def __init__(self, build: Callable[[asyncio.AbstractEventLoop], Any],
+                 loop_getter: Callable[[], asyncio.AbstractEventLoop] | None) -> None:
+        self.build = build
+        self.loop_getter = loop_getter
+        self.app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.app is None:  # no await in between: one build per loop
+            loop = self.loop_getter() if self.loop_getter is not None else asyncio.get_running_loop()
+            self.app = self.build(loop)
+        await self.app(scope, receive, send)
+
+
+def mount_webdav(app: FastAPI, root_dir: Path, gate: DepositGate, *, max_upload_bytes: int,
+                 mount_path: str = "/webdav", workers: int = 32,
+                 loop_getter: Callable[[], asyncio.AbstractEventLoop] | None = None) -> None:
+    """Mount the deposit space on `app` at `mount_path` behind a2wsgi (`workers` threads: a slow upload
+    holds one for its whole duration). The loop is the running one at the first request unless
+    `loop_getter` says otherwise."""
+    from a2wsgi import WSGIMiddleware
+
+    def build(loop: asyncio.AbstractEventLoop) -> Any:
+        wsgi = build_webdav_app(root_dir, gate, loop, mount_path=mount_path, max_upload_bytes=max_upload_bytes)
+        return WSGIMiddleware(wsgi, workers=workers)
+
+    app.mount("/" + mount_path.strip("/"), _LazyWebdav(build, loop_getter))
+
+
+__all__ = ["REALM", "DepositDomainController", "DepositGate", "DropzoneProvider", "build_webdav_app", "mount_webdav"]

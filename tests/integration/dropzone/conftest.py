@@ -1,0 +1,1 @@
+from tests.integration.dropzone.webdav_fixtures import webdav_server  # noqa: F401

@@ -1,0 +1,118 @@
+"""docker-compose.yml, deploy/Dockerfile and the compose proxy configuration, checked without a Docker
+engine: structure with PyYAML, the proxy configuration against its template, and `docker compose config`
+when the compose CLI plugin is installed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deploy.distributed import COMPOSE_CONF, SERVICES, render_compose_conf, render_nginx_conf
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_top_level(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {"rabbitmq", "postgres", "migrate", *SERVICES, "proxy"}
+    assert "edt-data" in compose["volumes"]
+    for name, service in compose["services"].items():
+        assert "image" in service or "build" in service, name
+        # Every named volume a service mounts is declared.
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if not source.startswith((".", "/")):
+                assert source in compose["volumes"], (name, source)
+        for dep in service.get("depends_on", {}):
+            assert dep in compose["services"], (name, dep)
+
+
+def test_broker_and_database(compose: dict[str, Any]) -> None:
+    rabbit, pg = compose["services"]["rabbitmq"], compose["services"]["postgres"]
+    assert rabbit["image"].startswith("rabbitmq:3.13-management")
+    assert pg["image"] == "postgres:16"
+    for service in (rabbit, pg):
+        assert service["healthcheck"]["test"]
+
+
+def test_migrate_is_a_one_shot(compose: dict[str, Any]) -> None:
+    migrate = compose["services"]["migrate"]
+    assert migrate["command"] == ["python", "-m", "deploy.migrate"]
+    assert migrate["restart"] == "no"
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert migrate["environment"]["EDT_DATABASE_URL"].startswith("postgresql+asyncpg://")
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service(compose: dict[str, Any], name: str) -> None:
+    service = compose["services"][name]
+    assert service["command"] == ["python", "-m", f"services.{name}.main"]
+    assert service["build"]["dockerfile"] == "deploy/Dockerfile"
+    assert service["depends_on"] == {
+        "rabbitmq": {"condition": "service_healthy"},
+        "postgres": {"condition": "service_healthy"},
+        "migrate": {"condition": "service_completed_successfully"},
+    }
+    assert "edt-data:/data" in service["volumes"]
+    env = service["environment"]
+    assert "@postgres:5432/" in env["EDT_DATABASE_URL"]
+    assert "@rabbitmq:5672/" in env["EDT_BROKER_URL"]
+    assert env["EDT_BLOB_DIR"].startswith("/data")
+    assert env["EDT_SERVICE_PORT"] == "8000"
+    assert "readyz" in " ".join(service["healthcheck"]["test"])
+
+
+def test_proxy(compose: dict[str, Any]) -> None:
+    proxy = compose["services"]["proxy"]
+    assert proxy["image"] == "nginx:stable"
+    assert any(str(p).endswith(":8000") for p in proxy["ports"])
+    assert set(proxy["depends_on"]) == set(SERVICES)
+    mounts = [v.split(":") for v in proxy["volumes"]]
+    assert ["./deploy/nginx.compose.conf", "/etc/nginx/nginx.conf", "ro"] in mounts
+
+
+def test_dockerfile() -> None:
+    text = DOCKERFILE.read_text()
+    assert [line for line in text.splitlines() if line.startswith("FROM ")] == ["FROM python:3.11-slim"]
+    assert "pip install ." in text
+    for source in ("pyproject.toml", "shared", "services", "deploy"):
+        assert f"COPY {source}" in text
+
+
+def test_compose_proxy_conf_is_rendered_from_the_template() -> None:
+    assert COMPOSE_CONF.read_text() == render_compose_conf(), (
+        "deploy/nginx.compose.conf is stale: run `python -m deploy.distributed --render-compose`")
+    text = COMPOSE_CONF.read_text()
+    for name in SERVICES:
+        assert f"server {name}:8000" in text
+    assert "client_max_body_size 102m;" in text
+
+
+def test_template_rejects_missing_upstreams() -> None:
+    with pytest.raises(ValueError, match="no upstream"):
+        render_nginx_conf(listen="8000", servers={}, max_upload_mb=1, pid_file="p", error_log="e",
+                          access_log="a", temp_dir="t")
+
+
+def test_docker_compose_config() -> None:
+    """`docker compose config` when the CLI plugin is there (it needs no engine)."""
+    docker = shutil.which("docker")
+    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
+        pytest.skip("docker compose CLI plugin not installed (structure checked above)")
+    result = subprocess.run([docker, "compose", "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True,
+                            env={**os.environ, "EDT_ADMIN_TOKEN": "test-token"}, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
