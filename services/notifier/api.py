@@ -64,6 +64,7 @@ def import_view(row: Any, step_rows: list[Any], position: int | None, eta: int |
         "progress": 100 if domain.is_terminal(status) else round(100 * ended / len(step_list)),
         "file": {"name": row.file_name, "sha256": row.sha256, "size": row.size},
         "source": row.source,
+        "account": row.account,
         "message": row.message,
         "message_en": row.message_en,
         "no_change": row.no_change,

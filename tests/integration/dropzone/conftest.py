@@ -1,1 +1,1 @@
-from tests.integration.dropzone.webdav_fixtures import webdav_server  # noqa: F401
+from tests.integration.dropzone.webdav_fixtures import fake_webdav_server, webdav_server  # noqa: F401

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.dropzone.webdav_fixtures import Deposit, WebdavServer
+from tests.integration.dropzone.webdav_fixtures import Deposit, RealWebdavServer, WebdavServer
 
 FINAL = "EDT_To_KOSMOS_0490856P.xml"
 EXPORT = (b'<?xml version="1.0" encoding="UTF-8"?>\n<ExportEmploiDuTemps UAI="0490856P">' + b"x" * 2000
@@ -240,8 +240,9 @@ def test_another_sites_account_gets_403(webdav_server: WebdavServer) -> None:
     assert not on_disk(s, s.site, "1754", FINAL).exists()
 
 
-def test_unknown_establishment_and_unknown_site_are_404(webdav_server: WebdavServer, dav: httpx.Client) -> None:
-    s = webdav_server
+def test_unknown_establishment_and_unknown_site_are_404(fake_webdav_server: WebdavServer) -> None:
+    s = fake_webdav_server
+    dav = httpx.Client(auth=s.auth, timeout=10)
     assert dav.request("PROPFIND", s.url(s.site, "0000", ""), headers={"Depth": "0"}).status_code == 404
     assert dav.put(s.url(s.site, "0000", FINAL), content=EXPORT).status_code == 404
     s.gate.accounts["emp.ghost"] = ("ghost-pass1", "5555")  # an account whose site is gone
@@ -292,8 +293,11 @@ def test_deposit_location_decides_the_establishment(webdav_server: WebdavServer,
     assert dav.put(s.url(s.site, "1754", "sub", "deep.xml"), content=EXPORT).status_code == 201
     assert dav.request("MKCOL", s.url(s.site, "extra", "")).status_code == 201
     assert dav.put(s.url(s.site, "extra", "client.xml"), content=EXPORT).status_code == 201
-    assert [(d.establishment, d.name) for d in s.deposits] == [(None, "all.xml"), ("1754", "deep.xml"),
-                                                               (None, "client.xml")]
+    # The WebDAV layer hands site-level files over without an establishment; the product then routes
+    # them by the UAI the file carries (EXPORT's is 1754's).
+    site_level = "1754" if isinstance(s, RealWebdavServer) else None
+    assert [(d.establishment, d.name) for d in s.deposits] == [(site_level, "all.xml"), ("1754", "deep.xml"),
+                                                               (site_level, "client.xml")]
     assert on_disk(s, s.site, "1754", "sub", "deep.xml").read_bytes() == EXPORT
 
 
@@ -335,8 +339,9 @@ def test_moves_copies_and_deletes_after_a_deposit(webdav_server: WebdavServer, d
     assert all(d.data == EXPORT for d in s.deposits)
 
 
-def test_failed_deposit_fails_the_request_and_lands_nothing(webdav_server: WebdavServer, dav: httpx.Client) -> None:
-    s = webdav_server
+def test_failed_deposit_fails_the_request_and_lands_nothing(fake_webdav_server: WebdavServer) -> None:
+    s = fake_webdav_server
+    dav = httpx.Client(auth=s.auth, timeout=10)
     final = s.url(s.site, "1754", FINAL)
     s.gate.fail_deposits = True
     assert dav.put(final, content=EXPORT).status_code == 500

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -149,9 +150,69 @@ def start_webdav_server(root: Path, gate: FakeGate | None = None, max_upload_byt
 
 
 @pytest.fixture
-def webdav_server(tmp_path: Path) -> Iterator[WebdavServer]:
+def fake_webdav_server(tmp_path: Path) -> Iterator[WebdavServer]:
+    """The WebDAV layer alone, in front of `FakeGate` (for tests that steer the gate)."""
     server, thread = start_webdav_server(tmp_path)
     try:
         yield server
     finally:
         thread.stop()
+
+
+@dataclass
+class RealWebdavServer(WebdavServer):
+    """The whole embedded product: the same attributes, deposits read back through the REST API."""
+
+    api: Any = None
+
+    @property
+    def deposits(self) -> list[Deposit]:
+        # The history is fed by status events after each deposit committed: read until it is stable.
+        previous = self._read_deposits()
+        while True:
+            time.sleep(0.3)
+            current = self._read_deposits()
+            if current == previous:
+                return current
+            previous = current
+
+    def _read_deposits(self) -> list[Deposit]:
+        found = []
+        for site, login in ((self.site, self.login), (self.other_site, self.other_login)):
+            for item in self.api.history(site, limit=500):
+                if item["source"] != "webdav":
+                    continue
+                data = self.api.call("GET", f"/imports/{item['id']}/source", params={"raw": "true"}).content
+                target = item["establishment"] if item["status"] != "rejected" else None
+                found.append((item["created_at"], Deposit(site, target, item["file"]["name"], data,
+                                                          item.get("account") or login)))
+        return [d for _, d in sorted(found, key=lambda pair: pair[0])]
+
+
+def start_real_webdav_server(tmp_path: Path) -> Iterator[RealWebdavServer]:
+    from tests.harness import database, sample_xml
+    from tests.integration.conftest import start_stack
+
+    with database("sqlite", tmp_path) as url:
+        stacks = start_stack(tmp_path, url, EDT_MAX_UPLOAD_MB=str(MAX_UPLOAD_BYTES // (1024 * 1024)))
+        stack = next(stacks)
+        api = stack.api
+        api.create_site(SITE, {"1754": "0490856P", "4817": "0490857R"})
+        api.create_site(OTHER_SITE, {OTHER_SITE: "0490858S"})
+        api.first_import(SITE, "1754", sample_xml("0490856P"))
+        api.first_import(OTHER_SITE, OTHER_SITE, sample_xml("0490858S"))
+        mine, other = api.create_account(SITE, "Jean", "Dupont"), api.create_account(OTHER_SITE, "Marie", "Curie")
+        yield RealWebdavServer(f"{stack.url}/webdav", stack.settings.data_dir / "webdav", None,  # type: ignore[arg-type]
+                               MAX_UPLOAD_BYTES, login=mine["login"], password=mine["password"],
+                               other_login=other["login"], other_password=other["password"], api=api)
+        stacks.close()
+
+
+@pytest.fixture(params=["webdav-layer", "product"])
+def webdav_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WebdavServer]:
+    """Each protocol test runs twice: on the WebDAV layer with a fake gate, and on the whole embedded
+    product (real dropzone, blob store, pipeline, history API)."""
+    if request.param == "webdav-layer":
+        yield from fake_webdav_server.__wrapped__(tmp_path)  # type: ignore[attr-defined]
+    else:
+        yield from start_real_webdav_server(tmp_path)
