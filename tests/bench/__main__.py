@@ -1,0 +1,18 @@
+"""`make bench`: every benchmark, each printing its figures beside its floor/twin measured in the same run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHES = [
+    [sys.executable, "-m", "tests.bench.pipeline", "--runs", "10"],
+    [sys.executable, "tests/bench_parse.py"],
+]
+
+if __name__ == "__main__":
+    failed = 0
+    for cmd in BENCHES:
+        print(f"\n=== {' '.join(cmd[1:])}", flush=True)
+        failed |= subprocess.run(cmd).returncode
+    sys.exit(failed)
