@@ -336,15 +336,18 @@ class RabbitBus(Bus):
     async def queue_stats(self, queue: str) -> dict[str, Any]:
         if not self.management_url:
             return {}
+        from urllib.parse import quote, unquote, urlsplit
+
         import httpx
 
         url = self.management_url.rstrip("/")
+        vhost = quote(unquote(urlsplit(self.url).path[1:]) or "/", safe="")
         try:
             async with httpx.AsyncClient(timeout=3) as client:
-                r = await client.get(f"{url}/api/queues/%2F/{queue}")
+                r = await client.get(f"{url}/api/queues/{vhost}/{queue}")
                 r.raise_for_status()
                 data = r.json()
-                dlq = (await client.get(f"{url}/api/queues/%2F/{queue}.dlq")).json()
+                dlq = (await client.get(f"{url}/api/queues/{vhost}/{queue}.dlq")).json()
         except Exception as exc:  # noqa: BLE001 - ops endpoint reports what it can
             return {"error": f"management API unavailable: {exc.__class__.__name__}"}
         stats = data.get("message_stats") or {}
