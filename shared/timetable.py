@@ -230,7 +230,14 @@ def to_jsonable(tt: Timetable) -> dict[str, Any]:
         "equipment": [[r.ident, r.name] for r in tt.equipment.values()],
         "students": [
             [
-                s.ident, s.last_name, s.first_name, _d(s.birth_date), s.sex, s.pronote_id, s.cas_id, s.national_id,
+                s.ident,
+                s.last_name,
+                s.first_name,
+                _d(s.birth_date),
+                s.sex,
+                s.pronote_id,
+                s.cas_id,
+                s.national_id,
                 [[m.ident, _d(m.start), _d(m.end)] for m in s.classes],
                 [[m.ident, _d(m.start), _d(m.end)] for m in s.parts],
             ]
@@ -238,13 +245,23 @@ def to_jsonable(tt: Timetable) -> dict[str, Any]:
         ],
         "slots": [
             [
-                s.day, s.first_place, s.place_count, s.subject, s.cancelled_weeks,
-                _refs_out(s.teachers), _refs_out(s.classes), _refs_out(s.parts), _refs_out(s.groups),
-                _refs_out(s.rooms), _refs_out(s.equipment), _refs_out(s.students), _refs_out(s.staff),
+                s.day,
+                s.first_place,
+                s.place_count,
+                s.subject,
+                s.cancelled_weeks,
+                _refs_out(s.teachers),
+                _refs_out(s.classes),
+                _refs_out(s.parts),
+                _refs_out(s.groups),
+                _refs_out(s.rooms),
+                _refs_out(s.equipment),
+                _refs_out(s.students),
+                _refs_out(s.staff),
             ]
             for s in tt.slots
         ],
-    }  # fmt: skip
+    }
 
 
 def _person_out(p: Person) -> list[Any]:
@@ -280,7 +297,14 @@ def from_jsonable(obj: dict[str, Any]) -> Timetable:
         equipment={r[0]: Room(r[0], r[1]) for r in obj["equipment"]},
         students={
             r[0]: Student(
-                r[0], r[1], r[2], _pd(r[3]), r[4], r[5], r[6], r[7],
+                r[0],
+                r[1],
+                r[2],
+                _pd(r[3]),
+                r[4],
+                r[5],
+                r[6],
+                r[7],
                 tuple([Membership(m[0], _pd(m[1]), _pd(m[2])) for m in r[8]]),
                 tuple([Membership(m[0], _pd(m[1]), _pd(m[2])) for m in r[9]]),
             )
@@ -289,13 +313,24 @@ def from_jsonable(obj: dict[str, Any]) -> Timetable:
         slots=tuple(
             [
                 Slot(
-                    r[0], r[1], r[2], r[3], r[4], _refs_in(r[5]), _refs_in(r[6]), _refs_in(r[7]), _refs_in(r[8]),
-                    _refs_in(r[9]), _refs_in(r[10]), _refs_in(r[11]), _refs_in(r[12]),
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    _refs_in(r[5]),
+                    _refs_in(r[6]),
+                    _refs_in(r[7]),
+                    _refs_in(r[8]),
+                    _refs_in(r[9]),
+                    _refs_in(r[10]),
+                    _refs_in(r[11]),
+                    _refs_in(r[12]),
                 )
                 for r in obj["slots"]
             ]
         ),
-    )  # fmt: skip
+    )
 
 
 def dumps(tt: Timetable) -> bytes:
@@ -401,8 +436,9 @@ def derive_courses(tt: Timetable) -> list[Course]:
                 entry[4][t.ident] = None
     out = []
     for key, (subject, kind, target, slots, teachers) in acc.items():
-        out.append(Course(key, subject, kind, target, course_label(tt, subject, kind, target), tuple(slots),
-                          tuple(teachers)))  # fmt: skip
+        out.append(
+            Course(key, subject, kind, target, course_label(tt, subject, kind, target), tuple(slots), tuple(teachers))
+        )
     return out
 
 
@@ -464,10 +500,15 @@ def sessions_for_course(tt: Timetable, course: Course) -> Iterator[Session]:
                 continue
             bit = 1 << week
             yield Session(
-                week, start, monday + end_off, index,
-                _taking_part(slot.teachers, bit), _taking_part(slot.rooms, bit),
-                _taking_part(slot.equipment, bit), _taking_part(slot.staff, bit),
-            )  # fmt: skip
+                week,
+                start,
+                monday + end_off,
+                index,
+                _taking_part(slot.teachers, bit),
+                _taking_part(slot.rooms, bit),
+                _taking_part(slot.equipment, bit),
+                _taking_part(slot.staff, bit),
+            )
 
 
 def derive_sessions(tt: Timetable) -> Iterator[tuple[Course, Session]]:
@@ -537,6 +578,7 @@ class Sniff:
 
 SNIFF_MAX_BYTES = 256 * 1024 * 1024  # an encrypted container must be streamed up to its UAI, after CONTENU
 SNIFF_MAX_MEMBERS = 1000
+SNIFF_MAX_ZIP_RATIO = 200
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _SECTIONS_AFTER_ESTABLISHMENTS = frozenset(["Classes", "Groupes", "Salles", "Materiels", "Eleves", "Cours"])
 
@@ -572,9 +614,15 @@ def _sniff_stream(raw: IO[bytes], cap: int, *, is_zip: bool, member: str | None)
 
     unknown = Sniff("unknown", is_zip=is_zip, member=member)
     parser = etree.iterparse(
-        _CappedReader(raw, cap), events=("start", "end"), resolve_entities=False, no_network=True,
-        load_dtd=False, huge_tree=False, remove_comments=True, remove_pis=True,
-    )  # fmt: skip
+        _CappedReader(raw, cap),
+        events=("start", "end"),
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+    )
     kind: SniffKind = "unknown"
     uai: str | None = None
     version: str | None = None
@@ -649,6 +697,9 @@ def _sniff_zip(path: Path, max_bytes: int) -> Sniff:
             for info in infos:
                 if info.flag_bits & 0x1:  # encrypted member: not ours to open
                     continue
+                ratio = info.file_size / max(info.compress_size, 1)
+                if info.file_size > max_bytes or (ratio > SNIFF_MAX_ZIP_RATIO and info.file_size > 1024 * 1024):
+                    return Sniff("unknown", is_zip=True)  # a zip bomb is nobody's export
                 with zf.open(info) as member:
                     if _looks_like_xml(member.read(1024)):
                         xml_members.append(info)
