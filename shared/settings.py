@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     timezone: str = "Europe/Paris"
     school_year_start: str = "08-01"
     smtp_url: str | None = None
+    # Software accepted by file validation (design.md §8a): products, first year, format major versions.
+    accepted_products: str = "EDT,PRONOTE"
+    accepted_min_year: int = 2013
+    parse_workers: int = Field(default=1, ge=1)  # processes parsing exports, per validator process
 
     # Pipeline tuning (extensions of the contract).
     max_in_flight: int = Field(default=4, ge=1)  # imports running at once across all sites (fairness, §2)

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +33,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def sample_xml(uai: str = "0490856P", marker: str = "", establishments: list[str] | None = None) -> bytes:
-    """A minimal clear export (enough for deposit routing; real schools come from tests.factory)."""
-    ests = ""
-    if establishments:
-        ests = "<Etablissements>" + "".join(
-            f'<Etablissement Ident="E{i}" Numero="{u}" Nom="Etab {u}"/>' for i, u in enumerate(establishments)
-        ) + "</Etablissements>"
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<ExportEmploiDuTemps '
-            f'xmlns="http://www.index-education.com/exportemploidutemps" Version="1.1" UAI="{uai}">'
-            f'<AnneeScolaire DateDebut="2026-09-01" DateFin="2027-07-04" DatePremierJourSemaine1="2026-08-31"/>'
-            f'{ests}<!-- {marker or uuid.uuid4().hex} --></ExportEmploiDuTemps>\n').encode()
+@lru_cache(maxsize=16)
+def _school_xml(uais: tuple[str, ...], seed: int) -> bytes:
+    from tests.factory import make_school
+
+    return make_school("XS2" if len(uais) > 1 else "XS", seed, uai=list(uais)).to_xml_bytes()
+
+
+def sample_xml(uai: str = "0490856P", marker: str = "", establishments: list[str] | None = None,
+               seed: int = 1) -> bytes:
+    """A small valid export (tests.factory's XS school, or its two-establishment XS2 twin when
+    `establishments` lists several UAIs); `marker` (a trailing comment) makes each file's sha256 differ."""
+    uais = tuple(establishments) if establishments and len(establishments) > 1 else (uai,)
+    return _school_xml(uais, seed) + f"<!-- {marker or uuid.uuid4().hex} -->\n".encode()
 
 
 # --- databases ------------------------------------------------------------------------------------

@@ -12,14 +12,19 @@ from shared.web import Runtime, Service, run_service
 
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
+    handlers = build_handlers(rt)
     worker = StageWorker(stage=Stage.VALIDATION, db=rt.db, bus=rt.bus, outbox=outbox, runs=store.runs,
-                         **build_handlers(rt))
+                         prepare=handlers["prepare"], apply=handlers["apply"])
 
     async def start() -> None:
         outbox.start()
         await worker.start()
 
-    return Service("validator", build_router(), start, outbox.stop)
+    async def stop() -> None:
+        await outbox.stop()
+        handlers["close"]()
+
+    return Service("validator", build_router(), start, stop)
 
 
 if __name__ == "__main__":

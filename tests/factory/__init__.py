@@ -61,6 +61,7 @@ SIZES: dict[str, list[tuple[str, int]]] = {
     "M": [("college", 800)],
     "L": [("lycee", 2000)],
     "XL": [("college", 1500), ("lycee", 2000)],
+    "XS2": [("college", 40), ("lycee", 40)],  # a tiny cité scolaire for fast pipeline tests
 }
 DEFAULT_SOFTWARE = "PRONOTE Monoposte-PRONOTE 2024 - 2024.0.2.7"
 FORMAT_VERSION = "1.1"
@@ -246,7 +247,7 @@ class GeneratedSchool:
 
 
 class _Builder:
-    def __init__(self, size: str, seed: int, uai: str | None, year: int) -> None:
+    def __init__(self, size: str, seed: int, uai: str | Sequence[str] | None, year: int) -> None:
         if size not in SIZES:
             raise ValueError(f"unknown size {size!r}; expected one of {', '.join(SIZES)}")
         self.size, self.seed = size, seed
@@ -266,8 +267,9 @@ class _Builder:
         self.grid = TimeGrid(10, 55, (1, 2, 3, 4, 5), places)
         dept = rng.choice(["049", "075", "013", "069", "033", "059", "076", "035"])
         kinds = SIZES[size]
+        wanted = [uai] if isinstance(uai, str) else list(uai or [])
         self.uais = [
-            uai.upper() if (uai and i == 0) else uai_for(dept + f"{rng.randint(0, 9999):04d}")
+            wanted[i].upper() if i < len(wanted) else uai_for(dept + f"{rng.randint(0, 9999):04d}")
             for i in range(len(kinds))
         ]
         self.counters: dict[str, int] = {}
@@ -776,7 +778,7 @@ def expected_holidays(tt: Timetable) -> list[ClosurePeriod]:
 
 
 def make_school(
-    size: str, seed: int, *, uai: str | None = None, changes: float = 0, year: int = DEFAULT_YEAR
+    size: str, seed: int, *, uai: str | Sequence[str] | None = None, changes: float = 0, year: int = DEFAULT_YEAR
 ) -> GeneratedSchool:
     """A synthetic school export; with `changes=K` the follow-up export of the same school with K % of its
     courses changed (teacher or time), listed in `.changed_courses`."""

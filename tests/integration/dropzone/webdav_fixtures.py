@@ -183,7 +183,7 @@ class RealWebdavServer(WebdavServer):
                 if item["source"] != "webdav":
                     continue
                 data = self.api.call("GET", f"/imports/{item['id']}/source", params={"raw": "true"}).content
-                target = item["establishment"] if item["status"] != "rejected" else None
+                target = item["establishment"]
                 found.append((item["created_at"], Deposit(site, target, item["file"]["name"], data,
                                                           item.get("account") or login)))
         return [d for _, d in sorted(found, key=lambda pair: pair[0])]

@@ -26,10 +26,16 @@ def test_rest_upload_travels_every_stage_to_done(stack: Stack) -> None:
     assert done["label"] == "Fait" and done["label_detail"] == "Import réalisé avec succès"
     assert [s["stage"] for s in done["steps"]] == ["deposit", "validation", "thresholds", "groups", "sessions"]
     assert done["steps"][0]["status"] == "ok"
+    # The factory's school carries the oddities real files do: validation passes with warnings.
+    validation = done["steps"][1]
+    assert validation["status"] == "warning" and "avertissement" in validation["message"]
     # Stages without their rules yet say so: skipped, never ok, and no fake counts.
-    assert [s["status"] for s in done["steps"][1:]] == ["skipped"] * 4
+    assert [s["status"] for s in done["steps"][2:]] == ["skipped"] * 3
     assert all(s["started_at"] and s["ended_at"] for s in done["steps"])
-    assert done["counts"] == {} and done["queue_position"] is None and done["progress"] == 100
+    assert set(done["counts"]) == {"validation"} and done["counts"]["validation"]["students"] == 60
+    assert {a["stage"] for a in done["alerts"]} == {"validation"}
+    assert all(a["severity"] == "warning" for a in done["alerts"])
+    assert done["queue_position"] is None and done["progress"] == 100
     assert done["file"]["name"] == "EDT_To_KOSMOS_0490856P.xml" and done["file"]["size"] > 0
     assert done["mode"] == "manual" and done["establishment"] == "1754"
     history = stack.api.history(SITE)
