@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -110,14 +111,20 @@ def build_handlers(rt: Runtime) -> dict[str, Any]:
     async def prepare(cmd: StageCommand) -> dict[str, Any]:
         path = rt.blobs.path(cmd.file.sha256)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor(), validate_file, str(path), str(rt.blobs.root),
-                                          settings.partner_name, private_key, accepted,
-                                          sorted(cmd.establishments.values()))
+        try:
+            return await loop.run_in_executor(executor(), validate_file, str(path), str(rt.blobs.root),
+                                              settings.partner_name, private_key, accepted,
+                                              sorted(cmd.establishments.values()))
+        except BrokenProcessPool:
+            # The worker died (killed, out of memory): a new one serves the retry and later imports.
+            pool.pop().shutdown(wait=False, cancel_futures=True)
+            raise
 
     async def apply(conn: AsyncConnection, cmd: StageCommand, found: dict[str, Any]) -> StageResult:
         result = decide(cmd, found)
         await conn.execute(reports.insert().values(
-            import_id=cmd.import_id, ok=not found["errors"], problems=found["errors"] + found["warnings"],
+            import_id=cmd.import_id, site=cmd.site, ok=not found["errors"],
+            problems=found["errors"] + found["warnings"],
             meta=found["meta"], counts=found["counts"], timetable_sha256=found["timetable_sha256"],
             timetables=result.artifacts.get("timetables", {}), created_at=utcnow()))
         return result

@@ -24,7 +24,7 @@ def build(rt: Runtime) -> Service:
         await outbox.stop()
         handlers["close"]()
 
-    return Service("validator", build_router(), start, stop)
+    return Service("validator", build_router(rt.db, rt.settings), start, stop)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ reports = sa.Table(
     "validation_reports",
     metadata,
     sa.Column("import_id", sa.String(32), primary_key=True),
+    sa.Column("site", sa.String(64), nullable=False),
     sa.Column("ok", sa.Boolean, nullable=False),
     sa.Column("problems", sa.JSON, nullable=False),
     sa.Column("meta", sa.JSON, nullable=False),
