@@ -7,7 +7,7 @@ import sys
 
 BENCHES = [
     [sys.executable, "-m", "tests.bench.pipeline", "--runs", "10"],
-    [sys.executable, "tests/bench_parse.py"],
+    [sys.executable, "-m", "tests.bench.parse"],
 ]
 
 if __name__ == "__main__":

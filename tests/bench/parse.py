@@ -1,6 +1,6 @@
 """Parse benchmark: the validator's parser beside a raw floor, per school size, in the same run.
 
-    python tests/bench_parse.py [--sizes S,M,L,XL] [--repeat 3] [--encrypted]
+    python -m tests.bench.parse [--sizes S,M,L,XL] [--repeat 3] [--encrypted]
 
 For each size the factory writes the export once; then each measurement runs in a fresh subprocess
 (so peak memory is that run's alone): `floor` is a bare lxml iterparse of the same file clearing
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PARTNER = "EDT-IMPORT"
 
 
