@@ -20,6 +20,9 @@ from deploy.migrate import upgrade
 from shared.observability import setup_logging
 from shared.settings import Settings
 
+# The first (manual) import integrates one export; the curl line deposits its follow-up, in which
+# 10 % of the courses changed (both made by `python -m tests.factory school --size XS --seed 1 --year 2026`).
+FIRST_IMPORT = Path(__file__).parent / "sample" / "first_import_0490856P.xml"
 SAMPLE = Path(__file__).parent / "sample" / "EDT_To_KOSMOS_0490856P.xml"
 DEMO_SITE, DEMO_EST, DEMO_UAI = "4817", "1754", "0490856P"
 
@@ -47,7 +50,7 @@ async def bootstrap(base: str, settings: Settings) -> str:
         site = (await api.get(f"/sites/{DEMO_SITE}")).json()
         if not site["first_import_at"]:
             r = await api.post(f"/sites/{DEMO_SITE}/establishments/{DEMO_EST}/imports",
-                               files={"file": (SAMPLE.name, SAMPLE.read_bytes(), "application/xml")},
+                               files={"file": (FIRST_IMPORT.name, FIRST_IMPORT.read_bytes(), "application/xml")},
                                data={"mode": "manual"})
             r.raise_for_status()
             import_id = r.json()["import_id"]

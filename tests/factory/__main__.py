@@ -1,7 +1,7 @@
 """Command line for the synthetic export factory.
 
     python -m tests.factory school --size S|M|L|XL --seed N [--encrypt --public-key F --partner NAME] [--zip]
-                                   [--changes K] [--uai UAI] -o OUT
+                                   [--changes K] [--uai UAI] [--year Y] -o OUT
     python -m tests.factory keypair -o DIR          # test RSA-2048 pair: DIR/private.pem, DIR/public.pem
     python -m tests.factory bad-files -o DIR        # the bad-file corpus and DIR/expected.json
 
@@ -16,14 +16,14 @@ import json
 import sys
 from pathlib import Path
 
-from tests.factory import SIZES, make_keypair, make_school, write_school
+from tests.factory import DEFAULT_YEAR, SIZES, make_keypair, make_school, write_school
 
 
 def _school(args: argparse.Namespace) -> int:
     if args.encrypt and (not args.public_key or not args.partner):
         print("--encrypt needs --public-key and --partner", file=sys.stderr)
         return 2
-    school = make_school(args.size, args.seed, uai=args.uai, changes=args.changes)
+    school = make_school(args.size, args.seed, uai=args.uai, changes=args.changes, year=args.year)
     public = Path(args.public_key).read_bytes() if args.encrypt else None
     out = Path(args.output)
     write_school(school, out, public_key_pem=public, partner=args.partner or "", zipped=args.zip)
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     school.add_argument("--partner")
     school.add_argument("--zip", action="store_true")
     school.add_argument("--changes", type=float, default=0, help="percent of courses changed (follow-up export)")
+    school.add_argument("--year", type=int, default=DEFAULT_YEAR, help="school year's first calendar year")
     school.add_argument("--uai")
     school.add_argument("-o", "--output", required=True)
     school.set_defaults(fn=_school)
