@@ -27,7 +27,12 @@ class Settings(BaseSettings):
     private_key_file: Path | None = None
     timezone: str = "Europe/Paris"
     school_year_start: str = "08-01"
-    smtp_url: str | None = None
+    smtp_url: str | None = None  # smtp://[user:pass@]host:port (smtps:// for TLS, ?starttls=1); unset = no e-mail
+    smtp_from: str = "edt-import@localhost"
+    # Threshold control: how long a stage waits for the previous import's lifecycle event before deciding
+    # without it, and after how long an import never seen ending stops locking its site's thresholds.
+    thresholds_lifecycle_wait_s: float = 10.0
+    thresholds_lock_ttl_s: int = 6 * 3600
     # Software accepted by file validation (design.md §8a): products, first year, format major versions.
     accepted_products: str = "EDT,PRONOTE"
     accepted_min_year: int = 2013

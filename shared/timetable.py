@@ -609,20 +609,17 @@ def _looks_like_xml(head: bytes) -> bool:
     return head.startswith(b"<") or head.startswith(b"\xff\xfe<") or head.startswith(b"\xfe\xff\x00<")
 
 
-def _sniff_stream(raw: IO[bytes], cap: int, *, is_zip: bool, member: str | None) -> Sniff:
+def safe_iterparse(source: Any) -> Any:
+    """The one way exports are parsed: streaming, no DTD, no entities, no network, no huge nodes."""
     from lxml import etree  # local: keeps `import shared.timetable` light for services that only read blobs
 
+    return etree.iterparse(source, events=("start", "end"), resolve_entities=False, no_network=True,
+                           load_dtd=False, huge_tree=False, remove_comments=True, remove_pis=True)
+
+
+def _sniff_stream(raw: IO[bytes], cap: int, *, is_zip: bool, member: str | None) -> Sniff:
     unknown = Sniff("unknown", is_zip=is_zip, member=member)
-    parser = etree.iterparse(
-        _CappedReader(raw, cap),
-        events=("start", "end"),
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
+    parser = safe_iterparse(_CappedReader(raw, cap))
     kind: SniffKind = "unknown"
     uai: str | None = None
     version: str | None = None
@@ -710,3 +707,104 @@ def _sniff_zip(path: Path, max_bytes: int) -> Sniff:
                 return _sniff_stream(member, max_bytes, is_zip=True, member=info.filename)
     except Exception:
         return Sniff("unknown", is_zip=True)
+
+
+# ------------------------------------------------------------------------- session keys and members
+# (added with session generation, issue 4: pure helpers the scheduler and later stages share)
+
+
+def session_key(course: str, day: date, first_place: int) -> str:
+    """The stable key of one session: course + date + first place of the day. An unchanged export gives
+    the same keys, so a re-import diffs sessions (create / update / delete) instead of recreating them;
+    a slot moved to another day or place is a deletion plus a creation, a new room, teacher or length of
+    the same slot an update."""
+    return f"{course}|{day.isoformat()}|{first_place}"
+
+
+class Member(NamedTuple):
+    """One member of a course: kind (`teacher`, `staff`, `student`, `class`, `group`), ident, and for a
+    student the dates of the class / part membership that puts them in it (None = open-ended)."""
+
+    kind: str
+    ident: str
+    start: date | None = None
+    end: date | None = None
+
+
+def course_classes(tt: Timetable, course: Course) -> tuple[str, ...]:
+    """Classes a course belongs to: its own class; for a group course, the group's classes and the classes
+    owning its parts of class (a student-list group names no class)."""
+    if course.kind == "class":
+        return (course.target,)
+    group = tt.groups.get(course.target)
+    if group is None:
+        return ()
+    out: dict[str, None] = dict.fromkeys(group.classes)
+    if group.parts:
+        owner = {p: c.ident for c in tt.classes.values() for p in c.parts}
+        for p in group.parts:
+            if p in owner:
+                out[owner[p]] = None
+    return tuple(out)
+
+
+def course_members(tt: Timetable, course: Course, *, _index: dict[str, Any] | None = None) -> list[Member]:
+    """Everyone and everything a course concerns (design.md §1 "rattachement"): its class or group, the
+    classes of §`course_classes`, teachers and staff named on its slots, and its students — the class's
+    students (dated by their class membership), or the group's own students plus the students of its
+    classes and parts; students named on its slots (`Eleve`) too. A student appears once per membership
+    that brings them in. `_index` lets a caller deriving many courses share the student indexes
+    (see `member_index`)."""
+    index = _index if _index is not None else member_index(tt)
+    by_class: dict[str, list[Membership]] = index["class"]
+    by_part: dict[str, list[Membership]] = index["part"]
+    out: list[Member] = [Member(course.kind, course.target)]
+    classes = course_classes(tt, course)
+    out += [Member("class", c) for c in classes if not (course.kind == "class" and c == course.target)]
+    staff: dict[str, None] = {}
+    slot_students: dict[str, None] = {}
+    for i in course.slots:
+        slot = tt.slots[i]
+        for r in slot.staff:
+            staff[r.ident] = None
+        for r in slot.students:
+            slot_students[r.ident] = None
+    out += [Member("teacher", t) for t in course.teachers]
+    out += [Member("staff", s) for s in staff]
+    seen: set[tuple[str, date | None, date | None]] = set()
+
+    def add(m: Membership) -> None:  # m.ident is the student here
+        k = (m.ident, m.start, m.end)
+        if k not in seen:
+            seen.add(k)
+            out.append(Member("student", m.ident, m.start, m.end))
+
+    if course.kind == "class":
+        for m in by_class.get(course.target, ()):
+            add(m)
+    else:
+        group = tt.groups.get(course.target)
+        if group is not None:
+            for s in group.students:
+                add(Membership(s))
+            for c in group.classes:
+                for m in by_class.get(c, ()):
+                    add(m)
+            for p in group.parts:
+                for m in by_part.get(p, ()):
+                    add(m)
+    for s in slot_students:
+        add(Membership(s))
+    return out
+
+
+def member_index(tt: Timetable) -> dict[str, dict[str, list[Membership]]]:
+    """Students of each class and of each part of class, as Memberships whose ident is the student."""
+    by_class: dict[str, list[Membership]] = {}
+    by_part: dict[str, list[Membership]] = {}
+    for s in tt.students.values():
+        for m in s.classes:
+            by_class.setdefault(m.ident, []).append(Membership(s.ident, m.start, m.end))
+        for m in s.parts:
+            by_part.setdefault(m.ident, []).append(Membership(s.ident, m.start, m.end))
+    return {"class": by_class, "part": by_part}

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Sample exports cover the current school year, so that their sessions lie ahead of the import time.
+CURRENT_SCHOOL_YEAR = date.today().year if date.today().month >= 8 else date.today().year - 1
+
+
 @lru_cache(maxsize=16)
 def _school_xml(uais: tuple[str, ...], seed: int) -> bytes:
     from tests.factory import make_school
 
-    return make_school("XS2" if len(uais) > 1 else "XS", seed, uai=list(uais)).to_xml_bytes()
+    return make_school("XS2" if len(uais) > 1 else "XS", seed, uai=list(uais), year=CURRENT_SCHOOL_YEAR).to_xml_bytes()
 
 
 def sample_xml(uai: str = "0490856P", marker: str = "", establishments: list[str] | None = None,

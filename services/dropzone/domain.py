@@ -116,15 +116,19 @@ class Route:
 
 
 def route_deposit(target: str | None, file_uai: str | None, file_establishment_uais: Collection[str],
-                  site_establishments: Mapping[str, str]) -> Route:
+                  site_establishments: Mapping[str, str], *, encrypted: bool = False) -> Route:
     """Where a deposit goes (seed 001: « Tous les établissements » URL vs one establishment's URL).
 
     On an establishment URL the deposit is that establishment's (the validator checks the file's UAI).
     On the site URL the file's UAI picks the establishment; a file listing several establishments of the
-    site is one site-wide import."""
+    site is one site-wide import. An encrypted file hides its establishment list until the validator
+    decrypts it: on the URL of a site with several establishments it is a site-wide import, and the
+    validator attributes its content by UAI."""
     if target is not None:
         return Route(target, {target: site_establishments[target]})
     by_uai = {uai.upper(): est for est, uai in site_establishments.items()}
+    if encrypted and len(site_establishments) > 1:
+        return Route(None, {est: uai.upper() for est, uai in site_establishments.items()})
     listed = sorted({u.upper() for u in file_establishment_uais if u})
     if len(listed) > 1:
         unknown = [u for u in listed if u not in by_uai]

@@ -79,7 +79,8 @@ class Dropzone:
             raise not_found("Establishment")
         sniff = await asyncio.to_thread(sniff_export, path)
         sha, size = await asyncio.to_thread(self.blobs.put_file, path)
-        route = domain.route_deposit(target, sniff.uai, sniff.establishment_uais, ests)
+        route = domain.route_deposit(target, sniff.uai, sniff.establishment_uais, ests,
+                                     encrypted=sniff.kind == "encrypted")
         error = route.error
         if error is None and site_row.require_encryption and sniff.kind == "clear":
             error = ("Cet espace de dépôt exige un export chiffré (PRONOTE) : le fichier déposé est en clair.",

@@ -23,7 +23,7 @@ LABELS: dict[ImportStatus, tuple[str, str]] = {
     ImportStatus.AWAITING_SELECTION: ("En attente", "En attente de la validation de l'import manuel"),
     ImportStatus.DONE: ("Fait", "Import réalisé avec succès"),
     ImportStatus.PREVIEWED: ("Fait", "Simulation réalisée, rien n'a été importé"),
-    ImportStatus.REJECTED: ("Interrompu", "Fichier refusé à la validation"),
+    ImportStatus.REJECTED: ("Interrompu", "Import refusé (fichier invalide ou import automatique non autorisé)"),
     ImportStatus.BLOCKED: ("Interrompu", "Import bloqué par un seuil"),
     ImportStatus.FAILED: ("Interrompu", "Import interrompu par une erreur interne"),
     ImportStatus.SUPERSEDED: ("Remplacé", "Remplacé par un dépôt plus récent"),

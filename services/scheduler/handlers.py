@@ -1,19 +1,212 @@
-"""scheduler handlers: stage command in → domain → one transaction (StageWorker) → events out."""
+"""scheduler handlers: stage command in → plan every establishment's sessions in a worker thread
+(`prepare`) → diff against the stored sessions and write them in ONE transaction (`apply`, inside
+StageWorker's transaction, with the change events in the outbox) → the import is `done`.
+
+Idempotent: a redelivered command whose run finished is dropped by StageWorker; a crash mid-apply rolls
+the whole transaction back, and the redelivery diffs again against what is stored, read inside the
+transaction (under an advisory lock per establishment on PostgreSQL).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+from collections.abc import Iterable, Sequence
+from datetime import UTC, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.scheduler import domain
-from shared.bus import StageResult
-from shared.messages import StageCommand
+from services.scheduler import domain, store
+from services.scheduler.domain import Plan, SessionRow, Stored, json_list
+from shared.bus import Outbox, StageResult
+from shared.db import Database, as_utc, upsert
+from shared.messages import CHANGES_EXCHANGE, StageCommand, utcnow
+from shared.timetable import loads
 from shared.web import Runtime
 
+WRITE_CHUNK = 5000  # rows per multi-row statement on SQLite / per executemany batch
+SESSION_COLUMNS = ("id", "site", "establishment", "key", "course", "start", "end", "week", "rooms", "teachers",
+                   "classes", "groups", "students", "equipment", "staff", "fp", "import_id")
+MEMBER_COLUMNS = ("site", "establishment", "course", "kind", "ident", "start", "end")
+CLASS_STUDENT_COLUMNS = ("site", "establishment", "kind", "ident", "student", "start", "end")
+_LIST_FIELDS = ("rooms", "teachers", "classes", "groups", "students", "equipment", "staff")
 
-def build_handlers(rt: Runtime) -> dict[str, Any]:
-    async def apply(conn: AsyncConnection, cmd: StageCommand, prepared: Any) -> StageResult:
-        return domain.decide(cmd.dry_run)
 
-    return {"apply": apply}
+def lock_key(site: str, establishment: str) -> int:
+    return int.from_bytes(hashlib.blake2b(f"scheduler:{site}/{establishment}".encode(), digest_size=8).digest(),
+                          "big", signed=True)
+
+
+_ts_cache: dict[Any, str] = {}
+
+
+def _sqlite_ts(value: Any) -> str:
+    """SQLAlchemy's SQLite DATETIME storage format (naive UTC, microseconds), so raw writes read back
+    like ORM ones."""
+    out = _ts_cache.get(value)
+    if out is None:
+        out = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        if len(_ts_cache) < 200_000:
+            _ts_cache[value] = out
+    return out
+
+
+def _day(d: Any, db: Database) -> Any:
+    """A date for a raw write: ISO text on SQLite (as SQLAlchemy stores it), the date on PostgreSQL."""
+    return d.isoformat() if d is not None and not db.is_postgres else d
+
+
+def session_records(rows: Iterable[SessionRow], site: str, establishment: str, import_id: str,
+                    *, sqlite: bool) -> list[tuple[Any, ...]]:
+    """Rows ready for a bulk write, in SESSION_COLUMNS order (JSON columns as text)."""
+    ts = _sqlite_ts if sqlite else (lambda v: v)
+    return [(r.id, site, establishment, r.key, r.course, ts(r.start), ts(r.end), r.week, json_list(r.rooms),
+             json_list(r.teachers), json_list(r.classes), json_list(r.groups), json_list(r.students),
+             json_list(r.equipment), json_list(r.staff), r.fp, import_id) for r in rows]
+
+
+async def bulk_insert(db: Database, conn: AsyncConnection, table: sa.Table, columns: Sequence[str],
+                      records: Sequence[tuple[Any, ...]]) -> None:
+    """PostgreSQL: binary COPY on the transaction's own connection; SQLite: executemany of one prepared
+    INSERT (sqlite3 runs it in C) in chunks. Records are tuples in `columns` order, ready for the driver."""
+    if not records:
+        return
+    if db.is_postgres:
+        raw = await conn.get_raw_connection()
+        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+            table.name, schema_name=table.schema, columns=list(columns), records=records)
+        return
+    cols = ", ".join(f'"{c}"' for c in columns)
+    sql = f'INSERT INTO {table.name} ({cols}) VALUES ({", ".join("?" * len(columns))})'
+    for i in range(0, len(records), WRITE_CHUNK):
+        await conn.exec_driver_sql(sql, list(records[i:i + WRITE_CHUNK]))
+
+
+async def bulk_insert_sessions(db: Database, conn: AsyncConnection, records: Sequence[tuple[Any, ...]]) -> None:
+    await bulk_insert(db, conn, store.sessions, SESSION_COLUMNS, records)
+
+
+def build_handlers(rt: Runtime, outbox: Outbox) -> dict[str, Any]:
+    settings = rt.settings
+    tz = ZoneInfo(settings.timezone)
+    db = rt.db
+
+    def plan_one(cmd: StageCommand, est: str, sha: str, kept: list[str] | None,
+                 closures: list[dict[str, Any]] | None) -> tuple[Plan, str]:
+        tt = loads(rt.blobs.read_bytes(sha))
+        plan = domain.plan_establishment(tt, site=cmd.site, establishment=est, cutoff=cmd.started_at, tz=tz,
+                                         kept=kept, closures=domain.parse_closures(closures))
+        return plan, sha
+
+    async def prepare(cmd: StageCommand) -> list[tuple[Plan, str]]:
+        """CPU work off the event loop: load each establishment's canonical timetable and plan it."""
+        timetables: dict[str, str] = dict(cmd.artifacts.get("timetables") or {})
+        if cmd.establishment is not None:
+            sha = timetables.get(cmd.establishment) or cmd.artifacts.get("timetable_sha256")
+            timetables = {cmd.establishment: sha} if sha else {}
+        kept = cmd.artifacts.get("courses_kept")
+        closures = cmd.artifacts.get("closures") or {}
+        plans = []
+        for est, sha in sorted(timetables.items()):
+            plans.append(await asyncio.to_thread(plan_one, cmd, est, sha, kept, closures.get(est)))
+        return plans
+
+    async def apply(conn: AsyncConnection, cmd: StageCommand, plans: list[tuple[Plan, str]]) -> StageResult:
+        per_est: dict[str, dict[str, int]] = {}
+        for plan, sha in plans:
+            per_est[plan.establishment] = await apply_plan(conn, cmd, plan, sha)
+        return domain.decide(per_est, dry_run=cmd.dry_run, cutoff=cmd.started_at)
+
+    async def apply_plan(conn: AsyncConnection, cmd: StageCommand, plan: Plan, sha: str) -> dict[str, int]:
+        site, est = plan.site, plan.establishment
+        await db.advisory_lock(conn, lock_key(site, est))
+        s = store.sessions
+        # Same-day keys may sit just before the cutoff (frozen): read a day more than the window.
+        result = await conn.execute(sa.select(s.c.id, s.c.key, s.c.fp, s.c.start).where(
+            s.c.site == site, s.c.establishment == est, s.c.start > plan.cutoff - timedelta(days=1)))
+        stored = [Stored(r.id, r.key, r.fp, as_utc(r.start)) for r in result]
+        c = store.courses
+        stored_courses = {r.key: (r.fp, r.active) for r in await conn.execute(
+            sa.select(c.c.key, c.c.fp, c.c.active).where(c.c.site == site, c.c.establishment == est))}
+        sd, cd = await asyncio.to_thread(lambda: (domain.diff_sessions(plan, stored),
+                                                  domain.diff_courses(plan, stored_courses)))
+        counts = domain.est_counts(plan, sd, cd)
+        if cmd.dry_run:
+            return counts
+        # The change events are built in a thread while the rows travel to the database.
+        events_task = asyncio.create_task(asyncio.to_thread(domain.change_events, plan, sd, cmd.import_id))
+        try:
+            await write_courses(conn, cmd, plan, cd)
+            await write_sessions(conn, cmd, plan, sd)
+        finally:
+            events = await events_task
+        now = utcnow()
+        e, cs = store.establishments, store.class_students
+        old_fp = (await conn.execute(sa.select(e.c.class_students_fp).where(
+            e.c.site == site, e.c.establishment == est))).scalar()
+        if old_fp != plan.class_students_fp:  # who is in which class or part changed: rewrite that list
+            await conn.execute(cs.delete().where(cs.c.site == site, cs.c.establishment == est))
+            await bulk_insert(db, conn, cs, CLASS_STUDENT_COLUMNS, [
+                (site, est, k, i, st, _day(a, db), _day(b, db)) for k, i, st, a, b in plan.class_students])
+        await conn.execute(upsert(db, e, {
+            "site": site, "establishment": est, "import_id": cmd.import_id, "timetable_sha256": sha,
+            "names": plan.names, "class_students_fp": plan.class_students_fp, "updated_at": now},
+            ["site", "establishment"], ["import_id", "timetable_sha256", "names", "class_students_fp", "updated_at"]))
+        if events:  # in the same transaction: published by the outbox relay after commit
+            await conn.execute(store.outbox.insert(), [
+                {"exchange": CHANGES_EXCHANGE, "routing_key": f"sessions.{site}.{est}", "body": body,
+                "message_id": f"{cmd.import_id}:{est}:{n}"} for n, body in enumerate(events, 1)])
+        return counts
+
+    async def write_sessions(conn: AsyncConnection, cmd: StageCommand, plan: Plan, sd: domain.SessionDiff) -> None:
+        s = store.sessions
+        records = await asyncio.to_thread(session_records, sd.create, plan.site, plan.establishment,
+                                          cmd.import_id, sqlite=not db.is_postgres)
+        await bulk_insert_sessions(db, conn, records)
+        if sd.update:
+            stmt = s.update().where(s.c.id == sa.bindparam("_id")).values(
+                {name: sa.bindparam(name) for name in ("start", "end", "week", *_LIST_FIELDS, "fp", "import_id")})
+            params = [{"_id": r.id, "start": r.start, "end": r.end, "week": r.week,
+                       **{f: list(getattr(r, f)) for f in _LIST_FIELDS}, "fp": r.fp, "import_id": cmd.import_id}
+                      for r in sd.update]
+            for i in range(0, len(params), WRITE_CHUNK):
+                await conn.execute(stmt, params[i:i + WRITE_CHUNK])
+        ids = [r.id for r in sd.delete]
+        for i in range(0, len(ids), 500):
+            await conn.execute(s.delete().where(s.c.id.in_(ids[i:i + 500])))
+
+    async def write_courses(conn: AsyncConnection, cmd: StageCommand, plan: Plan, cd: domain.CourseDiff) -> None:
+        c, m = store.courses, store.course_members
+        site, est, now = plan.site, plan.establishment, utcnow()
+
+        def values(row: domain.CourseRow) -> dict[str, Any]:
+            return {"subject": row.subject, "kind": row.kind, "target": row.target, "label": row.label,
+                    "teachers": list(row.teachers), "classes": list(row.classes), "students": row.student_count,
+                    "active": True, "fp": row.fp, "import_id": cmd.import_id, "updated_at": now}
+
+        if cd.create:
+            await conn.execute(c.insert(), [{"site": site, "establishment": est, "key": r.key, **values(r)}
+                                            for r in cd.create])
+        changed = cd.update + cd.reactivate
+        if changed:
+            stmt = c.update().where(c.c.site == site, c.c.establishment == est, c.c.key == sa.bindparam("_key"))
+            await conn.execute(stmt, [{"_key": r.key, **values(r)} for r in changed])
+        if cd.deactivate:
+            for i in range(0, len(cd.deactivate), 500):
+                await conn.execute(c.update().where(c.c.site == site, c.c.establishment == est,
+                                                    c.c.key.in_(cd.deactivate[i:i + 500]))
+                                   .values(active=False, import_id=cmd.import_id, updated_at=now))
+        # Members follow their course: rewritten only for courses whose members (or label) changed; a
+        # deactivated course keeps its members, so its past sessions stay in everyone's feeds.
+        rewrite = [r.key for r in changed]
+        for i in range(0, len(rewrite), 500):
+            await conn.execute(m.delete().where(m.c.site == site, m.c.establishment == est,
+                                                m.c.course.in_(rewrite[i:i + 500])))
+        rows = [(site, est, r.key, mem.kind, mem.ident, _day(mem.start, db), _day(mem.end, db))
+                for r in cd.create + changed for mem in r.members]
+        await bulk_insert(db, conn, m, MEMBER_COLUMNS, rows)
+
+    return {"prepare": prepare, "apply": apply}

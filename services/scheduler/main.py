@@ -13,13 +13,13 @@ from shared.web import Runtime, Service, run_service
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
     worker = StageWorker(stage=Stage.SESSIONS, db=rt.db, bus=rt.bus, outbox=outbox, runs=store.runs,
-                         **build_handlers(rt))
+                         **build_handlers(rt, outbox))
 
     async def start() -> None:
         outbox.start()
         await worker.start()
 
-    return Service("scheduler", build_router(), start, outbox.stop)
+    return Service("scheduler", build_router(rt.db, rt.settings), start, outbox.stop)
 
 
 if __name__ == "__main__":

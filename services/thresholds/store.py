@@ -2,8 +2,91 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
 from shared.db import outbox_table, service_metadata, stage_runs_table
 
 metadata = service_metadata("thresholds")
 outbox = outbox_table(metadata)
 runs = stage_runs_table(metadata)
+
+# The 12+2 controls of a site (design.md §6): {control: {value, blocking, enabled}}; missing = defaults.
+site_settings = sa.Table(
+    "threshold_settings",
+    metadata,
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("controls", sa.JSON, nullable=False),
+    sa.Column("notification_emails", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_by", sa.String(128), nullable=False),
+)
+
+# Every change of a setting: who, when, old → new (one row per changed field).
+audit = sa.Table(
+    "threshold_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("site", sa.String(64), nullable=False, index=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("control", sa.String(64), nullable=False),
+    sa.Column("field", sa.String(32), nullable=False),
+    sa.Column("old", sa.JSON, nullable=True),
+    sa.Column("new", sa.JSON, nullable=True),
+)
+
+# The canonical model (blob sha256) each import brought for each establishment; `integrated_at` is set
+# when its `import.history.done` arrives: the baseline of an establishment is its latest integrated row.
+models = sa.Table(
+    "threshold_models",
+    metadata,
+    sa.Column("import_id", sa.String(32), primary_key=True),
+    sa.Column("establishment", sa.String(64), primary_key=True),
+    sa.Column("site", sa.String(64), nullable=False),
+    sa.Column("mode", sa.String(8), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("integrated_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_threshold_models_baseline", "establishment", "integrated_at"),
+)
+
+# Terminal lifecycle events seen (import.history.*): integrated manual imports for the automatic-import
+# precondition, and "has the previous import's event arrived yet".
+lifecycle = sa.Table(
+    "threshold_lifecycle",
+    metadata,
+    sa.Column("import_id", sa.String(32), primary_key=True),
+    sa.Column("site", sa.String(64), nullable=False, index=True),
+    sa.Column("establishment", sa.String(64), nullable=True),
+    sa.Column("establishments", sa.JSON, nullable=False),
+    sa.Column("mode", sa.String(8), nullable=False),
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("no_change", sa.Boolean, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Imports of a site between their first stage event and their terminal lifecycle event: settings are
+# locked (423) meanwhile (design.md §5).
+active = sa.Table(
+    "threshold_active_imports",
+    metadata,
+    sa.Column("import_id", sa.String(32), primary_key=True),
+    sa.Column("site", sa.String(64), nullable=False, index=True),
+    sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+)
+
+# E-mails to send (an outbox for SMTP): written in the stage's transaction, sent after commit.
+mails = sa.Table(
+    "threshold_mails",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("import_id", sa.String(32), nullable=False, index=True),
+    sa.Column("site", sa.String(64), nullable=False),
+    sa.Column("recipients", sa.JSON, nullable=False),
+    sa.Column("subject", sa.String(255), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+)

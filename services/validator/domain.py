@@ -47,6 +47,7 @@ from shared.timetable import (
     Subject,
     TimeGrid,
     Timetable,
+    safe_iterparse,
     school_weeks_bitmap,
 )
 
@@ -476,16 +477,7 @@ def _check_head(head: bytes, ctx: _Ctx) -> None:
 
 
 def _iterparse(source: IO[bytes] | _Guard) -> Any:
-    return etree.iterparse(
-        source,
-        events=("start", "end"),
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
+    return safe_iterparse(source)
 
 
 def _local(tag: object) -> str:

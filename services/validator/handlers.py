@@ -77,9 +77,10 @@ def decide(cmd: StageCommand, found: dict[str, Any]) -> StageResult:
                            counts={"errors": len(errors), "warnings": len(warnings)})
     by_uai = {uai.upper(): est for est, uai in cmd.establishments.items()}
     parts = {by_uai[uai]: sha for uai, sha in found["parts"].items() if uai in by_uai}
-    if not parts and cmd.establishment is not None:
-        parts = {cmd.establishment: found["timetable_sha256"]}
     meta = found["meta"]
+    if not parts:  # a one-establishment file (maybe deposited on the site URL, encrypted)
+        owner = cmd.establishment or by_uai.get((meta.get("uai") or "").upper())
+        parts = {owner: found["timetable_sha256"]} if owner else {}
     return StageResult(
         StepStatus.WARNING if warnings else StepStatus.OK,
         message=(f"{len(warnings)} avertissement(s) : " + summary(warnings, "fr")) if warnings else None,

@@ -8,6 +8,7 @@ import sys
 BENCHES = [
     [sys.executable, "-m", "tests.bench.pipeline", "--runs", "10"],
     [sys.executable, "-m", "tests.bench.parse"],
+    [sys.executable, "-m", "tests.bench.sessions"],
 ]
 
 if __name__ == "__main__":

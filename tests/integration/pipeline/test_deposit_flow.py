@@ -29,12 +29,16 @@ def test_rest_upload_travels_every_stage_to_done(stack: Stack) -> None:
     # The factory's school carries the oddities real files do: validation passes with warnings.
     validation = done["steps"][1]
     assert validation["status"] == "warning" and "avertissement" in validation["message"]
-    # Stages without their rules yet say so: skipped, never ok, and no fake counts.
-    assert [s["status"] for s in done["steps"][2:]] == ["skipped"] * 3
+    # A first import has no baseline: everything is "created" (100 %), shown as alerts, never blocking
+    # a manual import.
+    assert done["steps"][2]["status"] == "warning"
+    # Group creation has no rules yet: skipped, never ok, and no fake counts.
+    assert done["steps"][3]["status"] == "skipped" and "groups" not in done["counts"]
+    assert done["steps"][4]["status"] == "ok"
     assert all(s["started_at"] and s["ended_at"] for s in done["steps"])
-    assert set(done["counts"]) == {"validation"} and done["counts"]["validation"]["students"] == 60
-    assert {a["stage"] for a in done["alerts"]} == {"validation"}
-    assert all(a["severity"] == "warning" for a in done["alerts"])
+    assert set(done["counts"]) == {"validation", "thresholds", "sessions"}
+    assert done["counts"]["validation"]["students"] == 60 and done["counts"]["sessions"]["sessions"] > 0
+    assert {a["stage"] for a in done["alerts"]} == {"validation", "thresholds"}
     assert done["queue_position"] is None and done["progress"] == 100
     assert done["file"]["name"] == "EDT_To_KOSMOS_0490856P.xml" and done["file"]["size"] > 0
     assert done["mode"] == "manual" and done["establishment"] == "1754"
@@ -174,7 +178,10 @@ def test_source_download_and_report(stack: Stack) -> None:
         assert zf.read("EDT_To_KOSMOS_0490856P.xml") == data
     assert stack.api.call("GET", f"/imports/{import_id}/source", params={"raw": "true"}).content == data
     report = stack.api.ok("GET", f"/imports/{import_id}/report")
-    assert report["status"] == "done" and report["actions"] == [] and report["total_tasks"] == 0
+    assert report["status"] == "done"
+    created = next(a for a in report["actions"] if a["action"] == "sessions_created")
+    assert created["success"] > 0 and created["error"] == 0
+    assert report["total_tasks"] == sum(a["success"] + a["error"] for a in report["actions"])
 
 
 def test_server_sent_events_replay_an_import(stack: Stack) -> None:

@@ -38,6 +38,11 @@ def product(tmp_path_factory: pytest.TempPathFactory,
         stack = next(stacks)
         stack.api.create_site(SITE, {EST: UAI, "2001": corpus[0].uai})
         stack.api.first_import(SITE, EST, make_school("XS", 3, uai=UAI).to_xml_bytes())
+        # These tests deposit other schools automatically: the change thresholds would (rightly) block
+        # them; file validation is what they are about.
+        stack.api.ok("PUT", f"/sites/{SITE}/thresholds", json={"controls": {c: {"blocking": False} for c in (
+            "subjects_created", "courses_created", "courses_modified", "courses_deleted", "sessions_changed",
+            "cancelled_sessions", "closures_added", "closures_removed", "closure_coherence")}})
         account = stack.api.create_account(SITE)
         yield stack, account
         stacks.close()
@@ -145,3 +150,19 @@ def test_cite_scolaire_file_on_the_site_url_is_one_import_split_by_establishment
         rejected = api.wait(api.upload("77", None, foreign))
         assert rejected["status"] == "rejected" and "0111111A" in rejected["message"]
         stacks.close()
+
+
+def test_encrypted_file_on_the_site_url_is_decrypted_then_attributed_by_uai(
+        product: tuple[Stack, dict[str, str]], corpus: tuple[CorpusContext, list[BadCase]], tmp_path: Path) -> None:
+    stack, account = product
+    ctx = corpus[0]
+    path = tmp_path / "Edt_To_EDTIMPORT.xml"
+    path.write_bytes(make_school("XS", 21, uai=UAI).encrypt(ctx.public_key, PARTNER))
+    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-u",
+                          f"{account['login']}:{account['password']}", "-T", str(path),
+                          f"{stack.url}/webdav/{SITE}/"], capture_output=True, text=True, timeout=60)
+    assert out.stdout == "201"
+    item = stack.api.wait(latest(stack.api, path.name)["id"], timeout=60)
+    assert item["status"] == "done" and item["establishment"] is None  # the container hides its list
+    report = stack.api.ok("GET", f"/imports/{item['id']}/validation")
+    assert report["meta"]["encrypted"] is True and list(report["timetables"]) == [EST]

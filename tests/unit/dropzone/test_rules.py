@@ -94,3 +94,10 @@ def test_site_url_file_listing_several_establishments_is_site_wide() -> None:
 def test_site_url_without_uai() -> None:
     assert route_deposit(None, None, [], {"1754": "0490856P"}).establishment == "1754"
     assert route_deposit(None, None, [], SITE).error is not None
+
+
+def test_site_url_encrypted_file_is_site_wide_when_the_site_has_several_establishments() -> None:
+    route = route_deposit(None, "0490856P", [], SITE, encrypted=True)
+    assert route.establishment is None and route.establishments == SITE
+    single = route_deposit(None, "0490856P", [], {"1754": "0490856P"}, encrypted=True)
+    assert single.establishment == "1754"
