@@ -176,3 +176,26 @@ class ImportLifecycle(Message):
     @property
     def routing_key(self) -> str:
         return f"import.history.{self.status.value}"
+
+
+class DirectoryUpdated(Message):
+    """Published by the reconciler (exchange edt.status, routing key directory.updated.<site>) when an ENT
+    directory or IdPN upload of an establishment commits: the new snapshot (shared.reconcile.Directory
+    JSON) is the blob `sha256`. Consumers keep the newest by `at` (the commit order of the reconciler)."""
+
+    site: str
+    establishment: str
+    sha256: str
+    at: datetime = Field(default_factory=utcnow)
+    counts: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def routing_key(self) -> str:
+        return f"directory.updated.{self.site}"
+
+
+class DirectoryBarrier(Message):
+    """Sent by the thresholds stage straight to its own directory queue: once its consumer has handled this
+    marker, every directory event queued before it has been applied (see services/thresholds/handlers.py)."""
+
+    barrier: str

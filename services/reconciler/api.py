@@ -1,9 +1,159 @@
-"""Routes of the reconciler service (design.md §5); its stage rules land with their own issue."""
+"""Routes of the reconciler service (design.md §5): the ENT directory and the IdPN associations of an
+establishment, and the unreconciled lists of an import. The wizard (preview, selection, confirm) and
+groups are issue 6."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from services.reconciler import domain
+from services.reconciler.handlers import Directories
+from services.reconciler.store import persons, results, snapshots, units
+from shared.db import Database, as_utc
+from shared.reconcile import KINDS
+from shared.settings import Settings
+from shared.web import Problem, authenticate, decode_cursor, encode_cursor, not_found, require_site
+
+MAX_BODY = 50 * 1024 * 1024
 
 
-def build_router() -> APIRouter:
-    return APIRouter()
+def _media(request: Request) -> str:
+    return (request.headers.get("content-type") or "application/json").split(";")[0].strip().lower()
+
+
+def _invalid(errors: list[dict[str, Any]], what: str) -> Problem:
+    first = errors[0]
+    where = f"line {first['line']}, " if "line" in first else ""
+    field = ".".join(str(x) for x in first["loc"])
+    return Problem(422, "Unprocessable Content",
+                   f"{what}: {len(errors)} error(s); first: {where}{field}: {first['msg']}",
+                   code="validation_error", errors=errors)
+
+
+def _iso(value: Any) -> str | None:
+    v = as_utc(value)
+    return v.isoformat().replace("+00:00", "Z") if v else None
+
+
+def build_router(db: Database, settings: Settings, directories: Directories) -> APIRouter:
+    router = APIRouter()
+
+    async def body_of(request: Request) -> bytes:
+        data = await request.body()
+        if len(data) > MAX_BODY:
+            raise Problem(413, "Content Too Large", f"Request body over {MAX_BODY} bytes", code="too_large")
+        return data
+
+    @router.put("/sites/{site}/establishments/{est}/directory")
+    async def put_directory(site: str, est: str, request: Request,
+                            mode: str = Query("replace", pattern="^(replace|merge)$")) -> dict[str, Any]:
+        """The ENT directory of the establishment. JSON `{"persons": [{"id", "kind" (teacher|staff|student),
+        "last_name", "first_name", "birth_date"?, "pronote_id"?, "cas_id"?}], "classes": [{"id", "name"}],
+        "groups": [{"id", "name"}]}`, or `text/csv` (one file, `type` column: teacher|staff|student|class|group;
+        see services/reconciler/domain.py). `mode=replace` (default) replaces the whole directory, `merge`
+        adds or updates the entries given by id. Validation errors: 422 problem+json naming line and field."""
+        who = authenticate(settings, request)
+        require_site(who, site)
+        data = await body_of(request)
+        media = _media(request)
+        try:
+            if media in ("text/csv", "application/csv", "text/plain"):
+                upload = domain.parse_directory_csv(data)
+            elif media in ("application/json", "text/json"):
+                upload = domain.parse_directory_json(data)
+            else:
+                raise Problem(415, "Unsupported Media Type", "Send application/json or text/csv",
+                              code="unsupported_media_type")
+        except domain.UploadError as exc:
+            raise Problem(422, "Unprocessable Content", exc.detail, code="unreadable_body",
+                          errors=exc.errors) from exc
+        if upload.errors:
+            raise _invalid(upload.errors, "Directory rejected")
+        return await directories.put_directory(site, est, upload, mode)
+
+    @router.get("/sites/{site}/establishments/{est}/directory")
+    async def get_directory(site: str, est: str, request: Request,
+                            section: str = Query("persons", pattern="^(persons|classes|groups)$"),
+                            kind: str | None = Query(None, pattern="^(teacher|staff|student)$"),
+                            limit: int = Query(100, ge=1, le=1000), cursor: str | None = None) -> dict[str, Any]:
+        """Counts of the stored directory and one page of a section (persons by default, filter `kind`),
+        ordered by id: `{…, "counts", "items", "next_cursor"}`. 404 when none was uploaded."""
+        who = authenticate(settings, request)
+        require_site(who, site)
+        after = decode_cursor(cursor)
+        async with db.read() as conn:
+            snap = (await conn.execute(sa.select(snapshots).where(
+                snapshots.c.site == site, snapshots.c.establishment == est))).first()
+            if snap is None:
+                raise not_found("Directory")
+            if section == "persons":
+                q = sa.select(persons).where(persons.c.site == site, persons.c.establishment == est)
+                if kind:
+                    q = q.where(persons.c.kind == kind)
+                table = persons
+            else:
+                q = sa.select(units).where(units.c.site == site, units.c.establishment == est,
+                                           units.c.kind == ("class" if section == "classes" else "group"))
+                table = units
+            if after:
+                q = q.where(table.c.id > str(after[0]))
+            rows = (await conn.execute(q.order_by(table.c.id).limit(limit + 1))).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if section == "persons":
+            items = [{"id": r.id, "kind": r.kind, "last_name": r.last_name, "first_name": r.first_name,
+                      "birth_date": r.birth_date.isoformat() if r.birth_date else None, "pronote_id": r.pronote_id,
+                      "cas_id": r.cas_id} for r in rows]
+        else:
+            items = [{"id": r.id, "name": r.name} for r in rows]
+        return {"site": site, "establishment": est, "sha256": snap.sha256, "updated_at": _iso(snap.updated_at),
+                "counts": snap.counts, "section": section, "items": items,
+                "next_cursor": encode_cursor([rows[-1].id]) if more and rows else None}
+
+    @router.post("/sites/{site}/establishments/{est}/pronote-ids")
+    async def post_pronote_ids(site: str, est: str, request: Request,
+                               mode: str = Query(..., pattern="^(complete|partial)$")) -> dict[str, Any]:
+        """The IdPN export linking PRONOTE ids to ENT persons (seed 004): `mode=complete` at the start of
+        the year replaces every association, `mode=partial` adds or updates (newcomers). JSON
+        `[{"pronote_id", "ent_id"}]` or `text/csv` lines `pronote_id;ent_id` (optional header)."""
+        who = authenticate(settings, request)
+        require_site(who, site)
+        data = await body_of(request)
+        media = _media(request)
+        try:
+            if media in ("text/csv", "application/csv", "text/plain"):
+                upload = domain.parse_pronote_ids_csv(data)
+            elif media in ("application/json", "text/json"):
+                upload = domain.parse_pronote_ids_json(data)
+            else:
+                raise Problem(415, "Unsupported Media Type", "Send application/json or text/csv",
+                              code="unsupported_media_type")
+        except domain.UploadError as exc:
+            raise Problem(422, "Unprocessable Content", exc.detail, code="unreadable_body",
+                          errors=exc.errors) from exc
+        if upload.errors:
+            raise _invalid(upload.errors, "PRONOTE ids rejected")
+        return await directories.post_pronote_ids(site, est, upload, mode)
+
+    @router.get("/imports/{import_id}/unreconciled")
+    async def unreconciled(import_id: str, request: Request,
+                           kind: str = Query(..., pattern="^(teachers|students|classes|groups)$")) -> Response:
+        """The people, classes or groups of the import's file not linked to the ENT directory, as
+        `text/csv` (`;`, header): persons `ident;last_name;first_name;birth_date;class;reason`, classes and
+        groups `ident;name;reason`; reason not_found | ambiguous | no_directory."""
+        who = authenticate(settings, request)
+        async with db.read() as conn:
+            rows = (await conn.execute(sa.select(results).where(results.c.import_id == import_id)
+                                       .order_by(results.c.establishment))).all()
+        if not rows or not who.can_access(rows[0].site):
+            raise not_found("Reconciliation")
+        assert kind in KINDS
+        listed = [r for row in rows for r in (row.unmatched or {}).get(kind, [])]
+        return Response(domain.unreconciled_csv(kind, listed), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="unreconciled-{kind}-{import_id}.csv"'})
+
+    return router

@@ -1,11 +1,406 @@
-"""Stage rules, pure. Until this stage's issue lands, the step is recorded as `skipped` (never `ok`)
-and the import goes on: no fake counts."""
+"""Reconciler rules, pure: reading and checking the ENT directory and IdPN uploads (JSON or CSV), the
+stage's decision from the matching (`shared.reconcile`), and the unreconciled CSV.
+
+Group creation and the manual wizard are issue 6: the stage records the matching and reports its counts,
+but creates no group and no membership yet (its step message says so)."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
 from shared.bus import StageResult
 from shared.messages import StepStatus
+from shared.reconcile import KINDS, NO_DIRECTORY, PERSON_KINDS, DirectoryPerson, DirectoryUnit, KindResult
+from shared.timetable import Timetable
+
+MAX_ERRORS = 100
+MAX_ID = 128
+MAX_NAME = 255
+
+# CSV directory: one file, one row per entry; `type` (alias `kind`) says what the row is.
+CSV_COLUMNS = ("type", "id", "last_name", "first_name", "birth_date", "pronote_id", "cas_id", "name")
+CSV_ALIASES = {"kind": "type", "nom": "last_name", "prenom": "first_name", "prénom": "first_name",
+               "date_naissance": "birth_date", "idpn": "pronote_id", "id_pn": "pronote_id", "idcas": "cas_id",
+               "id_cas": "cas_id", "libelle": "name", "ent_id": "id"}
+UNIT_TYPES = ("class", "group")
 
 
-def decide(dry_run: bool) -> StageResult:
-    return StageResult(StepStatus.SKIPPED)
+class UploadError(Exception):
+    """The upload cannot be read at all (encoding, JSON syntax, missing header): 422 with this detail."""
+
+    def __init__(self, detail: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+
+
+@dataclass
+class DirectoryUpload:
+    persons: list[DirectoryPerson] = field(default_factory=list)
+    classes: list[DirectoryUnit] = field(default_factory=list)
+    groups: list[DirectoryUnit] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        out = {k: 0 for k in PERSON_KINDS}
+        for p in self.persons:
+            out[p.kind] += 1
+        return {"persons": len(self.persons), **out, "classes": len(self.classes), "groups": len(self.groups)}
+
+
+def _error(errors: list[dict[str, Any]], loc: list[Any], msg: str, kind: str, line: int | None = None) -> None:
+    if len(errors) < MAX_ERRORS:
+        errors.append({"loc": loc, "msg": msg, "type": kind, **({"line": line} if line is not None else {})})
+
+
+def parse_date(value: Any) -> date:
+    """ISO (2012-03-04) or French (04/03/2012) dates; ValueError otherwise."""
+    text = str(value).strip()
+    if "/" in text:
+        return datetime.strptime(text, "%d/%m/%Y").date()
+    return date.fromisoformat(text)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise TypeError
+    value = value.strip()
+    return value or None
+
+
+def _entry(raw: Mapping[str, Any], section: str, loc: list[Any], errors: list[dict[str, Any]],
+           line: int | None) -> dict[str, Any] | None:
+    """One entry's fields checked; None (and errors) when it is invalid."""
+    out: dict[str, Any] = {}
+    ok = True
+    required = ("id", "kind", "last_name", "first_name") if section == "persons" else ("id", "name")
+    optional = ("birth_date", "pronote_id", "cas_id") if section == "persons" else ()
+    for name in required + optional:
+        try:
+            value = _text(raw.get(name))
+        except TypeError:
+            _error(errors, [*loc, name], "must be a string", "string_type", line)
+            ok = False
+            continue
+        if value is None:
+            if name in required and not (name == "first_name" and name in raw):
+                _error(errors, [*loc, name], "field required", "missing", line)
+                ok = False
+            out[name] = "" if name == "first_name" else None
+            continue
+        limit = MAX_NAME if name in ("last_name", "first_name", "name") else MAX_ID
+        if len(value) > limit:
+            _error(errors, [*loc, name], f"at most {limit} characters", "string_too_long", line)
+            ok = False
+        out[name] = value
+    if section == "persons":
+        if out.get("kind") is not None and out["kind"] not in PERSON_KINDS:
+            _error(errors, [*loc, "kind"], "must be one of teacher, staff, student", "enum", line)
+            ok = False
+        if out.get("birth_date"):
+            try:
+                out["birth_date"] = parse_date(out["birth_date"])
+            except ValueError:
+                _error(errors, [*loc, "birth_date"], "not a date (YYYY-MM-DD or DD/MM/YYYY)", "date_parsing", line)
+                ok = False
+    return out if ok else None
+
+
+def _collect(upload: DirectoryUpload, section: str, entry: dict[str, Any] | None, raw_id: Any,
+             seen: dict[str, set[str]], loc: list[Any], line: int | None) -> None:
+    """Keep a valid entry; report a duplicate id even when one of the two entries is otherwise invalid."""
+    ids = seen.setdefault(section, set())
+    key = str(raw_id).strip() if isinstance(raw_id, str | int) else None
+    if key:
+        if key in ids:
+            _error(upload.errors, [*loc, "id"], f"duplicate id {key!r} in {section}", "duplicate", line)
+            return
+        ids.add(key)
+    if entry is None:
+        return
+    if section == "persons":
+        upload.persons.append(DirectoryPerson(entry["id"], entry["kind"], entry["last_name"], entry["first_name"],
+                                              entry.get("birth_date"), entry.get("pronote_id"), entry.get("cas_id")))
+    else:
+        getattr(upload, section).append(DirectoryUnit(entry["id"], entry["name"]))
+
+
+def decode_text(data: bytes) -> str:
+    """UTF-8 (with or without BOM), else Windows-1252 (spreadsheets saved as CSV in French Windows)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="strict")
+
+
+def parse_directory_json(data: bytes) -> DirectoryUpload:
+    try:
+        obj = json.loads(decode_text(data))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UploadError(f"Body is not valid JSON: {exc}") from exc
+    upload = DirectoryUpload()
+    if not isinstance(obj, dict):
+        _error(upload.errors, ["body"], "must be an object with persons, classes and groups", "object_type")
+        return upload
+    for key in obj:
+        if key not in ("persons", "classes", "groups"):
+            _error(upload.errors, ["body", key], "unknown field", "extra_forbidden")
+    seen: dict[str, set[str]] = {}
+    for section in ("persons", "classes", "groups"):
+        items = obj.get(section, [])
+        if not isinstance(items, list):
+            _error(upload.errors, ["body", section], "must be a list", "list_type")
+            continue
+        for i, raw in enumerate(items):
+            loc: list[Any] = ["body", section, i]
+            if not isinstance(raw, dict):
+                _error(upload.errors, loc, "must be an object", "object_type")
+                continue
+            _collect(upload, section, _entry(raw, section, loc, upload.errors, None), raw.get("id"), seen, loc, None)
+    return upload
+
+
+def _csv_rows(data: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    text = decode_text(data)
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise UploadError("Empty CSV: a header line is required")
+    delimiter = ";" if lines[0].count(";") >= lines[0].count(",") else ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    rows = [(reader.line_num, row) for row in reader]
+    header = [h.strip().lower() for h in rows[0][1]]
+    return header, [(n, r) for n, r in rows[1:] if any(c.strip() for c in r)]
+
+
+def parse_directory_csv(data: bytes) -> DirectoryUpload:
+    """CSV (`;` or `,`, UTF-8 or Windows-1252), a header line, columns by name in any order
+    (case-insensitive; French aliases nom, prenom, date_naissance, idpn, idcas, libelle): `type` (alias
+    `kind`: teacher | staff | student | class | group — a persons-only file simply has no class/group
+    rows), `id`, `last_name`, `first_name`, `birth_date` (YYYY-MM-DD or DD/MM/YYYY), `pronote_id`, `cas_id`
+    for persons; `id`, `name` for classes and groups. Errors name the line (1 = header) and the column."""
+    header, rows = _csv_rows(data)
+    columns = [CSV_ALIASES.get(h, h) for h in header]
+    upload = DirectoryUpload()
+    unknown = [h for h, c in zip(header, columns, strict=True) if c not in CSV_COLUMNS]
+    for h in unknown:
+        _error(upload.errors, ["header", h], "unknown column", "unknown_column", 1)
+    if "type" not in columns:
+        _error(upload.errors, ["header", "type"], "a type (or kind) column is required", "missing", 1)
+    if "id" not in columns:
+        _error(upload.errors, ["header", "id"], "an id column is required", "missing", 1)
+    if upload.errors:
+        return upload
+    seen: dict[str, set[str]] = {}
+    for line, row in rows:
+        raw = {c: (row[i] if i < len(row) else "") for i, c in enumerate(columns)}
+        kind = (raw.get("type") or "").strip().lower()
+        if kind in UNIT_TYPES:
+            section = "classes" if kind == "class" else "groups"
+            entry = _entry(raw, section, ["line", line], upload.errors, line)
+        elif kind in PERSON_KINDS:
+            section = "persons"
+            entry = _entry({**raw, "kind": kind}, section, ["line", line], upload.errors, line)
+        else:
+            _error(upload.errors, ["line", line, "type"], "must be teacher, staff, student, class or group", "enum",
+                   line)
+            continue
+        _collect(upload, section, entry, raw.get("id"), seen, ["line", line], line)
+    return upload
+
+
+# --- IdPN (PRONOTE ids ↔ ENT persons) ---------------------------------------------------------------
+
+
+@dataclass
+class PronoteIdsUpload:
+    associations: dict[str, str] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _association(upload: PronoteIdsUpload, pronote: Any, ent: Any, loc: list[Any], line: int | None) -> None:
+    ok = True
+    values = {}
+    for name, value in (("pronote_id", pronote), ("ent_id", ent)):
+        try:
+            text = _text(value)
+        except TypeError:
+            text = None
+        if text is None or len(text) > MAX_ID:
+            _error(upload.errors, [*loc, name], "required, at most 128 characters", "missing", line)
+            ok = False
+        values[name] = text
+    if not ok:
+        return
+    p, e = str(values["pronote_id"]), str(values["ent_id"])
+    if upload.associations.get(p, e) != e:
+        _error(upload.errors, [*loc, "pronote_id"], f"{p!r} given twice with different ENT ids", "duplicate", line)
+        return
+    upload.associations[p] = e
+
+
+def parse_pronote_ids_json(data: bytes) -> PronoteIdsUpload:
+    """`[{"pronote_id", "ent_id"}, …]` (or `{"items": [...]}`)."""
+    try:
+        obj = json.loads(decode_text(data))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UploadError(f"Body is not valid JSON: {exc}") from exc
+    upload = PronoteIdsUpload()
+    items = obj.get("items") if isinstance(obj, dict) else obj
+    if not isinstance(items, list):
+        _error(upload.errors, ["body"], "must be a list of {pronote_id, ent_id}", "list_type")
+        return upload
+    for i, raw in enumerate(items):
+        if not isinstance(raw, dict):
+            _error(upload.errors, ["body", i], "must be an object", "object_type")
+            continue
+        _association(upload, raw.get("pronote_id"), raw.get("ent_id"), ["body", i], None)
+    return upload
+
+
+def parse_pronote_ids_csv(data: bytes) -> PronoteIdsUpload:
+    """`pronote_id;ent_id` per line (`;` or `,`); a first line naming those columns is a header."""
+    text = decode_text(data)
+    first = text.splitlines()[0] if text.strip() else ""
+    delimiter = ";" if first.count(";") >= first.count(",") else ","
+    upload = PronoteIdsUpload()
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    order = (0, 1)
+    for row in reader:
+        line = reader.line_num
+        if not any(c.strip() for c in row):
+            continue
+        cells = [c.strip() for c in row]
+        if line == 1 and {c.lower() for c in cells} >= {"pronote_id", "ent_id"}:
+            lowered = [c.lower() for c in cells]
+            order = (lowered.index("pronote_id"), lowered.index("ent_id"))
+            continue
+        if len(cells) <= max(order):
+            _error(upload.errors, ["line", line], "expected pronote_id;ent_id", "columns", line)
+            continue
+        _association(upload, cells[order[0]], cells[order[1]], ["line", line], line)
+    return upload
+
+
+# --- the stage ------------------------------------------------------------------------------------
+
+KIND_LABELS = {"teachers": ("enseignant(s)", "teacher(s)"), "students": ("élève(s)", "student(s)"),
+               "classes": ("classe(s)", "class(es)"), "groups": ("groupe(s)", "group(s)")}
+NO_GROUPS_YET = ("Les groupes et rattachements ne sont pas encore créés (à venir).",
+                 "Groups and memberships are not created yet (issue 6): this step only reconciles.")
+
+
+def unmatched_rows(tt: Timetable, kind: str, result: KindResult | None) -> list[dict[str, Any]]:
+    """The unmatched entries of one kind as the CSV shows them (from the file's own data). `result` None =
+    no directory: every entry of the file, reason no_directory."""
+    if result is None:
+        reasons = {ident: NO_DIRECTORY for ident in _idents(tt, kind)}
+    else:
+        reasons = {u.ident: u.reason for u in result.unmatched}
+    rows = []
+    for ident, reason in reasons.items():
+        if kind == "teachers":
+            t = tt.teachers[ident]
+            rows.append({"ident": ident, "last_name": t.last_name, "first_name": t.first_name,
+                         "birth_date": t.birth_date.isoformat() if t.birth_date else "", "class": "", "reason": reason})
+        elif kind == "students":
+            s = tt.students[ident]
+            classes = ",".join(sorted({tt.classes[m.ident].name for m in s.classes if m.ident in tt.classes}))
+            rows.append({"ident": ident, "last_name": s.last_name, "first_name": s.first_name,
+                         "birth_date": s.birth_date.isoformat() if s.birth_date else "", "class": classes,
+                         "reason": reason})
+        else:
+            unit = tt.classes[ident] if kind == "classes" else tt.groups[ident]
+            rows.append({"ident": ident, "name": unit.name, "reason": reason})
+    return sorted(rows, key=lambda r: (r.get("last_name", r.get("name", "")), r.get("first_name", ""), r["ident"]))
+
+
+def _idents(tt: Timetable, kind: str) -> list[str]:
+    tables: dict[str, Mapping[str, object]] = {"teachers": tt.teachers, "students": tt.students,
+                                                "classes": tt.classes, "groups": tt.groups}
+    return list(tables[kind])
+
+
+@dataclass
+class EstablishmentMatching:
+    establishment: str
+    snapshot: str | None  # sha256 of the directory snapshot used; None = no directory
+    counts: dict[str, dict[str, int]]
+    unmatched: dict[str, list[dict[str, Any]]]
+
+
+def establishment_matching(est: str, tt: Timetable, snapshot: str | None,
+                           results: Mapping[str, KindResult] | None) -> EstablishmentMatching:
+    counts = {}
+    unmatched = {}
+    for kind in KINDS:
+        r = results[kind] if results is not None else None
+        rows = unmatched_rows(tt, kind, r)
+        unmatched[kind] = rows
+        counts[kind] = r.counts() if r is not None else {"matched": 0, "unmatched": len(rows)}
+    return EstablishmentMatching(est, snapshot, counts, unmatched)
+
+
+def decide(found: list[EstablishmentMatching]) -> StageResult:
+    """ok when everything matched, else warning; counts per kind {matched, unmatched} (summed over the
+    establishments of a cité scolaire file, each also under `establishments`). No group is created yet."""
+    totals = {kind: {"matched": 0, "unmatched": 0} for kind in KINDS}
+    for m in found:
+        for kind in KINDS:
+            for k in ("matched", "unmatched"):
+                totals[kind][k] += m.counts[kind][k]
+    missing = [m.establishment for m in found if m.snapshot is None]
+    counts: dict[str, Any] = {**totals, "groups_created": 0,
+                              "establishments": {m.establishment: {**m.counts, "directory": m.snapshot}
+                                                 for m in found}}
+    unmatched = {kind: totals[kind]["unmatched"] for kind in KINDS}
+    fr_parts = [f"{n} {KIND_LABELS[k][0]}" for k, n in unmatched.items() if n]
+    en_parts = [f"{n} {KIND_LABELS[k][1]}" for k, n in unmatched.items() if n]
+    if missing:
+        fr = (f"Aucun annuaire ENT déposé pour l'établissement {', '.join(missing)} : rapprochement impossible. "
+              + NO_GROUPS_YET[0])
+        en = (f"No ENT directory uploaded for establishment {', '.join(missing)}: nothing reconciled. "
+              + NO_GROUPS_YET[1])
+    elif fr_parts:
+        fr = "Non rapprochés : " + ", ".join(fr_parts) + ". " + NO_GROUPS_YET[0]
+        en = "Not reconciled: " + ", ".join(en_parts) + ". " + NO_GROUPS_YET[1]
+    else:
+        fr = "Tout a été rapproché. " + NO_GROUPS_YET[0]
+        en = "Everything reconciled. " + NO_GROUPS_YET[1]
+    status = StepStatus.WARNING if (missing or fr_parts) else StepStatus.OK
+    return StageResult(status, message=fr, message_en=en, counts=counts,
+                       artifacts={"reconciliation": {"counts": totals}})
+
+
+PERSON_CSV = ("ident", "last_name", "first_name", "birth_date", "class", "reason")
+UNIT_CSV = ("ident", "name", "reason")
+
+
+def unreconciled_csv(kind: str, rows: list[dict[str, Any]]) -> str:
+    """Semicolon-separated, header line; persons: ident;last_name;first_name;birth_date;class;reason,
+    classes/groups: ident;name;reason. Cells starting with = + - @ are quoted with a leading ' (spreadsheet
+    formula injection)."""
+    columns = PERSON_CSV if kind in ("teachers", "students") else UNIT_CSV
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow(columns)
+    seen = set()
+    for row in rows:
+        cells = tuple(_safe_cell(str(row.get(c, "") or "")) for c in columns)
+        if cells not in seen:
+            seen.add(cells)
+            writer.writerow(cells)
+    return out.getvalue()
+
+
+def _safe_cell(value: str) -> str:
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value

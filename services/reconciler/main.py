@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.reconciler import store
 from services.reconciler.api import build_router
-from services.reconciler.handlers import build_handlers
+from services.reconciler.handlers import Directories, build_handlers
 from shared.bus import Outbox, StageWorker
 from shared.messages import Stage
 from shared.web import Runtime, Service, run_service
@@ -14,12 +14,13 @@ def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
     worker = StageWorker(stage=Stage.GROUPS, db=rt.db, bus=rt.bus, outbox=outbox, runs=store.runs,
                          **build_handlers(rt))
+    directories = Directories(rt, outbox)
 
     async def start() -> None:
         outbox.start()
         await worker.start()
 
-    return Service("reconciler", build_router(), start, outbox.stop)
+    return Service("reconciler", build_router(rt.db, rt.settings, directories), start, outbox.stop)
 
 
 if __name__ == "__main__":

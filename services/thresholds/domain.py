@@ -245,7 +245,7 @@ def unreconciled(kind: str, matched: tuple[int, int] | None) -> Figure:
     """unmatched / total in the file. Needs the reconciler's matching (`matched` = (unmatched, total));
     without it the figure is not computed: never a fake 0 or 100 %."""
     if matched is None:
-        return Figure(None, detail={"reason": "reconciliation_unavailable"})
+        return Figure(None, detail={"reason": "no_directory"})
     unmatched, total = matched
     return _fig(unmatched, total)
 
@@ -274,7 +274,9 @@ def closure_coherence(old: Facts | None, new: Facts, today: date) -> Figure:
 
 def figures(old: Facts | None, new: Facts, today: date,
             matching: Mapping[str, tuple[int, int]] | None = None) -> dict[str, Figure]:
-    """Every control's figure for one establishment; `old` None = no integrated import yet (existing = 0)."""
+    """Every control's figure for one establishment; `old` None = no integrated import yet (existing = 0).
+    `matching` = shared.reconcile.matching_figures: {"teachers": (unmatched, total), …} (the control's
+    full name is accepted too); None or a kind missing = no ENT directory → "not computed"."""
     base = old if old is not None else EMPTY
     out = {
         "subjects_created": subjects_created(base, new),
@@ -289,7 +291,8 @@ def figures(old: Facts | None, new: Facts, today: date,
         "closure_coherence": closure_coherence(old, new, today),
     }
     for kind in UNRECONCILED:
-        out[kind] = unreconciled(kind, (matching or {}).get(kind))
+        given = matching or {}
+        out[kind] = unreconciled(kind, given.get(kind, given.get(kind.removesuffix("_unreconciled"))))
     return {c.name: out[c.name] for c in CONTROLS}
 
 

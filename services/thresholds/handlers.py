@@ -11,6 +11,7 @@ import json
 import logging
 import smtplib
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
 from email.message import EmailMessage
@@ -22,11 +23,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.thresholds import domain
-from services.thresholds.store import active, lifecycle, mails, models, site_settings
+from services.thresholds.store import active, directories, directory_barriers, lifecycle, mails, models, site_settings
 from shared.bus import Delivery, Outbox, StageResult
 from shared.db import Database, as_utc, upsert
 from shared.messages import (
     NOTIFICATIONS_EXCHANGE,
+    DirectoryBarrier,
+    DirectoryUpdated,
     ImportLifecycle,
     ImportStatus,
     Mode,
@@ -34,6 +37,7 @@ from shared.messages import (
     StatusEvent,
     utcnow,
 )
+from shared.reconcile import Directory, matching_figures, reconcile
 from shared.settings import Settings
 from shared.timetable import loads
 from shared.web import Runtime
@@ -44,6 +48,9 @@ LIFECYCLE_QUEUE = "edt.thresholds.lifecycle"
 # Terminal lifecycle events (integrated imports, end of a site's lock) and the first stage event of an
 # import (start of the lock).
 LIFECYCLE_KEYS = ("import.history.#", "import.validation.running")
+# ENT directory snapshots announced by the reconciler (DirectoryUpdated), and the stage's barrier markers.
+DIRECTORY_QUEUE = "edt.thresholds.directory"
+DIRECTORY_KEYS = ("directory.updated.*",)
 
 
 # --- reads shared by the stage and the API ----------------------------------------------------------
@@ -115,10 +122,32 @@ class ThresholdsStage:
                 out.append(at.astimezone(tz).date())
         return out
 
+    async def _directory_barrier(self, import_id: str) -> None:
+        """A directory uploaded just before this import must count. Its event was on the broker before the
+        upload's answer (the reconciler flushes its outbox first), hence before this import's deposit, so it
+        sits in our directory queue ahead of a marker sent now: once the marker has been consumed (FIFO,
+        one message at a time), the event has been applied. Bounded like the lifecycle wait."""
+        marker = f"{import_id}:{uuid.uuid4().hex[:8]}"
+        await self.rt.bus.publish("", DIRECTORY_QUEUE, DirectoryBarrier(barrier=marker).to_bytes())
+        deadline = time.monotonic() + self.settings.thresholds_lifecycle_wait_s
+        while True:
+            async with self.db.read() as conn:
+                seen = (await conn.execute(sa.select(directory_barriers.c.id)
+                                           .where(directory_barriers.c.id == marker))).first()
+            if seen is not None:
+                async with self.db.transaction() as conn:
+                    await conn.execute(directory_barriers.delete().where(directory_barriers.c.id == marker))
+                return
+            if time.monotonic() > deadline:
+                log.warning("directory barrier %s not seen; deciding with the directories known", marker)
+                return
+            await asyncio.sleep(0.02)
+
     async def prepare(self, cmd: StageCommand) -> Prepared:
         previous = cmd.artifacts.get("previous_import")
         if previous:
             await self._wait_for_lifecycle(previous)
+        await self._directory_barrier(cmd.import_id)
         parts: dict[str, str] = dict(cmd.artifacts.get("timetables") or {})
         if not parts and cmd.establishment and cmd.artifacts.get("timetable_sha256"):
             parts = {cmd.establishment: cmd.artifacts["timetable_sha256"]}
@@ -132,14 +161,21 @@ class ThresholdsStage:
                 base = await self._baseline(conn, cmd.site, est)
                 refusal = domain.automatic_import_refusal(cmd.mode, await self._manual_done_dates(conn, cmd.site, est),
                                                           year_start)
-                inputs.append((est, sha, base.sha256 if base else None, base.import_id if base else None, refusal))
+                directory = (await conn.execute(sa.select(directories.c.sha256).where(
+                    directories.c.site == cmd.site, directories.c.establishment == est))).scalar()
+                inputs.append((est, sha, base.sha256 if base else None, base.import_id if base else None, refusal,
+                               directory))
 
         def compute() -> list[domain.EstablishmentCheck]:
             checks = []
-            for est, sha, base_sha, base_id, refusal in inputs:
-                new = domain.facts_of(loads(self.rt.blobs.read_bytes(sha)))
+            for est, sha, base_sha, base_id, refusal, directory in inputs:
+                tt = loads(self.rt.blobs.read_bytes(sha))
+                new = domain.facts_of(tt)
                 old = domain.facts_of(loads(self.rt.blobs.read_bytes(base_sha))) if base_sha else None
-                found = domain.figures(old, new, today)
+                # No directory for the establishment: the unreconciled controls stay "not computed".
+                matching = (matching_figures(reconcile(tt, Directory.from_json(self.rt.blobs.read_bytes(directory))))
+                            if directory else None)
+                found = domain.figures(old, new, today, matching)
                 checks.append(domain.EstablishmentCheck(est, base_id, domain.evaluate(settings, found), refusal))
             return checks
 
@@ -197,6 +233,36 @@ class ThresholdsStage:
             if ended is None:
                 await conn.execute(upsert(self.db, active, {"import_id": status.import_id, "site": status.site,
                                                             "since": status.at}, ["import_id"]))
+
+    async def on_directory(self, delivery: Delivery) -> None:
+        """A DirectoryUpdated event: keep the newest snapshot per establishment (by the reconciler's commit
+        time, so a late redelivery never rolls back); or one of our barrier markers: record it."""
+        obj = json.loads(delivery.body)
+        if "barrier" in obj:
+            marker = DirectoryBarrier.model_validate(obj)
+            now = utcnow()
+            async with self.db.transaction() as conn:
+                # Markers whose stage gave up waiting are never deleted by it: drop them after an hour.
+                await conn.execute(directory_barriers.delete().where(
+                    directory_barriers.c.seen_at < now - timedelta(hours=1)))
+                await conn.execute(upsert(self.db, directory_barriers, {"id": marker.barrier, "seen_at": now},
+                                          ["id"]))
+            return
+        event = DirectoryUpdated.model_validate(obj)
+        async with self.db.transaction() as conn:
+            query = sa.select(directories).where(directories.c.site == event.site,
+                                                 directories.c.establishment == event.establishment)
+            if self.db.is_postgres:
+                query = query.with_for_update()
+            row = (await conn.execute(query)).first()
+            if row is None:
+                await conn.execute(upsert(self.db, directories, {
+                    "site": event.site, "establishment": event.establishment, "sha256": event.sha256, "at": event.at},
+                    ["site", "establishment"], ["sha256", "at"]))
+            elif as_utc(row.at) <= event.at:
+                await conn.execute(directories.update().where(
+                    directories.c.site == event.site, directories.c.establishment == event.establishment)
+                    .values(sha256=event.sha256, at=event.at))
 
     # --- e-mail outbox ------------------------------------------------------------------------------
 

@@ -7,7 +7,13 @@ import contextlib
 
 from services.thresholds import store
 from services.thresholds.api import build_router
-from services.thresholds.handlers import LIFECYCLE_KEYS, LIFECYCLE_QUEUE, build_handlers
+from services.thresholds.handlers import (
+    DIRECTORY_KEYS,
+    DIRECTORY_QUEUE,
+    LIFECYCLE_KEYS,
+    LIFECYCLE_QUEUE,
+    build_handlers,
+)
 from shared.bus import Outbox, StageWorker
 from shared.messages import STATUS_EXCHANGE, Stage
 from shared.web import Runtime, Service, run_service
@@ -24,6 +30,9 @@ def build(rt: Runtime) -> Service:
         outbox.start()
         await rt.bus.consume(LIFECYCLE_QUEUE, stage.on_lifecycle,
                              bindings=tuple((STATUS_EXCHANGE, key) for key in LIFECYCLE_KEYS))
+        # One message at a time: the stage's barrier marker is handled only after the events before it.
+        await rt.bus.consume(DIRECTORY_QUEUE, stage.on_directory,
+                             bindings=tuple((STATUS_EXCHANGE, key) for key in DIRECTORY_KEYS), prefetch=1)
         await worker.start()
         if rt.settings.smtp_url:
             tasks.append(asyncio.create_task(stage.mail_loop(), name="thresholds:mail"))

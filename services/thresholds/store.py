@@ -90,3 +90,23 @@ mails = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text, nullable=True),
 )
+
+# The latest ENT directory snapshot of each establishment (DirectoryUpdated events from the reconciler,
+# newest `at` wins): the unreconciled controls load it from the blob store. No row = "not computed".
+directories = sa.Table(
+    "threshold_directories",
+    metadata,
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("establishment", sa.String(64), primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Barrier markers the stage sends through its directory queue: a row = every directory event queued
+# before the marker has been applied. Deleted by the stage once seen.
+directory_barriers = sa.Table(
+    "threshold_directory_barriers",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+)

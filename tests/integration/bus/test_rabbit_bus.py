@@ -99,7 +99,7 @@ def test_pipeline_on_rabbitmq_and_postgres(rabbit_stack: Stack) -> None:
     api.create_site("4817", {"1754": "0490856P"})
     done = api.wait(api.upload("4817", "1754", sample_xml("0490856P")))
     assert done["status"] == "done"
-    assert [s["status"] for s in done["steps"]] == ["ok", "warning", "warning", "skipped", "ok"]
+    assert [s["status"] for s in done["steps"]] == ["ok", "warning", "warning", "warning", "ok"]
     ops = api.ok("GET", "/ops/queues")
     assert set(ops["stages"]) == {"validation", "thresholds", "groups", "sessions"}
     assert ops["stages"]["validation"]["queue"] == "edt.validate"

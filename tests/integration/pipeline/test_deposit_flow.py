@@ -32,11 +32,13 @@ def test_rest_upload_travels_every_stage_to_done(stack: Stack) -> None:
     # A first import has no baseline: everything is "created" (100 %), shown as alerts, never blocking
     # a manual import.
     assert done["steps"][2]["status"] == "warning"
-    # Group creation has no rules yet: skipped, never ok, and no fake counts.
-    assert done["steps"][3]["status"] == "skipped" and "groups" not in done["counts"]
+    # Reconciliation (group creation itself is issue 6): no ENT directory uploaded, so nothing matched —
+    # a warning saying so, never a fake ok.
+    assert done["steps"][3]["status"] == "warning" and "No ENT directory" in done["steps"][3]["message_en"]
+    assert done["counts"]["groups"]["students"] == {"matched": 0, "unmatched": 60}
     assert done["steps"][4]["status"] == "ok"
     assert all(s["started_at"] and s["ended_at"] for s in done["steps"])
-    assert set(done["counts"]) == {"validation", "thresholds", "sessions"}
+    assert set(done["counts"]) == {"validation", "thresholds", "groups", "sessions"}
     assert done["counts"]["validation"]["students"] == 60 and done["counts"]["sessions"]["sessions"] > 0
     assert {a["stage"] for a in done["alerts"]} == {"validation", "thresholds"}
     assert done["queue_position"] is None and done["progress"] == 100
