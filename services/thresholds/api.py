@@ -1,17 +1,19 @@
-"""Routes of the thresholds service (design.md §5, §6): a site's controls, their audit trail."""
+"""Routes of the thresholds service (design.md §5, §6): a site's controls, their audit trail, and the
+closure periods an establishment sets."""
 
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.thresholds import domain
-from services.thresholds.handlers import load_settings, site_is_locked
-from services.thresholds.store import audit, site_settings
+from services.thresholds.handlers import establishment_is_locked, load_settings, site_is_locked
+from services.thresholds.store import audit, closures, site_settings
 from shared.db import Database, as_utc, upsert
 from shared.messages import utcnow
 from shared.settings import Settings
@@ -92,6 +94,22 @@ def merged(current: dict[str, domain.Setting], body: ThresholdsIn) -> dict[str, 
     return out
 
 
+class ClosureIn(BaseModel):
+    start: date
+    end: date
+    label: str = Field(default="", max_length=255)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ClosureIn:
+        if self.end < self.start:
+            raise ValueError("end is before start")
+        return self
+
+
+class ClosuresIn(BaseModel):
+    items: list[ClosureIn] = Field(max_length=500)
+
+
 def build_router(db: Database, settings: Settings) -> APIRouter:
     router = APIRouter()
 
@@ -137,6 +155,37 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
             fr, en = domain.CLOSURE_COHERENCE_WARNING
             out["warnings"].append({"code": "closure_coherence_not_blocking", "message": fr, "message_en": en})
         return out
+
+    @router.get("/sites/{site}/establishments/{est}/closures")
+    async def get_closures(site: str, est: str, request: Request) -> dict[str, Any]:
+        """Closure periods set by the establishment (holidays and closures the file does not carry)."""
+        principal(request, site)
+        async with db.read() as conn:
+            row = (await conn.execute(sa.select(closures).where(closures.c.site == site,
+                                                                closures.c.establishment == est))).first()
+            locked = await establishment_is_locked(conn, site, est, settings.thresholds_lock_ttl_s)
+        return {"items": list(row.periods) if row else [], "next_cursor": None, "locked": locked,
+                "updated_at": _iso(row.updated_at) if row else None, "updated_by": row.updated_by if row else None}
+
+    @router.put("/sites/{site}/establishments/{est}/closures")
+    async def put_closures(site: str, est: str, body: list[ClosureIn] | ClosuresIn,
+                           request: Request) -> dict[str, Any]:
+        """Replace the establishment's closure periods (`[{start, end, label}]`, or `{"items": [...]}`);
+        423 while an import of the establishment runs (design.md §5, §7)."""
+        who = actor_of(principal(request, site), request)
+        periods = body.items if isinstance(body, ClosuresIn) else body
+        stored = [{"start": p.start.isoformat(), "end": p.end.isoformat(), "label": p.label}
+                  for p in sorted(periods, key=lambda p: (p.start, p.end))]
+        async with db.transaction() as conn:
+            if await establishment_is_locked(conn, site, est, settings.thresholds_lock_ttl_s):
+                raise Problem(423, "Locked", "Un import de cet établissement est en cours : ses périodes de "
+                              "fermeture sont verrouillées jusqu'à sa fin.", code="import_in_progress",
+                              detail_en="An import of this establishment is running: its closure periods are "
+                              "locked until it ends.")
+            await conn.execute(upsert(db, closures, {"site": site, "establishment": est, "periods": stored,
+                                                     "updated_at": utcnow(), "updated_by": who},
+                                      ["site", "establishment"], ["periods", "updated_at", "updated_by"]))
+        return {"items": stored, "next_cursor": None, "locked": False}
 
     @router.get("/sites/{site}/thresholds/audit")
     async def get_audit(site: str, request: Request, limit: int = Query(50, ge=1, le=500),

@@ -23,7 +23,16 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.thresholds import domain
-from services.thresholds.store import active, directories, directory_barriers, lifecycle, mails, models, site_settings
+from services.thresholds.store import (
+    active,
+    closures,
+    directories,
+    directory_barriers,
+    lifecycle,
+    mails,
+    models,
+    site_settings,
+)
 from shared.bus import Delivery, Outbox, StageResult
 from shared.db import Database, as_utc, upsert
 from shared.messages import (
@@ -68,6 +77,21 @@ async def site_is_locked(conn: AsyncConnection, site: str, ttl_s: int) -> bool:
     row = (await conn.execute(sa.select(active.c.import_id).where(active.c.site == site, active.c.since > since)
                               .limit(1))).first()
     return row is not None
+
+
+async def establishment_is_locked(conn: AsyncConnection, site: str, est: str, ttl_s: int) -> bool:
+    """An import of this establishment (or a site-wide one) runs: only its settings are locked (§7)."""
+    since = utcnow() - timedelta(seconds=ttl_s)
+    row = (await conn.execute(sa.select(active.c.import_id).where(
+        active.c.site == site, active.c.since > since,
+        sa.or_(active.c.establishment == est, active.c.establishment.is_(None))).limit(1))).first()
+    return row is not None
+
+
+async def load_closures(conn: AsyncConnection, site: str, establishments: list[str]) -> dict[str, list[Any]]:
+    rows = (await conn.execute(sa.select(closures).where(closures.c.site == site,
+                                                         closures.c.establishment.in_(establishments)))).all()
+    return {r.establishment: list(r.periods) for r in rows if r.periods}
 
 
 # --- the stage --------------------------------------------------------------------------------------
@@ -186,6 +210,8 @@ class ThresholdsStage:
         if prepared.missing_model:
             raise RuntimeError("no canonical timetable in the command's artifacts")
         result = domain.decide(cmd.mode, cmd.dry_run, prepared.checks)
+        # The establishment's own closure periods travel on: no session is generated on them.
+        result.artifacts["closures"] = await load_closures(conn, cmd.site, sorted(prepared.models))
         if cmd.dry_run:
             return result  # nothing written: a dry run is never a baseline and notifies nobody
         now = utcnow()
@@ -232,6 +258,7 @@ class ThresholdsStage:
                                         .where(lifecycle.c.import_id == status.import_id))).first()
             if ended is None:
                 await conn.execute(upsert(self.db, active, {"import_id": status.import_id, "site": status.site,
+                                                            "establishment": status.establishment,
                                                             "since": status.at}, ["import_id"]))
 
     async def on_directory(self, delivery: Delivery) -> None:

@@ -73,6 +73,18 @@ active = sa.Table(
     sa.Column("import_id", sa.String(32), primary_key=True),
     sa.Column("site", sa.String(64), nullable=False, index=True),
     sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("establishment", sa.String(64), nullable=True),  # null: a site-wide import
+)
+
+# Closure periods an establishment sets through the API (design.md §5), beside the file's holiday weeks.
+closures = sa.Table(
+    "threshold_closures",
+    metadata,
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("establishment", sa.String(64), primary_key=True),
+    sa.Column("periods", sa.JSON, nullable=False),  # [{"start": "YYYY-MM-DD", "end": …, "label": …}]
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_by", sa.String(255), nullable=False),
 )
 
 # E-mails to send (an outbox for SMTP): written in the stage's transaction, sent after commit.
