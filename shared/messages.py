@@ -115,6 +115,9 @@ class Deposit(BaseModel):
     file: FileRef
     mode: Mode
     dry_run: bool = False
+    # A manual import whose client asked for the wizard: it pauses at awaiting_selection after the
+    # reconciler computed its preview (GET /imports/{id}/preview, PUT …/selection, POST …/confirm).
+    review: bool = False
     source: Literal["webdav", "rest"]
     account: str | None = None
     # Establishment id → UAI for every establishment the import covers (one, or all for a site-wide file).
@@ -153,6 +156,7 @@ class StageCommand(Message):
     establishments: dict[str, str] = Field(default_factory=dict)
     mode: Mode
     dry_run: bool = False
+    review: bool = False  # manual import paused for the wizard after the reconciler's preview (see Deposit)
     file: FileRef
     received_at: datetime
     started_at: datetime  # when the import was admitted: sessions are generated from here on (seed 001)

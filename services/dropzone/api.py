@@ -230,7 +230,7 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
     # --- REST upload --------------------------------------------------------------------------------
 
     async def upload(site: str, target: str | None, request: Request, file: UploadFile, mode: str,
-                     dry_run: bool) -> dict[str, Any]:
+                     dry_run: bool, review: bool = False) -> dict[str, Any]:
         require_site(principal(request), site)
         if mode not in (Mode.AUTO.value, Mode.MANUAL.value):
             raise Problem(422, "Unprocessable Content", "mode is manual or auto", code="invalid_mode")
@@ -251,20 +251,23 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
             if size == 0:
                 raise Problem(422, "Unprocessable Content", "Le fichier déposé est vide.", code="empty_file")
             import_id = await dropzone.take_deposit(site, target, name, Path(tmp), source="rest", account=None,
-                                                    mode=Mode(mode), dry_run=dry_run)
+                                                    mode=Mode(mode), dry_run=dry_run, review=review)
         finally:
             await asyncio.to_thread(Path(tmp).unlink, missing_ok=True)
         return {"import_id": import_id, "links": {"import": f"/api/v1/imports/{import_id}"}}
 
     @router.post("/sites/{site}/establishments/{est}/imports", status_code=202)
     async def upload_establishment(site: str, est: str, request: Request, file: UploadFile = File(...),
-                                   mode: str = Form("manual"), dry_run: bool = Form(False)) -> dict[str, Any]:
-        return await upload(site, est, request, file, mode, dry_run)
+                                   mode: str = Form("manual"), dry_run: bool = Form(False),
+                                   review: bool = Form(False)) -> dict[str, Any]:
+        """`review=true` (manual imports): pause at awaiting_selection for the wizard (GET …/preview,
+        PUT …/selection, POST …/confirm); default false: the default selection is confirmed at once."""
+        return await upload(site, est, request, file, mode, dry_run, review)
 
     @router.post("/sites/{site}/deposits", status_code=202)
     async def upload_site(site: str, request: Request, file: UploadFile = File(...), mode: str = Form("manual"),
-                          dry_run: bool = Form(False)) -> dict[str, Any]:
+                          dry_run: bool = Form(False), review: bool = Form(False)) -> dict[str, Any]:
         """Extension: the REST twin of the « Tous les établissements » WebDAV URL (routed by UAI)."""
-        return await upload(site, None, request, file, mode, dry_run)
+        return await upload(site, None, request, file, mode, dry_run, review)
 
     return router

@@ -68,7 +68,7 @@ class Dropzone:
     # --- deposits ---------------------------------------------------------------------------------
 
     async def take_deposit(self, site: str, target: str | None, name: str, path: Path, *, source: str,
-                           account: str | None, mode: Mode, dry_run: bool = False) -> str:
+                           account: str | None, mode: Mode, dry_run: bool = False, review: bool = False) -> str:
         """Record a complete file as a deposit: durable in the blob store and the deposits table before
         anything is published. Returns the import id."""
         site_row = await self.site(site)
@@ -94,6 +94,7 @@ class Dropzone:
             message=error[0] if error else None, message_en=error[1] if error else None,
             outcome=ImportStatus.REJECTED if error else None,
             deposit=Deposit(file=FileRef(name=name, sha256=sha, size=size), mode=mode, dry_run=dry_run,
+                            review=review and mode is Mode.MANUAL and not dry_run,
                             source="webdav" if source == "webdav" else "rest", account=account,
                             establishments=route.establishments,
                             target_uais=sorted(route.establishments.values())))

@@ -46,30 +46,45 @@ RUNNING_STATUS: dict[Stage, ImportStatus] = {
     Stage.GROUPS: ImportStatus.CREATING_GROUPS,
     Stage.SESSIONS: ImportStatus.GENERATING_SESSIONS,
 }
-_ORDER = [ImportStatus.WAITING, ImportStatus.RECEIVED, *RUNNING_STATUS.values(), ImportStatus.AWAITING_SELECTION]
+# A manual import with the wizard pauses at awaiting_selection between group creation and session
+# generation: its confirm (a groups step that ends without pausing) sends it on to generating_sessions.
+_ORDER = [ImportStatus.WAITING, ImportStatus.RECEIVED, ImportStatus.VALIDATING, ImportStatus.CHECKING_THRESHOLDS,
+          ImportStatus.CREATING_GROUPS, ImportStatus.AWAITING_SELECTION, ImportStatus.GENERATING_SESSIONS]
 STEP_RANK = {StepStatus.PENDING: 0, StepStatus.RUNNING: 1, StepStatus.OK: 2, StepStatus.WARNING: 2,
              StepStatus.ERROR: 2, StepStatus.SKIPPED: 2}
+_ENDED = (StepStatus.OK, StepStatus.WARNING, StepStatus.SKIPPED)
 
 
 def is_terminal(status: ImportStatus) -> bool:
     return status in TERMINAL_STATUSES
 
 
+def _forward(current: ImportStatus, candidate: ImportStatus) -> ImportStatus:
+    if current not in _ORDER or candidate not in _ORDER:
+        return current
+    return candidate if _ORDER.index(candidate) > _ORDER.index(current) else current
+
+
 def next_import_status(current: ImportStatus, stage: Stage, step: StepStatus,
                        outcome: ImportStatus | None) -> ImportStatus:
     """Status after a stage event. Terminal statuses are final; otherwise statuses only move forward, so
-    a late or duplicated event never takes an import back."""
+    a late or duplicated event never takes an import back. A manual import awaiting its selection moves on
+    to generating_sessions when its selection is confirmed (the reconciler's groups step then ends without
+    pausing) or when session generation reports."""
     if is_terminal(current):
         return current
     if outcome is not None:
-        return outcome
+        # A pause is not an ending: like any other status it only moves forward.
+        return _forward(current, outcome) if outcome is ImportStatus.AWAITING_SELECTION else outcome
     if step is StepStatus.ERROR:
         # A stage that ends in error without saying how is an internal failure.
         return ImportStatus.FAILED
+    if current is ImportStatus.AWAITING_SELECTION and stage is Stage.GROUPS and step in _ENDED:
+        return ImportStatus.GENERATING_SESSIONS  # the selection was confirmed
     candidate = RUNNING_STATUS.get(stage)
-    if candidate is None or current not in _ORDER:
+    if candidate is None:
         return current
-    return candidate if _ORDER.index(candidate) > _ORDER.index(current) else current
+    return _forward(current, candidate)
 
 
 def merge_step(current: StepStatus | None, incoming: StepStatus) -> StepStatus:

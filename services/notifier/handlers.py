@@ -83,7 +83,8 @@ class NotifierHandlers:
             establishments=dep.establishments, mode=dep.mode.value, dry_run=dep.dry_run, status=status.value,
             source=dep.source, account=dep.account, file_name=dep.file.name, sha256=dep.file.sha256,
             size=dep.file.size, created_at=event.at, ended_at=event.at if rejected else None, no_change=False,
-            message=event.message, message_en=event.message_en, counts={}, alerts=[], artifacts={}))
+            message=event.message, message_en=event.message_en, counts={}, alerts=[],
+            artifacts={"review": True} if dep.review and dep.mode is Mode.MANUAL else {}))
         await conn.execute(steps.insert().values(
             import_id=event.import_id, stage=Stage.DEPOSIT.value, status=event.step_status.value,
             started_at=event.at, ended_at=event.at, message=event.message, message_en=event.message_en))
@@ -137,6 +138,7 @@ class NotifierHandlers:
             command = StageCommand(
                 import_id=row.id, site=row.site, establishment=row.establishment,
                 establishments=row.establishments, mode=Mode(row.mode), dry_run=row.dry_run,
+                review=bool((row.artifacts or {}).get("review")),
                 file=FileRef(name=row.file_name, sha256=row.sha256, size=row.size),
                 received_at=row.created_at, started_at=now,
                 artifacts={"previous_import": last.id if last is not None else None})
@@ -199,8 +201,9 @@ class NotifierHandlers:
                 message_en=event.message_en, counts=event.counts))
             return
         merged = domain.merge_step(StepStatus(existing.status), event.step_status)
-        if merged is StepStatus(existing.status) and existing.ended_at is not None:
-            return  # duplicate or late event
+        if merged is StepStatus(existing.status) and existing.ended_at is not None and (
+                not ended or (event.counts == existing.counts and event.message == existing.message)):
+            return  # duplicate or late event (an ended step with new figures — a confirmed selection — updates)
         await conn.execute(steps.update().where(key).values(
             status=merged.value,
             started_at=min(as_utc(existing.started_at) or event.at, event.at),

@@ -1,9 +1,10 @@
 """Routes of the reconciler service (design.md §5): the ENT directory and the IdPN associations of an
-establishment, and the unreconciled lists of an import. The wizard (preview, selection, confirm) and
-groups are issue 6."""
+establishment, the unreconciled lists of an import, the manual wizard (preview, selection, confirm) and
+the groups an establishment's imports created."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,8 +12,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from services.reconciler import domain
-from services.reconciler.handlers import Directories
-from services.reconciler.store import persons, results, snapshots, units
+from services.reconciler.handlers import Directories, Wizard, WizardError
+from services.reconciler.store import groups, memberships, persons, results, snapshots, units
 from shared.db import Database, as_utc
 from shared.reconcile import KINDS
 from shared.settings import Settings
@@ -39,7 +40,7 @@ def _iso(value: Any) -> str | None:
     return v.isoformat().replace("+00:00", "Z") if v else None
 
 
-def build_router(db: Database, settings: Settings, directories: Directories) -> APIRouter:
+def build_router(db: Database, settings: Settings, directories: Directories, wizard: Wizard) -> APIRouter:
     router = APIRouter()
 
     async def body_of(request: Request) -> bytes:
@@ -155,5 +156,99 @@ def build_router(db: Database, settings: Settings, directories: Directories) -> 
         listed = [r for row in rows for r in (row.unmatched or {}).get(kind, [])]
         return Response(domain.unreconciled_csv(kind, listed), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="unreconciled-{kind}-{import_id}.csv"'})
+
+    def problem(exc: WizardError) -> Problem:
+        titles = {404: "Not Found", 409: "Conflict", 422: "Unprocessable Content"}
+        extra = {"errors": exc.errors} if exc.errors else {}
+        return Problem(exc.status, titles.get(exc.status, "Error"), exc.detail, code=exc.code, **extra)
+
+    async def preview_row(import_id: str, request: Request) -> Any:
+        who = authenticate(settings, request)
+        row = await wizard.row(import_id)
+        if row is None or not who.can_access(row.site):
+            raise not_found("Preview")
+        return row
+
+    @router.get("/imports/{import_id}/preview")
+    async def preview(import_id: str, request: Request) -> dict[str, Any]:
+        """A manual import sent with `review=true`, paused at awaiting_selection: per establishment its
+        subjects, classes, groups and courses with their state (known / new / deactivated: vs. the last
+        manual import's selection), every teacher and student with its match or its reason and candidates
+        (directory persons with the same normalised last name), the threshold figures, and the selection
+        as it stands (`selection`, per establishment). `status`: awaiting | confirmed | cancelled."""
+        row = await preview_row(import_id, request)
+        return {**row.preview, "import_id": row.import_id, "site": row.site, "status": row.status,
+                "selection": row.selection, "updated_at": _iso(row.updated_at)}
+
+    @router.put("/imports/{import_id}/selection")
+    async def put_selection(import_id: str, request: Request) -> dict[str, Any]:
+        """Partial update of the selection: `{"subjects"|"classes"|"groups"|"courses": {ident: true|false},
+        "persons": {"teachers"|"students": {ident: {"decision": "accept"|"refuse"|"override"|"auto",
+        "ent_id"?}}}}` (a site-wide import: `{"establishments": {est: {…}}}`). override = the ENT id the user
+        chose; auto = forget a stored decision. 409 unless awaiting its selection; 422 naming each error."""
+        row = await preview_row(import_id, request)
+        try:
+            body = json.loads(await body_of(request) or b"{}")
+        except ValueError as exc:
+            raise Problem(422, "Unprocessable Content", f"Body is not valid JSON: {exc}",
+                          code="unreadable_body") from exc
+        try:
+            selection = await wizard.put_selection(row, body)
+        except WizardError as exc:
+            raise problem(exc) from exc
+        return {"import_id": import_id, "status": "awaiting", "selection": selection}
+
+    @router.post("/imports/{import_id}/confirm", status_code=202)
+    async def confirm(import_id: str, request: Request) -> dict[str, Any]:
+        """Apply the selection (groups and memberships), persist it and the decided matches for the
+        establishment, and send the import on to session generation with the selected courses. 409 when the
+        import is not awaiting its selection (already confirmed, cancelled, or not a wizard import)."""
+        row = await preview_row(import_id, request)
+        try:
+            return await wizard.confirm(row)
+        except WizardError as exc:
+            raise problem(exc) from exc
+
+    @router.get("/sites/{site}/establishments/{est}/groups")
+    async def list_groups(site: str, est: str, request: Request,
+                          kind: str | None = Query(None, pattern="^(class|part|group|course)$"),
+                          include: str | None = Query(None, pattern="^members$"),
+                          limit: int = Query(100, ge=1, le=1000), cursor: str | None = None) -> dict[str, Any]:
+        """The groups the imports created for the establishment (classes, parts of class, groups, courses),
+        ordered by key, with `members` (count); `include=members` lists them (`{kind, id, file_ident, start,
+        end}`: ENT ids of matched people, the file's entry/exit dates)."""
+        who = authenticate(settings, request)
+        require_site(who, site)
+        after = decode_cursor(cursor)
+        where = (groups.c.site == site, groups.c.establishment == est)
+        async with db.read() as conn:
+            q = sa.select(groups).where(*where)
+            if kind:
+                q = q.where(groups.c.kind == kind)
+            if after:
+                q = q.where(groups.c.key > str(after[0]))
+            rows = (await conn.execute(q.order_by(groups.c.key).limit(limit + 1))).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            keys = [r.key for r in rows]
+            members: dict[str, list[Any]] = {k: [] for k in keys}
+            for i in range(0, len(keys), 500):
+                for m in (await conn.execute(sa.select(memberships).where(
+                        memberships.c.site == site, memberships.c.establishment == est,
+                        memberships.c.group_key.in_(keys[i:i + 500])))).all():
+                    members[m.group_key].append(m)
+        items = []
+        for r in rows:
+            item: dict[str, Any] = {"key": r.key, "kind": r.kind, "ident": r.ident, "name": r.name,
+                                    "parent": r.parent, "ent_id": r.ent_id, "import_id": r.import_id,
+                                    "updated_at": _iso(r.updated_at), "members": len(members[r.key])}
+            if include == "members":
+                item["member_list"] = sorted(
+                    ({"kind": m.person_kind, "id": m.person_id, "file_ident": m.file_ident,
+                      "start": m.start.isoformat() if m.start else None, "end": m.end.isoformat() if m.end else None}
+                     for m in members[r.key]), key=lambda x: (x["kind"], x["id"], x["start"] or "", x["end"] or ""))
+            items.append(item)
+        return {"site": site, "establishment": est, "items": items,
+                "next_cursor": encode_cursor([rows[-1].key]) if more and rows else None}
 
     return router

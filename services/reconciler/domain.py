@@ -1,8 +1,7 @@
 """Reconciler rules, pure: reading and checking the ENT directory and IdPN uploads (JSON or CSV), the
 stage's decision from the matching (`shared.reconcile`), and the unreconciled CSV.
 
-Group creation and the manual wizard are issue 6: the stage records the matching and reports its counts,
-but creates no group and no membership yet (its step message says so)."""
+Group creation and the manual wizard (issue 6) are in `services/reconciler/wizard.py`."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from datetime import date, datetime
 from typing import Any
 
 from shared.bus import StageResult
-from shared.messages import StepStatus
+from shared.messages import ImportStatus, StepStatus
 from shared.reconcile import KINDS, NO_DIRECTORY, PERSON_KINDS, DirectoryPerson, DirectoryUnit, KindResult
 from shared.timetable import Timetable
 
@@ -295,8 +294,10 @@ def parse_pronote_ids_csv(data: bytes) -> PronoteIdsUpload:
 
 KIND_LABELS = {"teachers": ("enseignant(s)", "teacher(s)"), "students": ("élève(s)", "student(s)"),
                "classes": ("classe(s)", "class(es)"), "groups": ("groupe(s)", "group(s)")}
-NO_GROUPS_YET = ("Les groupes et rattachements ne sont pas encore créés (à venir).",
-                 "Groups and memberships are not created yet (issue 6): this step only reconciles.")
+AWAITING = ("Import manuel en attente de votre sélection (matières, classes, groupes, cours, rapprochements) : "
+            "validez-la ou abandonnez l'import.",
+            "Manual import awaiting your selection (subjects, classes, groups, courses, matches): confirm it or "
+            "cancel the import.")
 
 
 def unmatched_rows(tt: Timetable, kind: str, result: KindResult | None) -> list[dict[str, Any]]:
@@ -350,34 +351,82 @@ def establishment_matching(est: str, tt: Timetable, snapshot: str | None,
     return EstablishmentMatching(est, snapshot, counts, unmatched)
 
 
-def decide(found: list[EstablishmentMatching]) -> StageResult:
+@dataclass
+class Waiting:
+    """A course of an automatic import that no manual import selected: it waits for one."""
+
+    establishment: str
+    key: str
+    label: str
+
+
+def sum_actions(per_est: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for actions in per_est:
+        for a in actions:
+            row = out.setdefault(a["action"], {"action": a["action"], "success": 0, "error": 0})
+            row["success"] += a["success"]
+            row["error"] += a["error"]
+    return list(out.values())
+
+
+def decide(found: list[EstablishmentMatching], *, actions: list[dict[str, Any]] | None = None,
+           kept: int | None = None, waiting: list[Waiting] | None = None, paused: bool = False) -> StageResult:
     """ok when everything matched, else warning; counts per kind {matched, unmatched} (summed over the
-    establishments of a cité scolaire file, each also under `establishments`). No group is created yet."""
+    establishments of a cité scolaire file, each also under `establishments`), the bilan's `actions`
+    (groups and memberships created / deleted), `courses_kept` and `courses_waiting`. `paused`: a manual
+    import with the wizard, now awaiting its selection (nothing written yet)."""
     totals = {kind: {"matched": 0, "unmatched": 0} for kind in KINDS}
     for m in found:
         for kind in KINDS:
             for k in ("matched", "unmatched"):
                 totals[kind][k] += m.counts[kind][k]
     missing = [m.establishment for m in found if m.snapshot is None]
-    counts: dict[str, Any] = {**totals, "groups_created": 0,
+    waiting = waiting or []
+    actions = actions if actions is not None else []
+    by_action = {a["action"]: a["success"] for a in actions}
+    counts: dict[str, Any] = {**totals, "actions": actions, "groups_created": by_action.get("groups_created", 0),
                               "establishments": {m.establishment: {**m.counts, "directory": m.snapshot}
                                                  for m in found}}
+    if kept is not None:
+        counts["courses_kept"] = kept
+    counts["courses_waiting"] = len(waiting)
     unmatched = {kind: totals[kind]["unmatched"] for kind in KINDS}
     fr_parts = [f"{n} {KIND_LABELS[k][0]}" for k, n in unmatched.items() if n]
     en_parts = [f"{n} {KIND_LABELS[k][1]}" for k, n in unmatched.items() if n]
-    if missing:
-        fr = (f"Aucun annuaire ENT déposé pour l'établissement {', '.join(missing)} : rapprochement impossible. "
-              + NO_GROUPS_YET[0])
-        en = (f"No ENT directory uploaded for establishment {', '.join(missing)}: nothing reconciled. "
-              + NO_GROUPS_YET[1])
-    elif fr_parts:
-        fr = "Non rapprochés : " + ", ".join(fr_parts) + ". " + NO_GROUPS_YET[0]
-        en = "Not reconciled: " + ", ".join(en_parts) + ". " + NO_GROUPS_YET[1]
+    if paused:
+        tail_fr, tail_en = AWAITING
     else:
-        fr = "Tout a été rapproché. " + NO_GROUPS_YET[0]
-        en = "Everything reconciled. " + NO_GROUPS_YET[1]
-    status = StepStatus.WARNING if (missing or fr_parts) else StepStatus.OK
-    return StageResult(status, message=fr, message_en=en, counts=counts,
+        g = {k: by_action.get(k, 0) for k in ("groups_created", "groups_deleted", "memberships_created",
+                                               "memberships_deleted")}
+        tail_fr = (f"Groupes : {g['groups_created']} créé(s), {g['groups_deleted']} supprimé(s) ; rattachements : "
+                   f"{g['memberships_created']} créé(s), {g['memberships_deleted']} supprimé(s).")
+        tail_en = (f"Groups: {g['groups_created']} created, {g['groups_deleted']} deleted; memberships: "
+                   f"{g['memberships_created']} created, {g['memberships_deleted']} deleted.")
+    if missing:
+        fr = f"Aucun annuaire ENT déposé pour l'établissement {', '.join(missing)} : rapprochement impossible. "
+        en = f"No ENT directory uploaded for establishment {', '.join(missing)}: nothing reconciled. "
+    elif fr_parts:
+        fr = "Non rapprochés : " + ", ".join(fr_parts) + ". "
+        en = "Not reconciled: " + ", ".join(en_parts) + ". "
+    else:
+        fr, en = "Tout a été rapproché. ", "Everything reconciled. "
+    alerts: list[dict[str, Any]] = []
+    if waiting:
+        labels = [w.label for w in waiting]
+        fr += f"{len(waiting)} cours en attente d'un import manuel. "
+        en += f"{len(waiting)} course(s) waiting for a manual import. "
+        alerts.append({"code": "courses_waiting", "severity": "warning", "count": len(waiting),
+                       "message": f"{len(waiting)} cours nouveaux ne sont pas importés : ils attendent leur "
+                                  "sélection lors d'un import manuel.",
+                       "message_en": f"{len(waiting)} new course(s) not imported: they wait to be selected in a "
+                                     "manual import.",
+                       "courses": [{"establishment": w.establishment, "key": w.key, "label": w.label}
+                                   for w in waiting[:100]],
+                       "labels": labels[:20]})
+    status = StepStatus.WARNING if (missing or fr_parts or waiting) else StepStatus.OK
+    return StageResult(status, outcome=ImportStatus.AWAITING_SELECTION if paused else None,
+                       message=fr + tail_fr, message_en=en + tail_en, counts=counts, alerts=alerts or None,
                        artifacts={"reconciliation": {"counts": totals}})
 
 

@@ -4,8 +4,12 @@
   `DirectoryUpdated` event (outbox, exchange edt.status, routing key directory.updated.<site>); the outbox
   is flushed before the API answers, so the event is on the broker before the client's next request.
 - The stage (queue edt.groups): the canonical model of each establishment of the import × the latest
-  directory snapshot → shared.reconcile → one transaction (StageWorker) recording the matching; no group is
-  created yet (issue 6)."""
+  directory snapshot → shared.reconcile (+ the stored wizard decisions) → one transaction (StageWorker)
+  recording the matching and writing the groups and memberships as a diff against what is stored
+  (a redelivered command is dropped by StageWorker; a crash mid-apply rolls everything back). A manual
+  import with the wizard (`review`) stores its preview instead and pauses (`awaiting_selection`).
+- The wizard (`Wizard`): selection edits, and the confirm that applies the selection in ONE transaction with
+  the groups status event and the sessions command in the outbox."""
 
 from __future__ import annotations
 
@@ -18,13 +22,35 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.reconciler import domain
-from services.reconciler.store import persons, pronote_ids, results, snapshots, units
-from shared.bus import Outbox, StageResult
+from services.reconciler import domain, wizard
+from services.reconciler.store import (
+    groups,
+    memberships,
+    person_decisions,
+    persons,
+    previews,
+    pronote_ids,
+    results,
+    selections,
+    snapshots,
+    units,
+)
+from shared.bus import Delivery, Outbox, StageResult
 from shared.db import Database, upsert
-from shared.messages import STATUS_EXCHANGE, DirectoryUpdated, StageCommand, utcnow
-from shared.reconcile import Directory, DirectoryPerson, DirectoryUnit, reconcile
-from shared.timetable import loads
+from shared.messages import (
+    STAGE_QUEUES,
+    STATUS_EXCHANGE,
+    DirectoryUpdated,
+    ImportLifecycle,
+    ImportStatus,
+    Mode,
+    Stage,
+    StageCommand,
+    StatusEvent,
+    utcnow,
+)
+from shared.reconcile import ALLOWED_KINDS, Directory, DirectoryPerson, DirectoryUnit, KindResult, reconcile
+from shared.timetable import Course, Timetable, derive_courses, loads
 from shared.web import Runtime
 
 log = logging.getLogger("edt.reconciler")
@@ -148,10 +174,138 @@ def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
 # --- the stage ------------------------------------------------------------------------------------
 
 
+def groups_lock_key(site: str, est: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"groups:{site}:{est}".encode()).digest()[:8], "big", signed=True)
+
+
+@dataclass
+class EstPlan:
+    """One establishment of an import: its timetable, directory, matching (with the stored decisions)."""
+
+    est: str
+    tt: Timetable
+    courses: list[Course]
+    snapshot: str | None
+    directory: Directory | None
+    raw: dict[str, KindResult] | None  # the rules' matching; None = no directory
+    results: dict[str, KindResult]  # with the decisions applied (empty results without a directory)
+    matching: domain.EstablishmentMatching
+    stored: wizard.StoredSelection | None  # the selection of the last manual import
+    decisions: wizard.Decisions
+
+
 @dataclass
 class Prepared:
-    matchings: list[domain.EstablishmentMatching]
+    plans: list[EstPlan]
     site: str
+
+    @property
+    def matchings(self) -> list[domain.EstablishmentMatching]:
+        return [p.matching for p in self.plans]
+
+
+def timetable_parts(cmd: StageCommand) -> dict[str, str]:
+    parts: dict[str, str] = dict(cmd.artifacts.get("timetables") or {})
+    if not parts and cmd.establishment and cmd.artifacts.get("timetable_sha256"):
+        parts = {cmd.establishment: cmd.artifacts["timetable_sha256"]}
+    if not parts:
+        raise RuntimeError("no canonical timetable in the command's artifacts")
+    return parts
+
+
+async def load_stored(conn: AsyncConnection, site: str, ests: list[str]) -> tuple[
+        dict[str, wizard.StoredSelection], dict[str, wizard.Decisions]]:
+    stored: dict[str, wizard.StoredSelection] = {}
+    for r in (await conn.execute(sa.select(selections).where(selections.c.site == site,
+                                                             selections.c.establishment.in_(ests)))).all():
+        stored.setdefault(r.establishment, {}).setdefault(r.kind, {})[r.ident] = bool(r.active)
+    decisions: dict[str, wizard.Decisions] = {}
+    for r in (await conn.execute(sa.select(person_decisions).where(
+            person_decisions.c.site == site, person_decisions.c.establishment.in_(ests)))).all():
+        decisions.setdefault(r.establishment, {}).setdefault(r.kind, {})[r.ident] = wizard.Decision(r.decision,
+                                                                                                      r.ent_id)
+    return stored, decisions
+
+
+def plan_establishment(est: str, tt: Timetable, snapshot: str | None, directory: Directory | None,
+                       stored: wizard.StoredSelection | None, decisions: wizard.Decisions) -> EstPlan:
+    raw = reconcile(tt, directory) if directory is not None else None
+    results = wizard.apply_decisions(raw, directory, decisions) if raw is not None and directory is not None \
+        else wizard.empty_results()
+    matching = domain.establishment_matching(est, tt, snapshot, results if raw is not None else None)
+    return EstPlan(est, tt, derive_courses(tt), snapshot, directory, raw, results, matching, stored, decisions)
+
+
+async def write_groups(db: Database, conn: AsyncConnection, site: str, plan: EstPlan,
+                       selection: wizard.Selection, kept: list[Course], import_id: str) -> list[dict[str, Any]]:
+    """Diff the establishment's stored groups and memberships against what this import wants; write only
+    the difference (same export again: nothing). Returns the bilan's action lines."""
+    await db.advisory_lock(conn, groups_lock_key(site, plan.est))
+    want_g, want_m = wizard.desired(plan.tt, plan.results, selection, kept)
+    where_g = (groups.c.site == site, groups.c.establishment == plan.est)
+    where_m = (memberships.c.site == site, memberships.c.establishment == plan.est)
+    have_g = {r.key: wizard.GroupRow(r.key, r.kind, r.ident, r.name, r.parent, r.ent_id)
+              for r in (await conn.execute(sa.select(groups).where(*where_g))).all()}
+    have_m = [r.key for r in (await conn.execute(sa.select(memberships.c.key).where(*where_m))).all()]
+    d = wizard.diff(have_g, have_m, want_g, want_m)
+    now = utcnow()
+    for chunk in _chunks(d.delete_members):
+        await conn.execute(memberships.delete().where(*where_m, memberships.c.key.in_(chunk)))
+    for chunk in _chunks(d.delete_groups):
+        await conn.execute(groups.delete().where(*where_g, groups.c.key.in_(chunk)))
+    for g in d.update_groups:
+        await conn.execute(groups.update().where(*where_g, groups.c.key == g.key).values(
+            kind=g.kind, ident=g.ident, name=g.name, parent=g.parent, ent_id=g.ent_id, import_id=import_id,
+            updated_at=now))
+    if d.create_groups:
+        await conn.execute(groups.insert(), [
+            {"site": site, "establishment": plan.est, "key": g.key, "kind": g.kind, "ident": g.ident,
+             "name": g.name, "parent": g.parent, "ent_id": g.ent_id, "import_id": import_id, "updated_at": now}
+            for g in d.create_groups])
+    rows = [{"site": site, "establishment": plan.est, "key": m.key, "group_key": m.group_key,
+             "person_kind": m.person_kind, "person_id": m.person_id, "file_ident": m.file_ident, "start": m.start,
+             "end": m.end, "import_id": import_id} for m in d.create_members]
+    for i in range(0, len(rows), 2000):
+        await conn.execute(memberships.insert(), rows[i:i + 2000])
+    return d.actions()
+
+
+async def save_selection(conn: AsyncConnection, site: str, est: str, selection: wizard.Selection,
+                         import_id: str) -> None:
+    """The selection of this manual import replaces the establishment's previous one."""
+    now = utcnow()
+    await conn.execute(selections.delete().where(selections.c.site == site, selections.c.establishment == est))
+    rows = [{"site": site, "establishment": est, "kind": kind, "ident": ident, "active": bool(on),
+             "import_id": import_id, "updated_at": now}
+            for kind in wizard.SELECT_KINDS for ident, on in (selection.get(kind) or {}).items()]
+    for i in range(0, len(rows), 2000):
+        await conn.execute(selections.insert(), rows[i:i + 2000])
+
+
+async def save_decisions(db: Database, conn: AsyncConnection, site: str, est: str, selection: wizard.Selection,
+                         import_id: str) -> None:
+    now = utcnow()
+    for kind in wizard.PERSON_KINDS:
+        for ident, d in ((selection.get("persons") or {}).get(kind) or {}).items():
+            key = (person_decisions.c.site == site, person_decisions.c.establishment == est,
+                   person_decisions.c.kind == kind, person_decisions.c.ident == ident)
+            if d.get("decision") == "auto":
+                await conn.execute(person_decisions.delete().where(*key))
+                continue
+            await conn.execute(upsert(db, person_decisions, {
+                "site": site, "establishment": est, "kind": kind, "ident": ident, "decision": d["decision"],
+                "ent_id": d.get("ent_id"), "import_id": import_id, "updated_at": now},
+                ["site", "establishment", "kind", "ident"], ["decision", "ent_id", "import_id", "updated_at"]))
+
+
+async def save_results(db: Database, conn: AsyncConnection, import_id: str, site: str,
+                       matchings: list[domain.EstablishmentMatching]) -> None:
+    now = utcnow()
+    for m in matchings:
+        await conn.execute(upsert(db, results, {
+            "import_id": import_id, "establishment": m.establishment, "site": site,
+            "snapshot_sha256": m.snapshot, "counts": m.counts, "unmatched": m.unmatched, "created_at": now},
+            ["import_id", "establishment"], ["snapshot_sha256", "counts", "unmatched", "created_at"]))
 
 
 class ReconcilerStage:
@@ -160,36 +314,196 @@ class ReconcilerStage:
         self.db = rt.db
 
     async def prepare(self, cmd: StageCommand) -> Prepared:
-        parts: dict[str, str] = dict(cmd.artifacts.get("timetables") or {})
-        if not parts and cmd.establishment and cmd.artifacts.get("timetable_sha256"):
-            parts = {cmd.establishment: cmd.artifacts["timetable_sha256"]}
-        if not parts:
-            raise RuntimeError("no canonical timetable in the command's artifacts")
+        parts = timetable_parts(cmd)
+        ests = list(parts)
         async with self.db.read() as conn:
             latest = {r.establishment: r.sha256 for r in (await conn.execute(sa.select(snapshots).where(
-                snapshots.c.site == cmd.site, snapshots.c.establishment.in_(list(parts))))).all()}
+                snapshots.c.site == cmd.site, snapshots.c.establishment.in_(ests)))).all()}
+            stored, decisions = await load_stored(conn, cmd.site, ests)
 
-        def compute() -> list[domain.EstablishmentMatching]:
+        def compute() -> list[EstPlan]:
             out = []
             for est, sha in sorted(parts.items()):
                 tt = loads(self.rt.blobs.read_bytes(sha))
                 snap = latest.get(est)
-                found = reconcile(tt, Directory.from_json(self.rt.blobs.read_bytes(snap))) if snap else None
-                out.append(domain.establishment_matching(est, tt, snap, found))
+                directory = Directory.from_json(self.rt.blobs.read_bytes(snap)) if snap else None
+                out.append(plan_establishment(est, tt, snap, directory, stored.get(est), decisions.get(est, {})))
             return out
 
         return Prepared(await asyncio.to_thread(compute), cmd.site)
 
     async def apply(self, conn: AsyncConnection, cmd: StageCommand, prepared: Prepared) -> StageResult:
+        await save_results(self.db, conn, cmd.import_id, cmd.site, prepared.matchings)
+        if cmd.mode is Mode.MANUAL and cmd.review:
+            return await self._pause(conn, cmd, prepared)
+        per_est: list[list[dict[str, Any]]] = []
+        kept_keys: set[str] = set()
+        waiting: list[domain.Waiting] = []
+        for plan in prepared.plans:
+            if cmd.mode is Mode.MANUAL:
+                # Without the wizard a manual import is confirmed with the default selection: everything on.
+                selection = wizard.default_selection(plan.tt, plan.courses, plan.stored, keep_previous=False)
+                await save_selection(conn, cmd.site, plan.est, selection, cmd.import_id)
+                kept, late = wizard.kept_courses(plan.courses, selection, unknown_wait=False)
+            else:
+                # Automatic: only what the last manual import selected; new courses wait for a manual one.
+                selection = dict(plan.stored or {})
+                kept, late = wizard.kept_courses(plan.courses, selection, unknown_wait=plan.stored is not None)
+            kept_keys.update(c.key for c in kept)
+            waiting += [domain.Waiting(plan.est, c.key, c.label) for c in late]
+            per_est.append(await write_groups(self.db, conn, cmd.site, plan, selection, kept, cmd.import_id))
+        result = domain.decide(prepared.matchings, actions=domain.sum_actions(per_est), kept=len(kept_keys),
+                               waiting=waiting)
+        result.artifacts["courses_kept"] = sorted(kept_keys)
+        return result
+
+    async def _pause(self, conn: AsyncConnection, cmd: StageCommand, prepared: Prepared) -> StageResult:
+        """Manual import with the wizard: store the preview and the starting selection; nothing else."""
+        preview = {"import_id": cmd.import_id, "site": cmd.site, "establishment": cmd.establishment,
+                   "thresholds": cmd.artifacts.get("thresholds"),
+                   "establishments": [wizard.establishment_preview(
+                       p.est, p.tt, p.courses, p.directory, p.snapshot, p.results, p.stored, p.decisions,
+                       p.matching.counts) for p in prepared.plans]}
+        selection = {p.est: wizard.initial_selection(p.tt, p.courses, p.stored, p.decisions) for p in prepared.plans}
         now = utcnow()
-        for m in prepared.matchings:
-            await conn.execute(upsert(self.db, results, {
-                "import_id": cmd.import_id, "establishment": m.establishment, "site": cmd.site,
-                "snapshot_sha256": m.snapshot, "counts": m.counts, "unmatched": m.unmatched, "created_at": now},
-                ["import_id", "establishment"], ["snapshot_sha256", "counts", "unmatched", "created_at"]))
-        return domain.decide(prepared.matchings)
+        await conn.execute(upsert(self.db, previews, {
+            "import_id": cmd.import_id, "site": cmd.site, "status": "awaiting",
+            "command": cmd.model_dump(mode="json"), "preview": preview, "selection": selection,
+            "created_at": now, "updated_at": now},
+            ["import_id"], ["status", "command", "preview", "selection", "updated_at"]))
+        return domain.decide(prepared.matchings, paused=True)
 
 
 def build_handlers(rt: Runtime) -> dict[str, Any]:
     stage = ReconcilerStage(rt)
     return {"prepare": stage.prepare, "apply": stage.apply}
+
+
+# --- the wizard (manual import awaiting its selection) ----------------------------------------------
+
+LIFECYCLE_QUEUE = "edt.reconciler.lifecycle"
+LIFECYCLE_KEYS = ("import.history.cancelled",)
+
+
+class WizardError(Exception):
+    def __init__(self, status: int, code: str, detail: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.errors = errors
+
+
+class Wizard:
+    def __init__(self, rt: Runtime, outbox: Outbox) -> None:
+        self.rt = rt
+        self.db: Database = rt.db
+        self.outbox = outbox
+
+    async def on_lifecycle(self, delivery: Delivery) -> None:
+        """`import.history.cancelled`: the notifier cancelled an import; a preview still awaiting its
+        selection is dropped (a later confirm answers 409)."""
+        event = ImportLifecycle.from_bytes(delivery.body)
+        if event.status is not ImportStatus.CANCELLED:
+            return
+        async with self.db.transaction() as conn:
+            await conn.execute(previews.update().where(previews.c.import_id == event.import_id,
+                                                       previews.c.status == "awaiting")
+                               .values(status="cancelled", preview={}, updated_at=utcnow()))
+
+    async def row(self, import_id: str) -> Any:
+        async with self.db.read() as conn:
+            return (await conn.execute(sa.select(previews).where(previews.c.import_id == import_id))).first()
+
+    def _directory(self, sha: str | None) -> Directory | None:
+        return Directory.from_json(self.rt.blobs.read_bytes(sha)) if sha else None
+
+    async def put_selection(self, row: Any, body: Any) -> dict[str, Any]:
+        if row.status != "awaiting":
+            raise WizardError(409, "not_awaiting_selection", f"The import's selection is {row.status}.")
+        ests = {e["establishment"]: e for e in row.preview["establishments"]}
+        if not isinstance(body, dict):
+            raise WizardError(422, "validation_error", "Selection must be an object",
+                              [{"loc": ["body"], "msg": "must be an object", "type": "object_type"}])
+        if "establishments" in body:
+            patches = body["establishments"]
+            if not isinstance(patches, dict) or any(e not in ests for e in patches):
+                raise WizardError(422, "validation_error", "establishments: {establishment: selection}",
+                                  [{"loc": ["body", "establishments"], "msg": "unknown establishment",
+                                    "type": "unknown"}])
+        elif len(ests) == 1:
+            patches = {next(iter(ests)): body}
+        else:
+            raise WizardError(422, "validation_error", "A site-wide import takes {establishments: {…}}",
+                              [{"loc": ["body", "establishments"], "msg": "field required", "type": "missing"}])
+        selection = dict(row.selection)
+        errors: list[dict[str, Any]] = []
+        for est, patch in patches.items():
+            directory = await asyncio.to_thread(self._directory, ests[est]["directory"])
+            eligible = {k: {p.id for p in (directory.persons if directory else ()) if p.kind in ALLOWED_KINDS[k]}
+                        for k in wizard.PERSON_KINDS}
+            try:
+                selection[est] = wizard.merge_selection(selection[est], patch, ests[est], eligible)
+            except wizard.SelectionError as exc:
+                errors += [{**e, "loc": ["establishments", est, *e["loc"][1:]]} for e in exc.errors]
+        if errors:
+            raise WizardError(422, "validation_error", f"Selection rejected: {len(errors)} error(s)", errors)
+        async with self.db.transaction() as conn:
+            done = await conn.execute(previews.update().where(previews.c.import_id == row.import_id,
+                                                              previews.c.status == "awaiting")
+                                      .values(selection=selection, updated_at=utcnow()))
+            if done.rowcount != 1:
+                raise WizardError(409, "not_awaiting_selection", "The import is no longer awaiting its selection.")
+        return selection
+
+    async def confirm(self, row: Any) -> dict[str, Any]:
+        """Apply the selection (groups and memberships as an automatic stage would), persist it and the
+        decided matches for the establishment, and send the import on to the sessions stage with the
+        selected courses — ONE transaction, with the groups status event and the sessions command in the
+        outbox. 409 when the import is not (or no longer) awaiting its selection."""
+        if row.status != "awaiting":
+            raise WizardError(409, "not_awaiting_selection", f"The import's selection is {row.status}.")
+        cmd = StageCommand.model_validate(row.command)
+        parts = timetable_parts(cmd)
+        snaps = {e["establishment"]: e["directory"] for e in row.preview["establishments"]}
+        chosen: dict[str, wizard.Selection] = row.selection
+
+        def compute() -> list[EstPlan]:
+            out = []
+            for est, sha in sorted(parts.items()):
+                tt = loads(self.rt.blobs.read_bytes(sha))
+                decisions = wizard.decisions_from_selection(chosen.get(est) or {})
+                out.append(plan_establishment(est, tt, snaps.get(est), self._directory(snaps.get(est)), None,
+                                              decisions))
+            return out
+
+        plans = await asyncio.to_thread(compute)
+        per_est: list[list[dict[str, Any]]] = []
+        kept_keys: set[str] = set()
+        async with self.db.transaction() as conn:
+            done = await conn.execute(previews.update().where(previews.c.import_id == row.import_id,
+                                                              previews.c.status == "awaiting")
+                                      .values(status="confirmed", updated_at=utcnow()))
+            if done.rowcount != 1:
+                raise WizardError(409, "not_awaiting_selection", "The import is no longer awaiting its selection.")
+            await save_results(self.db, conn, cmd.import_id, cmd.site, [p.matching for p in plans])
+            for plan in plans:
+                selection = chosen.get(plan.est) or {}
+                await save_selection(conn, cmd.site, plan.est, selection, cmd.import_id)
+                await save_decisions(self.db, conn, cmd.site, plan.est, selection, cmd.import_id)
+                kept, _ = wizard.kept_courses(plan.courses, selection, unknown_wait=False)
+                kept_keys.update(c.key for c in kept)
+                per_est.append(await write_groups(self.db, conn, cmd.site, plan, selection, kept, cmd.import_id))
+            result = domain.decide([p.matching for p in plans], actions=domain.sum_actions(per_est),
+                                   kept=len(kept_keys))
+            event = StatusEvent(import_id=cmd.import_id, site=cmd.site, establishment=cmd.establishment,
+                                stage=Stage.GROUPS, step_status=result.step_status, message=result.message,
+                                message_en=result.message_en, counts=result.counts, alerts=result.alerts)
+            await self.outbox.add(conn, STATUS_EXCHANGE, event.routing_key, event.to_bytes())
+            nxt = cmd.model_copy(update={"artifacts": {**cmd.artifacts, **result.artifacts,
+                                                       "courses_kept": sorted(kept_keys)}})
+            await self.outbox.add(conn, "", STAGE_QUEUES[Stage.SESSIONS], nxt.to_bytes(),
+                                  message_id=f"{cmd.import_id}:{Stage.SESSIONS.value}")
+        self.outbox.kick()
+        return {"import_id": cmd.import_id, "status": ImportStatus.GENERATING_SESSIONS.value,
+                "courses_kept": len(kept_keys), "actions": result.counts["actions"] if result.counts else []}

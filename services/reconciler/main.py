@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from services.reconciler import store
 from services.reconciler.api import build_router
-from services.reconciler.handlers import Directories, build_handlers
+from services.reconciler.handlers import LIFECYCLE_KEYS, LIFECYCLE_QUEUE, Directories, Wizard, build_handlers
 from shared.bus import Outbox, StageWorker
-from shared.messages import Stage
+from shared.messages import STATUS_EXCHANGE, Stage
 from shared.web import Runtime, Service, run_service
 
 
@@ -15,12 +15,15 @@ def build(rt: Runtime) -> Service:
     worker = StageWorker(stage=Stage.GROUPS, db=rt.db, bus=rt.bus, outbox=outbox, runs=store.runs,
                          **build_handlers(rt))
     directories = Directories(rt, outbox)
+    wizard = Wizard(rt, outbox)
 
     async def start() -> None:
         outbox.start()
+        await rt.bus.consume(LIFECYCLE_QUEUE, wizard.on_lifecycle,
+                             bindings=tuple((STATUS_EXCHANGE, key) for key in LIFECYCLE_KEYS))
         await worker.start()
 
-    return Service("reconciler", build_router(rt.db, rt.settings, directories), start, outbox.stop)
+    return Service("reconciler", build_router(rt.db, rt.settings, directories, wizard), start, outbox.stop)
 
 
 if __name__ == "__main__":

@@ -70,3 +70,83 @@ results = sa.Table(
     sa.Column("unmatched", sa.JSON, nullable=False),  # {kind: [row, …]}
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# --- group creation (issue 6) -----------------------------------------------------------------------
+
+# The groups the imports created for each establishment: the file's classes, parts of class and groups
+# (linked to the ENT class/group when matched), and one per course kept (« hiérarchie Cours »).
+# `key` = "<kind>:<ident>" (course: "course:<course key>"). Diffed against on every import.
+groups = sa.Table(
+    "groups",
+    metadata,
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("establishment", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(400), primary_key=True),
+    sa.Column("kind", sa.String(8), nullable=False),  # class | part | group | course
+    sa.Column("ident", sa.String(300), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("parent", sa.String(400), nullable=True),  # part → its class, course → its class or group
+    sa.Column("ent_id", sa.String(128), nullable=True),  # the ENT class/group it is linked to
+    sa.Column("import_id", sa.String(32), nullable=False),  # last import that created or changed it
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Memberships (« rattachements / hiérarchie »): matched people only, by ENT id; students in classes,
+# parts and groups with the file's entry/exit dates, teachers in the courses they teach.
+memberships = sa.Table(
+    "group_memberships",
+    metadata,
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("establishment", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(700), primary_key=True),  # group key # kind:ent id # start # end
+    sa.Column("group_key", sa.String(400), nullable=False),
+    sa.Column("person_kind", sa.String(8), nullable=False),  # teacher | student
+    sa.Column("person_id", sa.String(128), nullable=False),  # ENT id
+    sa.Column("file_ident", sa.String(128), nullable=False),
+    sa.Column("start", sa.Date, nullable=True),
+    sa.Column("end", sa.Date, nullable=True),
+    sa.Column("import_id", sa.String(32), nullable=False),
+)
+
+# The selection of the last manual import of each establishment (subjects, classes, groups, courses on or
+# off); automatic imports re-sync only the courses active here.
+selections = sa.Table(
+    "selections",
+    metadata,
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("establishment", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),  # subject | class | group | course
+    sa.Column("ident", sa.String(300), primary_key=True),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("import_id", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Person matches decided in the wizard (accept / refuse / override), reused by every later import.
+person_decisions = sa.Table(
+    "person_decisions",
+    metadata,
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("establishment", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),  # teachers | students
+    sa.Column("ident", sa.String(128), primary_key=True),  # the person's ident in the file
+    sa.Column("decision", sa.String(8), nullable=False),  # accept | refuse | override
+    sa.Column("ent_id", sa.String(128), nullable=True),
+    sa.Column("import_id", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# A manual import paused for its selection: the preview, the selection being edited and the command to
+# send on at confirm. status awaiting | confirmed | cancelled.
+previews = sa.Table(
+    "previews",
+    metadata,
+    sa.Column("import_id", sa.String(32), primary_key=True),
+    sa.Column("site", sa.String(64), nullable=False, index=True),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("command", sa.JSON, nullable=False),
+    sa.Column("preview", sa.JSON, nullable=False),
+    sa.Column("selection", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)

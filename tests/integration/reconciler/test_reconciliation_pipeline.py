@@ -165,7 +165,7 @@ def test_directory_then_import_reconciles_lists_and_blocks_on_students(stack: St
     done = api.wait(api.upload(SITE, EST, data, mode="manual", token=token), timeout=60)
     assert done["status"] == "done", done
     groups_step = step(done, "groups")
-    assert groups_step["status"] == "warning" and "issue 6" in groups_step["message_en"]
+    assert groups_step["status"] == "warning" and "memberships:" in groups_step["message_en"]
     totals = {"teachers": len(tt.teachers), "students": len(tt.students), "classes": len(tt.classes),
               "groups": len(tt.groups)}
     counts = done["counts"]["groups"]

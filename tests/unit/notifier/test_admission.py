@@ -85,6 +85,23 @@ def test_statuses_only_move_forward_and_terminal_is_final() -> None:
     assert unexplained is ImportStatus.FAILED
 
 
+def test_a_confirmed_manual_import_moves_from_awaiting_selection_to_session_generation() -> None:
+    # The reconciler pauses a wizard import (outcome awaiting_selection, not an ending)…
+    paused = next_import_status(ImportStatus.CREATING_GROUPS, Stage.GROUPS, StepStatus.WARNING,
+                                ImportStatus.AWAITING_SELECTION)
+    assert paused is ImportStatus.AWAITING_SELECTION
+    # …a late stage event leaves it there…
+    assert next_import_status(paused, Stage.GROUPS, StepStatus.RUNNING, None) is ImportStatus.AWAITING_SELECTION
+    # …its confirm (a groups step ending without pausing) or the sessions stage sends it on, and then done.
+    resumed = next_import_status(paused, Stage.GROUPS, StepStatus.OK, None)
+    assert resumed is ImportStatus.GENERATING_SESSIONS
+    assert next_import_status(paused, Stage.SESSIONS, StepStatus.RUNNING, None) is ImportStatus.GENERATING_SESSIONS
+    assert next_import_status(resumed, Stage.SESSIONS, StepStatus.OK, ImportStatus.DONE) is ImportStatus.DONE
+    # The pausing event delivered again never takes it back.
+    again = next_import_status(resumed, Stage.GROUPS, StepStatus.WARNING, ImportStatus.AWAITING_SELECTION)
+    assert again is ImportStatus.GENERATING_SESSIONS
+
+
 def test_a_step_never_goes_back_from_its_end() -> None:
     assert merge_step(StepStatus.OK, StepStatus.RUNNING) is StepStatus.OK
     assert merge_step(StepStatus.RUNNING, StepStatus.SKIPPED) is StepStatus.SKIPPED

@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 
 from services.reconciler import domain
-from shared.messages import StepStatus
+from shared.messages import ImportStatus, StepStatus
 from shared.reconcile import KindResult, Unmatched
 
 
@@ -71,7 +71,7 @@ def test_pronote_ids_json_and_csv() -> None:
     assert [(e["line"], e["type"]) for e in bad.errors] == [(2, "duplicate"), (3, "columns")]
 
 
-def test_stage_decision_counts_and_no_groups_created() -> None:
+def test_stage_decision_counts_and_the_bilan_actions() -> None:
     from tests.factory import make_school
 
     tt = make_school("XS", 3, year=2026).timetable
@@ -80,11 +80,15 @@ def test_stage_decision_counts_and_no_groups_created() -> None:
                "students": KindResult({s: f"e{s}" for s in tt.students}),
                "classes": KindResult({c: c for c in tt.classes}), "groups": KindResult({g: g for g in tt.groups})}
     m = domain.establishment_matching("1754", tt, "f" * 64, results)
-    result = domain.decide([m])
-    assert result.step_status is StepStatus.WARNING
+    actions = [{"action": "groups_created", "success": 3, "error": 0}]
+    result = domain.decide([m], actions=actions, kept=2)
+    assert result.step_status is StepStatus.WARNING and result.outcome is None
     assert result.counts is not None and result.counts["teachers"] == {"matched": 0, "unmatched": 1}
     assert result.counts["students"] == {"matched": len(tt.students), "unmatched": 0}
-    assert "issue 6" in (result.message_en or "") and result.counts["groups_created"] == 0
+    assert result.counts["actions"] == actions and result.counts["groups_created"] == 3
+    assert "Groups: 3 created" in (result.message_en or "") and result.counts["courses_kept"] == 2
+    paused = domain.decide([m], paused=True)
+    assert paused.outcome is ImportStatus.AWAITING_SELECTION and "awaiting your selection" in (paused.message_en or "")
     csv_text = domain.unreconciled_csv("teachers", m.unmatched["teachers"])
     assert csv_text.splitlines()[0] == "ident;last_name;first_name;birth_date;class;reason"
     assert csv_text.splitlines()[1].startswith(f"{t};") and csv_text.splitlines()[1].endswith(";ambiguous")
