@@ -21,6 +21,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple
 
@@ -470,19 +471,63 @@ def _taking_part(refs: tuple[Ref, ...], bit: int) -> tuple[str, ...]:
     return tuple([r.ident for r in refs if r.weeks & bit])
 
 
-def sessions_for_course(tt: Timetable, course: Course) -> Iterator[Session]:
-    """Sessions of a course (design.md §8a): week *i* has a session when the course's own class or group
-    element has bit *i* set and the slot's cancellation bit *i* is not; the session's teachers and rooms
-    are those whose bit *i* is set. Weeks whose day falls outside DateDebut–DateFin make no session.
-    Start = week1 + (i−1) weeks + (Jour−1) days + start of the first place; end = end of the last place."""
+class SlotWeeks(NamedTuple):
+    """The sessions one slot makes for one course, column-wise (see `course_slot_weeks`): the i-th session
+    is week `weeks[i]`, from `starts[i]` to `ends[i]` (naive local), with `teachers[i]`, `rooms[i]`…
+    (equal tuples of one slot are the same object, so a consumer can compare them by identity)."""
+
+    slot: int  # index into Timetable.slots
+    weeks: tuple[int, ...]
+    starts: tuple[datetime, ...]
+    ends: tuple[datetime, ...]
+    teachers: tuple[tuple[str, ...], ...]
+    rooms: tuple[tuple[str, ...], ...]
+    equipment: tuple[tuple[str, ...], ...]
+    staff: tuple[tuple[str, ...], ...]
+
+
+def weeks_taking_part(refs: tuple[Ref, ...], weeks: tuple[int, ...], mask: int) -> tuple[tuple[str, ...], ...]:
+    """`_taking_part(refs, 1 << w)` for each week `w` of `weeks` (`mask` = their bitmap); equal results are
+    one tuple object. The common case, every resource there all those weeks or none of them, is one pass."""
+    if not refs:
+        return ((),) * len(weeks)
+    if all(not (r.weeks & mask) or r.weeks & mask == mask for r in refs):
+        return (tuple([r.ident for r in refs if r.weeks & mask]),) * len(weeks)
+    seen: dict[tuple[str, ...], tuple[str, ...]] = {}
+    out = []
+    for week in weeks:
+        t = _taking_part(refs, 1 << week)
+        out.append(seen.setdefault(t, t))
+    return tuple(out)
+
+
+@lru_cache(maxsize=64)
+def _weeks_starting(week1: date, first_day: date, last_day: date,
+                    offset: timedelta) -> tuple[int, tuple[datetime, ...]]:
+    """For a slot starting `offset` after each week's Monday: the bitmap of weeks (1..MAX_WEEK) whose start
+    day lies in first_day–last_day, and the naive start of every week (index = week number)."""
+    base = datetime(week1.year, week1.month, week1.day)
+    starts = tuple([base + timedelta(weeks=week - 1) + offset for week in range(MAX_WEEK + 1)])
+    mask = 0
+    for week in range(1, MAX_WEEK + 1):
+        if first_day <= starts[week].date() <= last_day:
+            mask |= 1 << week
+    return mask, starts
+
+
+def course_slot_weeks(tt: Timetable, course: Course) -> list[SlotWeeks]:
+    """`sessions_for_course` column-wise, one `SlotWeeks` per slot that makes sessions (same rules, same
+    order: slot by slot, weeks ascending); what the scheduler plans from without a tuple per session."""
     places = {p.number: p for p in tt.grid.places}
     year = tt.school_year
+    group = course.kind == "group"
+    target = course.target
+    out: list[SlotWeeks] = []
     for index in course.slots:
         slot = tt.slots[index]
-        target_refs = slot.groups if course.kind == "group" else slot.classes
         weeks = 0
-        for r in target_refs:
-            if r.ident == course.target:
+        for r in slot.groups if group else slot.classes:
+            if r.ident == target:
                 weeks |= r.weeks
         weeks &= ~slot.cancelled_weeks
         first = places.get(slot.first_place)
@@ -490,25 +535,35 @@ def sessions_for_course(tt: Timetable, course: Course) -> Iterator[Session]:
         if not weeks or first is None or last is None:
             continue
         start_off = timedelta(days=slot.day - 1, minutes=first.start)
-        end_off = timedelta(days=slot.day - 1, minutes=last.end)
-        base = datetime(year.week1.year, year.week1.month, year.week1.day)
-        for week in iter_weeks(weeks):
-            monday = base + timedelta(weeks=week - 1)
-            start = monday + start_off
-            day = start.date()
-            if day < year.start or day > year.end:
-                continue
-            bit = 1 << week
-            yield Session(
-                week,
-                start,
-                monday + end_off,
-                index,
-                _taking_part(slot.teachers, bit),
-                _taking_part(slot.rooms, bit),
-                _taking_part(slot.equipment, bit),
-                _taking_part(slot.staff, bit),
-            )
+        valid, week_starts = _weeks_starting(year.week1, year.start, year.end, start_off)
+        weeks &= valid
+        if not weeks:
+            continue
+        kept = []
+        m = weeks
+        while m:
+            low = m & -m
+            kept.append(low.bit_length() - 1)
+            m ^= low
+        wk = tuple(kept)
+        gap = timedelta(minutes=last.end - first.start)  # end = Monday + (day−1) days + end of the last place
+        starts = tuple([week_starts[w] for w in wk])
+        out.append(SlotWeeks(index, wk, starts, tuple([s + gap for s in starts]),
+                             weeks_taking_part(slot.teachers, wk, weeks), weeks_taking_part(slot.rooms, wk, weeks),
+                             weeks_taking_part(slot.equipment, wk, weeks), weeks_taking_part(slot.staff, wk, weeks)))
+    return out
+
+
+def sessions_for_course(tt: Timetable, course: Course) -> Iterator[Session]:
+    """Sessions of a course (design.md §8a): week *i* has a session when the course's own class or group
+    element has bit *i* set and the slot's cancellation bit *i* is not; the session's teachers and rooms
+    are those whose bit *i* is set. Weeks whose day falls outside DateDebut–DateFin make no session.
+    Start = week1 + (i−1) weeks + (Jour−1) days + start of the first place; end = end of the last place."""
+    for run in course_slot_weeks(tt, course):
+        index = run.slot
+        for week, start, end, teachers, rooms, equipment, staff in zip(
+                run.weeks, run.starts, run.ends, run.teachers, run.rooms, run.equipment, run.staff, strict=True):
+            yield Session(week, start, end, index, teachers, rooms, equipment, staff)
 
 
 def derive_sessions(tt: Timetable) -> Iterator[tuple[Course, Session]]:

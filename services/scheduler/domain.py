@@ -8,10 +8,13 @@ key) into creations, updates and deletions; `decide` reports the counts for the 
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
@@ -25,10 +28,12 @@ from shared.timetable import (
     Member,
     Timetable,
     course_classes,
+    course_slot_weeks,
     derive_closure_weeks,
     derive_courses,
     member_index,
-    sessions_for_course,
+    weeks_bitmap,
+    weeks_taking_part,
 )
 
 EVENT_BATCH = 1000  # sessions per change event on edt.changes
@@ -117,6 +122,55 @@ def parse_closures(raw: Iterable[Mapping[str, Any]] | None) -> list[ClosurePerio
     return out
 
 
+class Memo(dict[Any, Any]):
+    """A dict computing a missing value with `fn` (a hit is one C-level lookup); it keeps at most `cap`."""
+
+    def __init__(self, fn: Callable[[Any], Any], cap: int = 1 << 62) -> None:
+        super().__init__()
+        self.fn, self.cap = fn, cap
+
+    def __missing__(self, key: Any) -> Any:
+        value = self.fn(key)
+        if len(self) < self.cap:
+            self[key] = value
+        return value
+
+
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_resume = False
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a block builds tens of thousands of objects that outlive it.
+
+    Planning an L school allocates ~70k container objects that all survive (the timetable, one SessionRow
+    per session, the course members): each batch promoted to the oldest generation counts towards a full
+    collection, and CPython ran 2–3 of them (each walking the whole heap, plan included) during one
+    import. Paused, the objects are promoted once, later, and the next full collection runs once the plan
+    is gone. Nothing here makes cycles; other threads' cycles wait a few hundred ms. Nested and concurrent
+    pauses are counted: the last one out restores collection, if it was enabled when the first came in."""
+    global _gc_pauses, _gc_resume
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_resume = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_resume:
+                gc.enable()
+
+
+def _tail(rooms: tuple[str, ...], teachers: tuple[str, ...], students: tuple[str, ...],
+          equipment: tuple[str, ...], staff: tuple[str, ...]) -> str:
+    return "\x1f".join((*rooms, "\x1e", *teachers, "\x1e", *students, "\x1e", *equipment, "\x1e", *staff))
+
+
 def plan_establishment(tt: Timetable, *, site: str, establishment: str, cutoff: datetime, tz: ZoneInfo,
                        kept: Iterable[str] | None = None,
                        closures: Sequence[ClosurePeriod] = ()) -> Plan:
@@ -127,7 +181,12 @@ def plan_establishment(tt: Timetable, *, site: str, establishment: str, cutoff: 
       closure day (the file's own closure weeks and `closures` set by the establishment), local times in
       `tz` turned into UTC instants (so a DST week keeps its wall-clock times), only those starting
       strictly after `cutoff` (the import's start: earlier sessions are never touched).
-    - Two sessions of one course on the same day and first place (one key) are merged."""
+    - Two sessions of one course on the same day and first place (one key) are merged.
+
+    Hot loop (tens of thousands of sessions): the sessions come column-wise from `course_slot_weeks`, local
+    instants, days and the fingerprint's participant part are memoised, the hashes are streamed from
+    per-establishment / per-course prefixes. Same rows as `sessions_for_course` + `session_key` +
+    `session_id` + the documented fingerprint."""
     keep = set(kept) if kept is not None else None
     courses = [c for c in derive_courses(tt) if keep is None or c.key in keep]
     closed = closed_days([*derive_closure_weeks(tt), *closures])
@@ -137,60 +196,66 @@ def plan_establishment(tt: Timetable, *, site: str, establishment: str, cutoff: 
     out: dict[str, SessionRow] = {}
     total = 0
     slots = tt.slots
-    utc_of: dict[datetime, datetime] = {}  # naive local → aware UTC; a school year has a few thousand
-
-    def utc(naive: datetime) -> datetime:
-        v = utc_of.get(naive)
-        if v is None:
-            v = utc_of[naive] = naive.replace(tzinfo=tz).astimezone(UTC)
-        return v
-
-    days: dict[date, str] = {}
-
-    def day_iso(d: date) -> str:
-        v = days.get(d)
-        if v is None:
-            v = days[d] = d.isoformat()
-        return v
-
+    # naive local → (aware UTC, its ISO text); a school year has a few thousand distinct instants
+    instant = Memo(lambda naive: (u := naive.replace(tzinfo=tz).astimezone(UTC), iso(u)))
+    day_iso = Memo(date.isoformat)
+    new_row = tuple.__new__
     id_base = hashlib.blake2b(f"{site}/{establishment}/".encode(), digest_size=12)  # see session_id
     for course in courses:
         classes = course_classes(tt, course)
         groups = (course.target,) if course.kind == "group" else ()
         members = stored_members(tt, course, classes)
-        out_courses[course.key] = CourseRow(
-            course.key, course.subject, course.kind, course.target, course.label, course.teachers, classes,
+        ckey = course.key
+        out_courses[ckey] = CourseRow(
+            ckey, course.subject, course.kind, course.target, course.label, course.teachers, classes,
             members, _digest_text("\x1f".join((course.label, *course.teachers, "\x1e", *classes, "\x1e",
                                                 *sorted(f"{m.kind}:{m.ident}:{m.start}:{m.end}" for m in members)))),
             student_count(tt, course, index))
-        fixed = "\x1f".join((course.key, *classes, "\x1e", *groups))
-        prefix = course.key + "|"
-        for s in sessions_for_course(tt, course):
-            day = s.start.date()
-            if day in closed:
-                continue
-            total += 1
-            start = utc(s.start)
-            if start <= cutoff_utc:
-                continue
-            end = utc(s.end)
-            slot = slots[s.slot]
-            students = tuple([r.ident for r in slot.students if r.weeks & (1 << s.week)]) if slot.students else ()
-            key = f"{prefix}{day_iso(day)}|{slot.first_place}"  # = session_key(course.key, day, first place)
-            prev = out.get(key)
-            if prev is not None:  # same course, day and first place twice: one session
-                rooms, teachers = _union(prev.rooms, s.rooms), _union(prev.teachers, s.teachers)
-                students, equipment = _union(prev.students, students), _union(prev.equipment, s.equipment)
-                staff, end = _union(prev.staff, s.staff), max(prev.end, end)
+        fixed = "\x1f".join((ckey, *classes, "\x1e", *groups))
+        # fp = blake2b("\x1f".join((fixed, iso(start), iso(end), *rooms, "\x1e", *teachers, "\x1e", *students,
+        #                             "\x1e", *equipment, "\x1e", *staff)), 8 bytes): the fixed part hashed once
+        fp_base = hashlib.blake2b((fixed + "\x1f").encode(), digest_size=8)
+        prefix = ckey + "|"
+        for run in course_slot_weeks(tt, course):
+            slot = slots[run.slot]
+            place = f"|{slot.first_place}"  # key = session_key(course.key, day, first place)
+            if slot.students:
+                students_of = weeks_taking_part(slot.students, run.weeks, weeks_bitmap(run.weeks))
             else:
-                rooms, teachers, equipment, staff = s.rooms, s.teachers, s.equipment, s.staff
-            fp = hashlib.blake2b("\x1f".join((fixed, iso(start), iso(end), *rooms, "\x1e", *teachers, "\x1e",
-                                               *students, "\x1e", *equipment, "\x1e", *staff)).encode(),
-                                 digest_size=8).hexdigest()
-            h = id_base.copy()
-            h.update(key.encode())
-            out[key] = SessionRow(h.hexdigest(), key, course.key, start, end, s.week,
-                                  rooms, teachers, classes, groups, students, equipment, staff, fp)
+                students_of = ((),) * len(run.weeks)
+            last: tuple[Any, ...] = ()
+            tail = ""
+            for week, start_l, end_l, teachers, rooms, equipment, staff, students in zip(
+                    run.weeks, run.starts, run.ends, run.teachers, run.rooms, run.equipment, run.staff, students_of,
+                    strict=True):
+                day = start_l.date()
+                if day in closed:
+                    continue
+                total += 1
+                start, start_iso = instant[start_l]
+                if start <= cutoff_utc:
+                    continue
+                end, end_iso = instant[end_l]
+                key = f"{prefix}{day_iso[day]}{place}"
+                prev = out.get(key)
+                if prev is not None:  # same course, day and first place twice: one session
+                    rooms, teachers = _union(prev.rooms, rooms), _union(prev.teachers, teachers)
+                    students, equipment = _union(prev.students, students), _union(prev.equipment, equipment)
+                    staff, end = _union(prev.staff, staff), max(prev.end, end)
+                    end_iso = iso(end)
+                    row_tail = _tail(rooms, teachers, students, equipment, staff)
+                else:
+                    if last != (rooms, teachers, students, equipment, staff):
+                        last = (rooms, teachers, students, equipment, staff)
+                        tail = _tail(rooms, teachers, students, equipment, staff)
+                    row_tail = tail
+                h = fp_base.copy()
+                h.update(f"{start_iso}\x1f{end_iso}\x1f{row_tail}".encode())
+                fp = h.hexdigest()
+                h = id_base.copy()
+                h.update(key.encode())
+                out[key] = new_row(SessionRow, (h.hexdigest(), key, ckey, start, end, week, rooms, teachers, classes,
+                                                groups, students, equipment, staff, fp))
     class_students = [("sclass", c, m.ident, m.start, m.end) for c, ms in index["class"].items() for m in ms]
     class_students += [("part", p, m.ident, m.start, m.end) for p, ms in index["part"].items() for m in ms]
     class_students.sort(key=lambda r: (r[0], r[1], r[2], str(r[3]), str(r[4])))
@@ -364,17 +429,16 @@ def decide(per_establishment: Mapping[str, Mapping[str, int]], *, dry_run: bool,
 # ----------------------------------------------------------------------------------------- views
 
 
-_iso_cache: dict[datetime, str] = {}
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+_isos = Memo(_iso, 200_000)  # session instants repeat a lot
 
 
 def iso(value: datetime) -> str:
     """ISO 8601 in UTC with a Z (cached: session instants repeat a lot)."""
-    out = _iso_cache.get(value)
-    if out is None:
-        out = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-        if len(_iso_cache) < 200_000:
-            _iso_cache[value] = out
-    return out
+    return _isos[value]
 
 
 def session_view(row: Any) -> dict[str, Any]:
@@ -396,46 +460,60 @@ def session_json(row: SessionRow) -> str:
             f'"staff":{json_list(row.staff)},"week":{row.week},"key":{json_str(row.key)}}}')
 
 
+def sessions_json(rows: Iterable[SessionRow]) -> list[str]:
+    """`session_json` of each row, the hot way: one memo lookup per piece, no call per row. A row whose
+    course needs JSON escaping goes through `session_json`; otherwise its key needs none either (a session
+    key is its course, then `|`, an ISO date, `|` and a place number: see `plan_establishment`)."""
+    J, T, plain = json_lists, _isos, _plain  # noqa: N806
+    return [f'{{"id":"{i}","course":"{c}","start":"{T[s]}","end":"{T[e]}","rooms":{J[ro]},"teachers":{J[te]},'
+            f'"classes":{J[cl]},"groups":{J[gr]},"students":{J[st]},"equipment":{J[eq]},"staff":{J[sf]},'
+            f'"week":{w},"key":"{k}"}}' if plain[c] and k.startswith(c) else session_json(SessionRow(
+                i, k, c, s, e, w, ro, te, cl, gr, st, eq, sf, fp))
+            for i, k, c, s, e, w, ro, te, cl, gr, st, eq, sf, fp in rows]
+
+
 def change_events(plan: Plan, sd: SessionDiff, import_id: str, *, batch: int = EVENT_BATCH) -> list[bytes]:
     """The change events (JSON bodies) of one establishment's import, ≤ `batch` sessions each, in the order
     created, updated, deleted; each says which import it belongs to and its rank (`batch`/`batches`):
     `{"v": 1, "type": "sessions.changed", "import_id", "site", "establishment", "batch", "batches",
     "created": [session], "updated": [session], "deleted": [{"id", "key", "start"}]}`."""
-    items: list[tuple[int, str]] = [(0, session_json(r)) for r in sd.create]
-    items += [(1, session_json(r)) for r in sd.update]
-    items += [(2, f'{{"id":"{r.id}","key":{json_str(r.key)},"start":"{iso(r.start)}"}}') for r in sd.delete]
-    chunks = [items[i:i + batch] for i in range(0, len(items), batch)]
+    texts = sessions_json(sd.create)
+    texts += sessions_json(sd.update)
+    texts += [f'{{"id":"{r.id}","key":{json_str(r.key)},"start":"{iso(r.start)}"}}' for r in sd.delete]
+    created, updated = len(sd.create), len(sd.create) + len(sd.update)
+    starts = range(0, len(texts), batch)
     head = (f'{{"v":1,"type":"sessions.changed","import_id":{json_str(import_id)},"site":{json_str(plan.site)},'
             f'"establishment":{json_str(plan.establishment)}')
     out = []
-    for n, chunk in enumerate(chunks, 1):
-        parts: tuple[list[str], list[str], list[str]] = ([], [], [])
-        for kind, text in chunk:
-            parts[kind].append(text)
-        out.append((f'{head},"batch":{n},"batches":{len(chunks)},"created":[{",".join(parts[0])}],'
-                    f'"updated":[{",".join(parts[1])}],"deleted":[{",".join(parts[2])}]}}').encode())
+    for n, i in enumerate(starts, 1):
+        j = min(i + batch, len(texts))
+        out.append((f'{head},"batch":{n},"batches":{len(starts)},"created":[{",".join(texts[i:min(j, created)])}],'
+                    f'"updated":[{",".join(texts[max(i, created):min(j, updated)])}],'
+                    f'"deleted":[{",".join(texts[max(i, updated):j])}]}}').encode())
     return out
 
 
 # ---------------------------------------------------------------------------------- JSON columns
 
 _NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f-\uffff]')
-_json_cache: dict[tuple[str, ...], str] = {}
+_plain = Memo(lambda text: not _NEEDS_ESCAPE.search(text), 100_000)  # text JSON shows as is, in quotes
 
 
 def json_str(text: str) -> str:
     return json.dumps(text) if _NEEDS_ESCAPE.search(text) else f'"{text}"'
 
 
+def _json_list(items: tuple[str, ...]) -> str:
+    joined = '","'.join(items)
+    return json.dumps(list(items)) if _NEEDS_ESCAPE.search(joined) else (f'["{joined}"]' if items else "[]")
+
+
+json_lists = Memo(_json_list, 100_000)  # tuples of idents repeat a lot
+
+
 def json_list(items: tuple[str, ...]) -> str:
     """JSON text of a tuple of idents, fast: idents rarely need escaping and tuples repeat a lot."""
-    out = _json_cache.get(items)
-    if out is None:
-        joined = '","'.join(items)
-        out = json.dumps(list(items)) if _NEEDS_ESCAPE.search(joined) else (f'["{joined}"]' if items else "[]")
-        if len(_json_cache) < 100_000:
-            _json_cache[items] = out
-    return out
+    return json_lists[items]
 
 
 # ------------------------------------------------------------------------------------------ iCal

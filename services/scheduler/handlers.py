@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scheduler import domain, store
-from services.scheduler.domain import Plan, SessionRow, Stored, json_list
+from services.scheduler.domain import Memo, Plan, SessionRow, Stored, json_lists
 from shared.bus import Outbox, StageResult
 from shared.db import Database, as_utc, upsert
 from shared.messages import CHANGES_EXCHANGE, StageCommand, utcnow
@@ -40,32 +40,34 @@ def lock_key(site: str, establishment: str) -> int:
                           "big", signed=True)
 
 
-_ts_cache: dict[Any, str] = {}
+def _sqlite_ts_text(value: Any) -> str:
+    return str(value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds"))
+
+
+_sqlite_ts_memo = Memo(_sqlite_ts_text, 200_000)
 
 
 def _sqlite_ts(value: Any) -> str:
     """SQLAlchemy's SQLite DATETIME storage format (naive UTC, microseconds), so raw writes read back
     like ORM ones."""
-    out = _ts_cache.get(value)
-    if out is None:
-        out = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-        if len(_ts_cache) < 200_000:
-            _ts_cache[value] = out
-    return out
+    return str(_sqlite_ts_memo[value])
 
 
-def _day(d: Any, db: Database) -> Any:
-    """A date for a raw write: ISO text on SQLite (as SQLAlchemy stores it), the date on PostgreSQL."""
-    return d.isoformat() if d is not None and not db.is_postgres else d
+# A date for a raw write on SQLite: ISO text, as SQLAlchemy stores it (None stays None); PostgreSQL takes dates.
+_sqlite_days = Memo(lambda d: d.isoformat() if d is not None else None, 100_000)
 
 
 def session_records(rows: Iterable[SessionRow], site: str, establishment: str, import_id: str,
                     *, sqlite: bool) -> list[tuple[Any, ...]]:
-    """Rows ready for a bulk write, in SESSION_COLUMNS order (JSON columns as text)."""
-    ts = _sqlite_ts if sqlite else (lambda v: v)
-    return [(r.id, site, establishment, r.key, r.course, ts(r.start), ts(r.end), r.week, json_list(r.rooms),
-             json_list(r.teachers), json_list(r.classes), json_list(r.groups), json_list(r.students),
-             json_list(r.equipment), json_list(r.staff), r.fp, import_id) for r in rows]
+    """Rows ready for a bulk write, in SESSION_COLUMNS order (JSON columns as text). One memo lookup per
+    column, no call per row: tens of thousands of rows on a first import."""
+    J = json_lists  # noqa: N806
+    if sqlite:
+        T = _sqlite_ts_memo  # noqa: N806
+        return [(i, site, establishment, k, c, T[s], T[e], w, J[ro], J[te], J[cl], J[gr], J[st], J[eq], J[sf], fp,
+                 import_id) for i, k, c, s, e, w, ro, te, cl, gr, st, eq, sf, fp in rows]
+    return [(i, site, establishment, k, c, s, e, w, J[ro], J[te], J[cl], J[gr], J[st], J[eq], J[sf], fp, import_id)
+            for i, k, c, s, e, w, ro, te, cl, gr, st, eq, sf, fp in rows]
 
 
 async def bulk_insert(db: Database, conn: AsyncConnection, table: sa.Table, columns: Sequence[str],
@@ -96,9 +98,11 @@ def build_handlers(rt: Runtime, outbox: Outbox) -> dict[str, Any]:
 
     def plan_one(cmd: StageCommand, est: str, sha: str, kept: list[str] | None,
                  closures: list[dict[str, Any]] | None) -> tuple[Plan, str]:
-        tt = loads(rt.blobs.read_bytes(sha))
-        plan = domain.plan_establishment(tt, site=cmd.site, establishment=est, cutoff=cmd.started_at, tz=tz,
-                                         kept=kept, closures=domain.parse_closures(closures))
+        data = rt.blobs.read_bytes(sha)
+        with domain.gc_paused():
+            tt = loads(data)
+            plan = domain.plan_establishment(tt, site=cmd.site, establishment=est, cutoff=cmd.started_at, tz=tz,
+                                             kept=kept, closures=domain.parse_closures(closures))
         return plan, sha
 
     async def prepare(cmd: StageCommand) -> list[tuple[Plan, str]]:
@@ -136,35 +140,62 @@ def build_handlers(rt: Runtime, outbox: Outbox) -> dict[str, Any]:
         counts = domain.est_counts(plan, sd, cd)
         if cmd.dry_run:
             return counts
-        # The change events are built in a thread while the rows travel to the database.
-        events_task = asyncio.create_task(asyncio.to_thread(domain.change_events, plan, sd, cmd.import_id))
+        # CPU work in threads while the database works: the session records are built while the courses
+        # are written, the change events while the sessions are.
+        records_task = asyncio.create_task(asyncio.to_thread(
+            session_records, sd.create, site, est, cmd.import_id, sqlite=not db.is_postgres))
+        events_task: asyncio.Task[list[bytes]] | None = None
         try:
             await write_courses(conn, cmd, plan, cd)
-            await write_sessions(conn, cmd, plan, sd)
+            records = await records_task
+            events_task = asyncio.create_task(asyncio.to_thread(domain.change_events, plan, sd, cmd.import_id))
+            await write_sessions(conn, cmd, sd, records)
         finally:
-            events = await events_task
+            if not records_task.done():
+                await asyncio.wait([records_task])
+            events = await events_task if events_task is not None else []
         now = utcnow()
         e, cs = store.establishments, store.class_students
         old_fp = (await conn.execute(sa.select(e.c.class_students_fp).where(
             e.c.site == site, e.c.establishment == est))).scalar()
         if old_fp != plan.class_students_fp:  # who is in which class or part changed: rewrite that list
             await conn.execute(cs.delete().where(cs.c.site == site, cs.c.establishment == est))
-            await bulk_insert(db, conn, cs, CLASS_STUDENT_COLUMNS, [
-                (site, est, k, i, st, _day(a, db), _day(b, db)) for k, i, st, a, b in plan.class_students])
+            if db.is_postgres:
+                rows = [(site, est, *r) for r in plan.class_students]
+            else:
+                d = _sqlite_days
+                rows = [(site, est, k, i, st, d[a], d[b]) for k, i, st, a, b in plan.class_students]
+            await bulk_insert(db, conn, cs, CLASS_STUDENT_COLUMNS, rows)
         await conn.execute(upsert(db, e, {
             "site": site, "establishment": est, "import_id": cmd.import_id, "timetable_sha256": sha,
             "names": plan.names, "class_students_fp": plan.class_students_fp, "updated_at": now},
             ["site", "establishment"], ["import_id", "timetable_sha256", "names", "class_students_fp", "updated_at"]))
         if events:  # in the same transaction: published by the outbox relay after commit
+            lz4 = await toast_lz4(conn)
+            if lz4:  # a first import's events are megabytes: lz4 compresses them 4× faster than pglz
+                await conn.execute(sa.text("SET LOCAL default_toast_compression = 'lz4'"))
             await conn.execute(store.outbox.insert(), [
                 {"exchange": CHANGES_EXCHANGE, "routing_key": f"sessions.{site}.{est}", "body": body,
                 "message_id": f"{cmd.import_id}:{est}:{n}"} for n, body in enumerate(events, 1)])
+            if lz4:
+                await conn.execute(sa.text("SET LOCAL default_toast_compression TO DEFAULT"))
         return counts
 
-    async def write_sessions(conn: AsyncConnection, cmd: StageCommand, plan: Plan, sd: domain.SessionDiff) -> None:
+    lz4_known: list[bool] = []
+
+    async def toast_lz4(conn: AsyncConnection) -> bool:
+        """PostgreSQL ≥ 14 built with lz4 can compress TOASTed values with it (asked once per process)."""
+        if not db.is_postgres:
+            return False
+        if not lz4_known:
+            lz4_known.append(bool((await conn.execute(sa.text(
+                "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"))).scalar()))
+        return lz4_known[0]
+
+    async def write_sessions(conn: AsyncConnection, cmd: StageCommand, sd: domain.SessionDiff,
+                             records: Sequence[tuple[Any, ...]]) -> None:
+        """`records`: `session_records(sd.create)`."""
         s = store.sessions
-        records = await asyncio.to_thread(session_records, sd.create, plan.site, plan.establishment,
-                                          cmd.import_id, sqlite=not db.is_postgres)
         await bulk_insert_sessions(db, conn, records)
         if sd.update:
             stmt = s.update().where(s.c.id == sa.bindparam("_id")).values(
@@ -205,8 +236,12 @@ def build_handlers(rt: Runtime, outbox: Outbox) -> dict[str, Any]:
         for i in range(0, len(rewrite), 500):
             await conn.execute(m.delete().where(m.c.site == site, m.c.establishment == est,
                                                 m.c.course.in_(rewrite[i:i + 500])))
-        rows = [(site, est, r.key, mem.kind, mem.ident, _day(mem.start, db), _day(mem.end, db))
-                for r in cd.create + changed for mem in r.members]
+        if db.is_postgres:
+            rows = [(site, est, r.key, *mem) for r in cd.create + changed for mem in r.members]
+        else:
+            d = _sqlite_days
+            rows = [(site, est, r.key, kind, ident, d[a], d[b])
+                    for r in cd.create + changed for kind, ident, a, b in r.members]
         await bulk_insert(db, conn, m, MEMBER_COLUMNS, rows)
 
     return {"prepare": prepare, "apply": apply}
