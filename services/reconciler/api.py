@@ -5,6 +5,7 @@ the groups an establishment's imports created."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,14 +41,35 @@ def _iso(value: Any) -> str | None:
     return v.isoformat().replace("+00:00", "Z") if v else None
 
 
+async def body_of(request: Request) -> bytes:
+    data = await request.body()
+    if len(data) > MAX_BODY:
+        raise Problem(413, "Content Too Large", f"Request body over {MAX_BODY} bytes", code="too_large")
+    return data
+
+
+async def parsed_upload(request: Request, from_csv: Callable[[bytes], Any], from_json: Callable[[bytes], Any],
+                        rejected: str) -> Any:
+    """An upload read by its media type: 415 for another type, 422 problem+json naming line and field."""
+    data = await body_of(request)
+    media = _media(request)
+    try:
+        if media in ("text/csv", "application/csv", "text/plain"):
+            upload = from_csv(data)
+        elif media in ("application/json", "text/json"):
+            upload = from_json(data)
+        else:
+            raise Problem(415, "Unsupported Media Type", "Send application/json or text/csv",
+                          code="unsupported_media_type")
+    except domain.UploadError as exc:
+        raise Problem(422, "Unprocessable Content", exc.detail, code="unreadable_body", errors=exc.errors) from exc
+    if upload.errors:
+        raise _invalid(upload.errors, rejected)
+    return upload
+
+
 def build_router(db: Database, settings: Settings, directories: Directories, wizard: Wizard) -> APIRouter:
     router = APIRouter()
-
-    async def body_of(request: Request) -> bytes:
-        data = await request.body()
-        if len(data) > MAX_BODY:
-            raise Problem(413, "Content Too Large", f"Request body over {MAX_BODY} bytes", code="too_large")
-        return data
 
     @router.put("/sites/{site}/establishments/{est}/directory")
     async def put_directory(site: str, est: str, request: Request,
@@ -59,21 +81,8 @@ def build_router(db: Database, settings: Settings, directories: Directories, wiz
         adds or updates the entries given by id. Validation errors: 422 problem+json naming line and field."""
         who = authenticate(settings, request)
         require_site(who, site)
-        data = await body_of(request)
-        media = _media(request)
-        try:
-            if media in ("text/csv", "application/csv", "text/plain"):
-                upload = domain.parse_directory_csv(data)
-            elif media in ("application/json", "text/json"):
-                upload = domain.parse_directory_json(data)
-            else:
-                raise Problem(415, "Unsupported Media Type", "Send application/json or text/csv",
-                              code="unsupported_media_type")
-        except domain.UploadError as exc:
-            raise Problem(422, "Unprocessable Content", exc.detail, code="unreadable_body",
-                          errors=exc.errors) from exc
-        if upload.errors:
-            raise _invalid(upload.errors, "Directory rejected")
+        upload = await parsed_upload(request, domain.parse_directory_csv, domain.parse_directory_json,
+                                     "Directory rejected")
         return await directories.put_directory(site, est, upload, mode)
 
     @router.get("/sites/{site}/establishments/{est}/directory")
@@ -123,21 +132,8 @@ def build_router(db: Database, settings: Settings, directories: Directories, wiz
         `[{"pronote_id", "ent_id"}]` or `text/csv` lines `pronote_id;ent_id` (optional header)."""
         who = authenticate(settings, request)
         require_site(who, site)
-        data = await body_of(request)
-        media = _media(request)
-        try:
-            if media in ("text/csv", "application/csv", "text/plain"):
-                upload = domain.parse_pronote_ids_csv(data)
-            elif media in ("application/json", "text/json"):
-                upload = domain.parse_pronote_ids_json(data)
-            else:
-                raise Problem(415, "Unsupported Media Type", "Send application/json or text/csv",
-                              code="unsupported_media_type")
-        except domain.UploadError as exc:
-            raise Problem(422, "Unprocessable Content", exc.detail, code="unreadable_body",
-                          errors=exc.errors) from exc
-        if upload.errors:
-            raise _invalid(upload.errors, "PRONOTE ids rejected")
+        upload = await parsed_upload(request, domain.parse_pronote_ids_csv, domain.parse_pronote_ids_json,
+                                     "PRONOTE ids rejected")
         return await directories.post_pronote_ids(site, est, upload, mode)
 
     @router.get("/imports/{import_id}/unreconciled")
