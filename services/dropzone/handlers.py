@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 import uuid
@@ -17,10 +18,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from services.dropzone import domain
-from services.dropzone.store import accounts, deposits, establishments, sites
+from services.dropzone.store import accounts, deposits, establishments, notified, sites
 from shared.bus import Delivery, Outbox
-from shared.db import Database, as_utc
+from shared.db import Database, as_utc, upsert
 from shared.messages import (
+    NOTIFICATIONS_EXCHANGE,
     STATUS_EXCHANGE,
     Deposit,
     FileRef,
@@ -119,6 +121,32 @@ class Dropzone:
         async with self.db.transaction() as conn:
             await conn.execute(sites.update().where(sites.c.id == event.site, sites.c.first_import_at.is_(None))
                                .values(first_import_at=event.at))
+
+    async def on_notification(self, delivery: Delivery) -> None:
+        """A blocked or refused import (thresholds, `threshold.*` on edt.notifications): every deposit account
+        of the site with `notify` on gets its own message for the ENT messaging (seed 001: « Etre notifié
+        lorsque l'import automatique rencontre un problème »), once."""
+        event = json.loads(delivery.body)
+        site = event.get("site")
+        # The publisher's message id names the notification (a hash keeps it within the column's width).
+        notification_id = hashlib.sha256((delivery.message_id or "").encode() or delivery.body).hexdigest()[:32]
+        async with self.db.transaction() as conn:
+            rows = (await conn.execute(sa.select(accounts).where(accounts.c.site == site,
+                                                                 accounts.c.notify.is_(True)))).all()
+            for account in rows:
+                inserted = (await conn.execute(upsert(self.db, notified, {
+                    "notification_id": notification_id, "login": account.login,
+                    "import_id": event.get("import_id", ""), "at": utcnow()}, ["notification_id", "login"])
+                    .returning(notified.c.login))).first()
+                if inserted is None:
+                    continue  # already handed over
+                message = {**event, "type": "account.notification", "cause": event.get("type"),
+                           "recipient": {"login": account.login, "display_name": account.display_name,
+                                         "first_name": account.first_name, "last_name": account.last_name}}
+                message_id = hashlib.sha256(f"{notification_id}:{account.login}".encode()).hexdigest()[:32]
+                await self.outbox.add(conn, NOTIFICATIONS_EXCHANGE, f"account.{site}.{account.login}",
+                                      json.dumps(message).encode(), message_id=message_id)
+        self.outbox.kick()
 
     # --- deposit accounts -------------------------------------------------------------------------
 

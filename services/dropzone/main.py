@@ -9,10 +9,11 @@ from services.dropzone import store
 from services.dropzone.api import build_router
 from services.dropzone.handlers import Dropzone, WebdavGate
 from shared.bus import Outbox
-from shared.messages import STATUS_EXCHANGE
+from shared.messages import NOTIFICATIONS_EXCHANGE, STATUS_EXCHANGE
 from shared.web import Runtime, Service, run_service
 
 LIFECYCLE_QUEUE = "edt.dropzone.lifecycle"
+NOTIFICATIONS_QUEUE = "edt.dropzone.notifications"
 
 
 def build(rt: Runtime) -> Service:
@@ -34,6 +35,8 @@ def build(rt: Runtime) -> Service:
         outbox.start()
         await rt.bus.consume(LIFECYCLE_QUEUE, dropzone.on_lifecycle,
                              bindings=((STATUS_EXCHANGE, "import.history.done"),))
+        await rt.bus.consume(NOTIFICATIONS_QUEUE, dropzone.on_notification,
+                             bindings=((NOTIFICATIONS_EXCHANGE, "threshold.#"),))
 
     service = Service("dropzone", build_router(rt.db, dropzone, rt.settings), start, outbox.stop,
                       mounts=[("/webdav", webdav)])

@@ -76,4 +76,14 @@ deposits = sa.Table(
     sa.Index("ix_dropzone_deposits_site", "site", "created_at"),
 )
 
+# Each (notification, account) handed to the ENT messaging once, however often the event is delivered.
+notified = sa.Table(
+    "account_notifications",
+    metadata,
+    sa.Column("notification_id", sa.String(64), primary_key=True),
+    sa.Column("login", sa.String(120), primary_key=True),
+    sa.Column("import_id", sa.String(32), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
 outbox = outbox_table(metadata)

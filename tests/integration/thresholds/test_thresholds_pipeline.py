@@ -37,15 +37,15 @@ def run(stack: Stack, coro: Any) -> Any:
     return asyncio.run_coroutine_threadsafe(coro, stack.server.loop).result(30)
 
 
-def listen_notifications(stack: Stack) -> list[dict[str, Any]]:
+def listen_notifications(stack: Stack, pattern: str = "threshold.#") -> list[dict[str, Any]]:
     """Bind a queue of the in-process bus to edt.notifications, as the ENT messaging would."""
     seen: list[dict[str, Any]] = []
 
     async def handler(d: Delivery) -> None:
         seen.append({"routing_key": d.routing_key, **json.loads(d.body)})
 
-    run(stack, stack.runtime.bus.consume("test.notifications", handler,
-                                         bindings=((NOTIFICATIONS_EXCHANGE, "threshold.#"),)))
+    run(stack, stack.runtime.bus.consume(f"test.notifications.{pattern}", handler,
+                                         bindings=((NOTIFICATIONS_EXCHANGE, pattern),)))
     return seen
 
 
@@ -64,8 +64,12 @@ def test_60_percent_follow_up_is_blocked_and_notified_10_percent_passes(stack: S
     api = stack.api
     api.create_site(SITE, {EST: UAI})
     notes = listen_notifications(stack)
+    per_account = listen_notifications(stack, "account.#")
     first = api.first_import(SITE, EST, school())
     assert thresholds_step(first)["status"] in ("ok", "warning")  # a manual import never blocks
+    notified = api.create_account(SITE, "Thibault", "Bourgeois")["login"]
+    quiet = api.create_account(SITE, "Franck", "Gillet")["login"]
+    api.ok("PATCH", f"/sites/{SITE}/accounts/{quiet}", json={"notify": False})
     assert set(first["counts"]["thresholds"]["controls"]) == {c.name for c in domain.CONTROLS}
 
     blocked = api.wait(api.upload(SITE, EST, school(60), mode="auto"))
@@ -88,13 +92,18 @@ def test_60_percent_follow_up_is_blocked_and_notified_10_percent_passes(stack: S
     assert note["site"] == SITE and note["establishment"] == EST
     assert [c["control"] for c in note["controls"]] == ["courses_modified"]
     assert note["controls"][0]["computed"] == named["courses_modified"]["computed"]
+    # Every deposit account with notify on gets its own message for the ENT messaging; the others none.
+    until(lambda: len(per_account) == 1)
+    assert per_account[0]["routing_key"] == f"account.{SITE}.{notified}"
+    assert per_account[0]["recipient"]["login"] == notified and per_account[0]["import_id"] == blocked["id"]
+    assert per_account[0]["controls"] == note["controls"]
 
     # The baseline is still the first import: a 10 % follow-up passes.
     passed = api.wait(api.upload(SITE, EST, school(10), mode="auto"))
     assert passed["status"] == "done", passed["message"]
     assert thresholds_step(passed)["status"] == "ok"
     assert passed["counts"]["thresholds"]["controls"]["courses_modified"]["computed"] == pytest.approx(10, abs=1)
-    assert len(notes) == 1
+    assert len(notes) == 1 and len(per_account) == 1
 
 
 def test_non_blocking_excess_passes_with_alerts_in_history_and_bilan(stack: Stack) -> None:
