@@ -142,11 +142,16 @@ def decode_text(data: bytes) -> str:
         return data.decode("cp1252", errors="strict")
 
 
-def parse_directory_json(data: bytes) -> DirectoryUpload:
+def load_json(data: bytes) -> Any:
+    """An uploaded JSON body (UTF-8 or Windows-1252), or UploadError saying why not."""
     try:
-        obj = json.loads(decode_text(data))
+        return json.loads(decode_text(data))
     except (ValueError, UnicodeDecodeError) as exc:
         raise UploadError(f"Body is not valid JSON: {exc}") from exc
+
+
+def parse_directory_json(data: bytes) -> DirectoryUpload:
+    obj = load_json(data)
     upload = DirectoryUpload()
     if not isinstance(obj, dict):
         _error(upload.errors, ["body"], "must be an object with persons, classes and groups", "object_type")
@@ -249,10 +254,7 @@ def _association(upload: PronoteIdsUpload, pronote: Any, ent: Any, loc: list[Any
 
 def parse_pronote_ids_json(data: bytes) -> PronoteIdsUpload:
     """`[{"pronote_id", "ent_id"}, …]` (or `{"items": [...]}`)."""
-    try:
-        obj = json.loads(decode_text(data))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise UploadError(f"Body is not valid JSON: {exc}") from exc
+    obj = load_json(data)
     upload = PronoteIdsUpload()
     items = obj.get("items") if isinstance(obj, dict) else obj
     if not isinstance(items, list):
