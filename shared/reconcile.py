@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -159,38 +159,71 @@ def name_key(last_name: str, first_name: str) -> tuple[str, str]:
     return normalise(last_name), normalise(first_name)
 
 
+# ------------------------------------------------------------------------------------------- index
+
+
+@dataclass(frozen=True)
+class PersonIndex:
+    """The directory persons a file kind may match, indexed once per directory: each lookup of a rule is
+    a dict access, so matching a school costs O(file + directory), not O(file × directory)."""
+
+    by_id: dict[str, DirectoryPerson]
+    by_pronote_id: dict[str, list[DirectoryPerson]]
+    by_cas_id: dict[str, list[DirectoryPerson]]
+    by_name: dict[tuple[str, str], list[DirectoryPerson]]
+
+    @classmethod
+    def build(cls, persons: Iterable[DirectoryPerson], kind: str) -> PersonIndex:
+        allowed = ALLOWED_KINDS[kind]
+        by_id: dict[str, DirectoryPerson] = {}
+        by_pronote: dict[str, list[DirectoryPerson]] = {}
+        by_cas: dict[str, list[DirectoryPerson]] = {}
+        by_name: dict[tuple[str, str], list[DirectoryPerson]] = {}
+        for p in persons:
+            if p.kind not in allowed:
+                continue
+            by_id[p.id] = p
+            if p.pronote_id:
+                by_pronote.setdefault(p.pronote_id, []).append(p)
+            if p.cas_id:
+                by_cas.setdefault(p.cas_id, []).append(p)
+            key = name_key(p.last_name, p.first_name)
+            if key[0] or key[1]:
+                by_name.setdefault(key, []).append(p)
+        return cls(by_id, by_pronote, by_cas, by_name)
+
+
+def person_index(directory: Directory, kind: str) -> PersonIndex:
+    """The directory's index for `kind` (teachers | students), built on first use and kept with it."""
+    cache: dict[str, PersonIndex] = directory.__dict__.setdefault("_person_indexes", {})
+    index = cache.get(kind)
+    if index is None:
+        index = cache[kind] = PersonIndex.build(directory.persons, kind)
+    return index
+
+
 # ------------------------------------------------------------------------------------------- rules
 
 Candidates = list[DirectoryPerson]
 
 
-def _eligible(directory: Directory, kind: str) -> list[DirectoryPerson]:
-    allowed = ALLOWED_KINDS[kind]
-    return [p for p in directory.persons if p.kind in allowed]
-
-
-def by_association(person: FilePerson, pool: Mapping[str, DirectoryPerson],
-                   associations: Mapping[str, str]) -> Candidates:
+def by_association(person: FilePerson, index: PersonIndex, associations: Mapping[str, str]) -> Candidates:
     """Rule 1: the stored IdPN association of the person's PRONOTE id, when its ENT id is in the pool."""
     if not person.pronote_id:
         return []
     ent_id = associations.get(person.pronote_id)
-    found = pool.get(ent_id) if ent_id else None
+    found = index.by_id.get(ent_id) if ent_id else None
     return [found] if found is not None else []
 
 
-def by_pronote_id(person: FilePerson, pool: Iterable[DirectoryPerson]) -> Candidates:
+def by_pronote_id(person: FilePerson, index: PersonIndex) -> Candidates:
     """Rule 2: directory persons carrying the same PRONOTE id."""
-    if not person.pronote_id:
-        return []
-    return [p for p in pool if p.pronote_id == person.pronote_id]
+    return index.by_pronote_id.get(person.pronote_id, []) if person.pronote_id else []
 
 
-def by_cas_id(person: FilePerson, pool: Iterable[DirectoryPerson]) -> Candidates:
+def by_cas_id(person: FilePerson, index: PersonIndex) -> Candidates:
     """Rule 3: directory persons carrying the same CAS id."""
-    if not person.cas_id:
-        return []
-    return [p for p in pool if p.cas_id == person.cas_id]
+    return index.by_cas_id.get(person.cas_id, []) if person.cas_id else []
 
 
 def birth_dates_agree(a: date | None, b: date | None) -> bool:
@@ -199,25 +232,26 @@ def birth_dates_agree(a: date | None, b: date | None) -> bool:
     return a is None or b is None or a == b
 
 
-def by_name(person: FilePerson, pool: Iterable[DirectoryPerson], *, with_birth_date: bool) -> Candidates:
-    """Rule 4: normalised last + first name, plus the birth date for students."""
+def by_name(person: FilePerson, index: PersonIndex, *, with_birth_date: bool,
+            taken: Collection[str] = ()) -> Candidates:
+    """Rule 4: normalised last + first name, plus the birth date for students, among the entries not
+    already `taken` by an id rule."""
     key = name_key(person.last_name, person.first_name)
     if not key[0] and not key[1]:
         return []
-    return [p for p in pool if name_key(p.last_name, p.first_name) == key
+    return [p for p in index.by_name.get(key, ()) if p.id not in taken
             and (not with_birth_date or birth_dates_agree(person.birth_date, p.birth_date))]
 
 
 def match_persons(people: Iterable[FilePerson], directory: Directory, kind: Kind) -> KindResult:
     """Teachers or students of the file against the directory, rules 1–4 in order (see the module)."""
-    eligible = _eligible(directory, kind)
-    pool = {p.id: p for p in eligible}
+    index = person_index(directory, kind)
     result = KindResult()
     pending: list[FilePerson] = []
     id_rules: tuple[tuple[str, Callable[[FilePerson], Candidates]], ...] = (
-        ("association", lambda fp: by_association(fp, pool, directory.associations)),
-        ("pronote_id", lambda fp: by_pronote_id(fp, eligible)),
-        ("cas_id", lambda fp: by_cas_id(fp, eligible)),
+        ("association", lambda fp: by_association(fp, index, directory.associations)),
+        ("pronote_id", lambda fp: by_pronote_id(fp, index)),
+        ("cas_id", lambda fp: by_cas_id(fp, index)),
     )
     for person in people:
         for rule, find in id_rules:
@@ -233,10 +267,9 @@ def match_persons(people: Iterable[FilePerson], directory: Directory, kind: Kind
             pending.append(person)
     # Names: among directory entries not already taken by an id, and never two file people for one entry.
     taken = set(result.matched.values())
-    free = [p for p in eligible if p.id not in taken]
     with_birth = kind == "students"
-    found_by: dict[str, list[str]] = {fp.ident: _distinct(by_name(fp, free, with_birth_date=with_birth))
-                                      for fp in pending}
+    found_by: dict[str, list[str]] = {
+        fp.ident: _distinct(by_name(fp, index, with_birth_date=with_birth, taken=taken)) for fp in pending}
     claims: dict[str, int] = {}
     for ids in found_by.values():
         for ent_id in ids:
