@@ -1,22 +1,87 @@
-"""Content-addressed blob store: sha256 paths on a filesystem volume shared by the services."""
+"""Content-addressed blob store: sha256 paths on a filesystem volume shared by the services.
+
+A blob never changes once written, so what is decoded or derived from it (a canonical model, a directory
+snapshot and its indexes, a model's threshold facts) is the same for every stage of every import: `load`
+and `derive` keep the last few results in memory, so each is computed once per process, not once per stage.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 CHUNK = 1024 * 1024
+DECODED_ENTRIES = 24  # an L canonical model decodes to ~4 MB of objects, a 6,000-person directory to ~2 MB
+
+T = TypeVar("T")
+
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_resume = False
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a block builds tens of thousands of objects that outlive it.
+
+    Decoding an L model or planning its sessions allocates ~70k container objects that all survive: each
+    batch promoted to the oldest generation counts towards a full collection, and CPython ran 2–3 of them
+    (each walking the whole heap) during one import — decoding took 5× longer. Paused, the objects are
+    promoted once, later. Nothing here makes cycles; other threads' cycles wait a few hundred ms. Nested and
+    concurrent pauses are counted: the last one out restores collection, if it was enabled when the first
+    came in."""
+    global _gc_pauses, _gc_resume
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_resume = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_resume:
+                gc.enable()
 
 
 class BlobStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, decoded_entries: int = DECODED_ENTRIES) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._decoded: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._decoded_cap = decoded_entries
+        self._decoded_lock = threading.Lock()
+
+    def derive(self, sha256: str, name: str, compute: Callable[[], T]) -> T:
+        """What `compute` derives from blob `sha256` — a pure function of its content, named `name` —
+        computed once and kept among the last few (LRU). The result is shared: never mutate it."""
+        key = (sha256, name)
+        with self._decoded_lock:
+            if key in self._decoded:
+                self._decoded.move_to_end(key)
+                return self._decoded[key]  # type: ignore[no-any-return]
+        with gc_paused():
+            value = compute()
+        with self._decoded_lock:
+            self._decoded[key] = value
+            while len(self._decoded) > self._decoded_cap:
+                self._decoded.popitem(last=False)
+        return value
+
+    def load(self, sha256: str, decode: Callable[[bytes], T]) -> T:
+        """Blob `sha256` decoded by `decode` (a pure function, e.g. the timetable codec's `loads`), cached."""
+        name = f"{decode.__module__}.{decode.__qualname__}"
+        return self.derive(sha256, name, lambda: decode(self.read_bytes(sha256)))
 
     def path(self, sha256: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):

@@ -28,7 +28,7 @@ import unicodedata
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from shared.timetable import Timetable
 
@@ -337,6 +337,20 @@ def reconcile(tt: Timetable, directory: Directory) -> dict[str, KindResult]:
         "classes": match_named(((c.ident, c.name) for c in tt.classes.values()), directory.classes),
         "groups": match_named(((g.ident, g.name) for g in tt.groups.values()), directory.groups),
     }
+
+
+class BlobCache(Protocol):
+    """What `reconcile_snapshot` needs of the blob store (shared.blobs.BlobStore): cached decode and derive."""
+
+    def load(self, sha256: str, decode: Callable[[bytes], Any]) -> Any: ...
+    def derive(self, sha256: str, name: str, compute: Callable[[], Any]) -> Any: ...
+
+
+def reconcile_snapshot(blobs: BlobCache, model_sha: str, tt: Timetable, directory_sha: str) -> dict[str, KindResult]:
+    """`reconcile` of a stored model against a stored directory snapshot, computed once per pair and process:
+    threshold control and group creation ask for the same pair (the result is shared: never mutate it)."""
+    return blobs.derive(model_sha, f"reconcile:{directory_sha}",
+                        lambda: reconcile(tt, blobs.load(directory_sha, Directory.from_json)))
 
 
 def matching_figures(results: Mapping[str, KindResult]) -> dict[str, tuple[int, int]]:

@@ -35,6 +35,7 @@ from services.reconciler.store import (
     snapshots,
     units,
 )
+from shared.blobs import BlobStore
 from shared.bus import Delivery, Outbox, StageResult
 from shared.db import Database, upsert
 from shared.messages import (
@@ -49,7 +50,14 @@ from shared.messages import (
     StatusEvent,
     utcnow,
 )
-from shared.reconcile import ALLOWED_KINDS, Directory, DirectoryPerson, DirectoryUnit, KindResult, reconcile
+from shared.reconcile import (
+    ALLOWED_KINDS,
+    Directory,
+    DirectoryPerson,
+    DirectoryUnit,
+    KindResult,
+    reconcile_snapshot,
+)
 from shared.timetable import Course, Timetable, derive_courses, loads
 from shared.web import Runtime
 
@@ -227,9 +235,12 @@ async def load_stored(conn: AsyncConnection, site: str, ests: list[str]) -> tupl
     return stored, decisions
 
 
-def plan_establishment(est: str, tt: Timetable, snapshot: str | None, directory: Directory | None,
+def plan_establishment(blobs: BlobStore, est: str, model: str, snapshot: str | None,
                        stored: wizard.StoredSelection | None, decisions: wizard.Decisions) -> EstPlan:
-    raw = reconcile(tt, directory) if directory is not None else None
+    """One establishment's model (blob `model`) against its directory snapshot (blob `snapshot`, if any)."""
+    tt = blobs.load(model, loads)
+    directory = blobs.load(snapshot, Directory.from_json) if snapshot else None
+    raw = reconcile_snapshot(blobs, model, tt, snapshot) if snapshot else None
     results = wizard.apply_decisions(raw, directory, decisions) if raw is not None and directory is not None \
         else wizard.empty_results()
     matching = domain.establishment_matching(est, tt, snapshot, results if raw is not None else None)
@@ -324,10 +335,8 @@ class ReconcilerStage:
         def compute() -> list[EstPlan]:
             out = []
             for est, sha in sorted(parts.items()):
-                tt = loads(self.rt.blobs.read_bytes(sha))
-                snap = latest.get(est)
-                directory = Directory.from_json(self.rt.blobs.read_bytes(snap)) if snap else None
-                out.append(plan_establishment(est, tt, snap, directory, stored.get(est), decisions.get(est, {})))
+                out.append(plan_establishment(self.rt.blobs, est, sha, latest.get(est), stored.get(est),
+                                              decisions.get(est, {})))
             return out
 
         return Prepared(await asyncio.to_thread(compute), cmd.site)
@@ -416,7 +425,7 @@ class Wizard:
             return (await conn.execute(sa.select(previews).where(previews.c.import_id == import_id))).first()
 
     def _directory(self, sha: str | None) -> Directory | None:
-        return Directory.from_json(self.rt.blobs.read_bytes(sha)) if sha else None
+        return self.rt.blobs.load(sha, Directory.from_json) if sha else None
 
     async def put_selection(self, row: Any, body: Any) -> dict[str, Any]:
         if row.status != "awaiting":
@@ -471,10 +480,8 @@ class Wizard:
         def compute() -> list[EstPlan]:
             out = []
             for est, sha in sorted(parts.items()):
-                tt = loads(self.rt.blobs.read_bytes(sha))
                 decisions = wizard.decisions_from_selection(chosen.get(est) or {})
-                out.append(plan_establishment(est, tt, snaps.get(est), self._directory(snaps.get(est)), None,
-                                              decisions))
+                out.append(plan_establishment(self.rt.blobs, est, sha, snaps.get(est), None, decisions))
             return out
 
         plans = await asyncio.to_thread(compute)

@@ -8,13 +8,10 @@ key) into creations, updates and deletions; `decide` reports the counts for the 
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import json
 import re
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
@@ -134,36 +131,6 @@ class Memo(dict[Any, Any]):
         if len(self) < self.cap:
             self[key] = value
         return value
-
-
-_gc_lock = threading.Lock()
-_gc_pauses = 0
-_gc_resume = False
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a block builds tens of thousands of objects that outlive it.
-
-    Planning an L school allocates ~70k container objects that all survive (the timetable, one SessionRow
-    per session, the course members): each batch promoted to the oldest generation counts towards a full
-    collection, and CPython ran 2–3 of them (each walking the whole heap, plan included) during one
-    import. Paused, the objects are promoted once, later, and the next full collection runs once the plan
-    is gone. Nothing here makes cycles; other threads' cycles wait a few hundred ms. Nested and concurrent
-    pauses are counted: the last one out restores collection, if it was enabled when the first came in."""
-    global _gc_pauses, _gc_resume
-    with _gc_lock:
-        if _gc_pauses == 0:
-            _gc_resume = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_resume:
-                gc.enable()
 
 
 def _tail(rooms: tuple[str, ...], teachers: tuple[str, ...], students: tuple[str, ...],

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scheduler import domain, store
 from services.scheduler.domain import Memo, Plan, SessionRow, Stored, json_lists
+from shared.blobs import gc_paused
 from shared.bus import Outbox, StageResult
 from shared.db import Database, as_utc, upsert
 from shared.messages import CHANGES_EXCHANGE, StageCommand, utcnow
@@ -98,9 +99,8 @@ def build_handlers(rt: Runtime, outbox: Outbox) -> dict[str, Any]:
 
     def plan_one(cmd: StageCommand, est: str, sha: str, kept: list[str] | None,
                  closures: list[dict[str, Any]] | None) -> tuple[Plan, str]:
-        data = rt.blobs.read_bytes(sha)
-        with domain.gc_paused():
-            tt = loads(data)
+        tt = rt.blobs.load(sha, loads)
+        with gc_paused():
             plan = domain.plan_establishment(tt, site=cmd.site, establishment=est, cutoff=cmd.started_at, tz=tz,
                                              kept=kept, closures=domain.parse_closures(closures))
         return plan, sha

@@ -46,7 +46,7 @@ from shared.messages import (
     StatusEvent,
     utcnow,
 )
-from shared.reconcile import Directory, matching_figures, reconcile
+from shared.reconcile import matching_figures, reconcile_snapshot
 from shared.settings import Settings
 from shared.timetable import loads
 from shared.web import Runtime
@@ -193,11 +193,11 @@ class ThresholdsStage:
         def compute() -> list[domain.EstablishmentCheck]:
             checks = []
             for est, sha, base_sha, base_id, refusal, directory in inputs:
-                tt = loads(self.rt.blobs.read_bytes(sha))
-                new = domain.facts_of(tt)
-                old = domain.facts_of(loads(self.rt.blobs.read_bytes(base_sha))) if base_sha else None
+                tt = self.rt.blobs.load(sha, loads)
+                new = self.facts(sha)
+                old = self.facts(base_sha) if base_sha else None
                 # No directory for the establishment: the unreconciled controls stay "not computed".
-                matching = (matching_figures(reconcile(tt, Directory.from_json(self.rt.blobs.read_bytes(directory))))
+                matching = (matching_figures(reconcile_snapshot(self.rt.blobs, sha, tt, directory))
                             if directory else None)
                 found = domain.figures(old, new, today, matching)
                 checks.append(domain.EstablishmentCheck(est, base_id, domain.evaluate(settings, found), refusal))
@@ -205,6 +205,11 @@ class ThresholdsStage:
 
         checks = await asyncio.to_thread(compute)  # CPU work off the event loop
         return Prepared(checks, emails, parts, missing_model=not parts)
+
+    def facts(self, sha: str) -> domain.Facts:
+        """A model's facts, derived once per process (the baseline's were derived when it was the new one)."""
+        blobs = self.rt.blobs
+        return blobs.derive(sha, "thresholds.facts", lambda: domain.facts_of(blobs.load(sha, loads)))
 
     async def apply(self, conn: AsyncConnection, cmd: StageCommand, prepared: Prepared) -> StageResult:
         if prepared.missing_model:

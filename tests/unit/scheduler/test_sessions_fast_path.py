@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from services.scheduler import domain
 from services.scheduler.handlers import session_records
+from shared.blobs import gc_paused
 from shared.timetable import (
     Course,
     Ref,
@@ -131,15 +132,15 @@ def test_event_json_fast_path_and_escaping_agree_with_the_view() -> None:
 
 def test_gc_pause_nests_and_restores_collection() -> None:
     assert gc.isenabled()
-    with domain.gc_paused():
+    with gc_paused():
         assert not gc.isenabled()
-        with domain.gc_paused():
+        with gc_paused():
             assert not gc.isenabled()
         assert not gc.isenabled()
     assert gc.isenabled()
     gc.disable()
     try:
-        with domain.gc_paused():
+        with gc_paused():
             pass
         assert not gc.isenabled()  # it was off before: left off
     finally:
