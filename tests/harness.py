@@ -15,13 +15,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
+
+from tests.factory import current_school_year
 
 PG_ADMIN_DSN = os.environ.get("EDT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("EDT_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
@@ -35,7 +36,7 @@ def free_port() -> int:
 
 
 # Sample exports cover the current school year, so that their sessions lie ahead of the import time.
-CURRENT_SCHOOL_YEAR = date.today().year if date.today().month >= 8 else date.today().year - 1
+CURRENT_SCHOOL_YEAR = current_school_year()
 
 
 @lru_cache(maxsize=16)

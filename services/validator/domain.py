@@ -13,7 +13,7 @@ entity resolution or network, and elements are cleared as soon as they are read.
 
 from __future__ import annotations
 
-from services.validator.format.checks import normalise_name, reference_problems
+from services.validator.format.checks import dangling_references
 from services.validator.format.clear import parse_time_label
 from services.validator.format.container import decrypt_content, parse_software
 from services.validator.format.context import AcceptedSoftware, Limits, ParseMeta, ParseResult
@@ -30,10 +30,9 @@ __all__ = [
     "Problem",
     "decrypt_content",
     "make_problem",
-    "normalise_name",
     "parse_export",
     "parse_software",
     "parse_time_label",
-    "reference_problems",
+    "dangling_references",
     "split_by_establishment",
 ]

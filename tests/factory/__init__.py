@@ -65,7 +65,6 @@ SIZES: dict[str, list[tuple[str, int]]] = {
 }
 DEFAULT_SOFTWARE = "PRONOTE Monoposte-PRONOTE 2024 - 2024.0.2.7"
 FORMAT_VERSION = "1.1"
-DEFAULT_YEAR = 2024
 
 SUBJECTS: dict[str, str] = {
     "FRANC": "FRANCAIS",
@@ -227,9 +226,10 @@ class GeneratedSchool:
     software: str = DEFAULT_SOFTWARE
     changed_courses: list[str] = field(default_factory=list)  # course keys changed by `changes=K`
     holidays: list[ClosurePeriod] = field(default_factory=list)  # the closure periods the file implies
+    newer: bool = False  # written with the constructs newer exports add (see `make_school`)
 
     def to_xml_bytes(self) -> bytes:
-        return to_xml(self.timetable)
+        return to_xml(self.timetable, newer=self.newer)
 
     def encrypt(self, public_key_pem: bytes, partner: str, **kwargs: object) -> bytes:
         """The encrypted `EXPORT_INDEX_EDUCATION` container of this school (see `encrypt_export`)."""
@@ -247,10 +247,10 @@ class GeneratedSchool:
 
 
 class _Builder:
-    def __init__(self, size: str, seed: int, uai: str | Sequence[str] | None, year: int) -> None:
+    def __init__(self, size: str, seed: int, uai: str | Sequence[str] | None, year: int, newer: bool) -> None:
         if size not in SIZES:
             raise ValueError(f"unknown size {size!r}; expected one of {', '.join(SIZES)}")
-        self.size, self.seed = size, seed
+        self.size, self.seed, self.newer = size, seed, newer
         self.rng = random.Random(f"edt-factory:{size}:{seed}")
         rng = self.rng
         self.year = year
@@ -411,7 +411,7 @@ class _Builder:
     def weeks_and_cancel(self, base: int) -> tuple[int, int]:
         rng = self.rng
         cancelled = 0
-        if rng.random() < 0.03:
+        if rng.random() < 0.03 and self.newer:  # SemainesAnnulation is not in the 1.1 schema
             for w in rng.sample(list(iter_weeks(base)) or [1], k=min(2, max(1, len(list(iter_weeks(base)))))):
                 cancelled |= 1 << w
         return base, cancelled
@@ -494,7 +494,7 @@ class _Builder:
             name = f"{'COLLEGE' if kind == 'college' else 'LYCEE'} {who} {town}"
             self.establishments[ident] = Establishment(ident, self.uais[e], name)
         self.establishment_name = next(iter(self.establishments.values())).name
-        for ident in ("cpe1", "cpe2", "doc", "aed1", "aed2", "aed3"):
+        for ident in ("cpe1", "cpe2", "doc", "aed1", "aed2", "aed3") if self.newer else ():  # Personnels: newer
             last, first, _ = self.person_name()
             sid = self.ident("staff")
             self.staff[sid] = Person(sid, last, first, None, self.idpn() if ident != "aed3" else None)
@@ -555,8 +555,8 @@ class _Builder:
             last, first, sex = self.person_name()
             age = {"6": 11, "5": 12, "4": 13, "3": 14, "2DE": 15, "1G": 16, "TG": 17}[level]
             birth: date | None = date(self.year - age, rng.randint(1, 12), rng.randint(1, 28))
-            if rng.random() < 0.01:
-                birth = None  # real files carry DateNaissance=""
+            if rng.random() < 0.01 and self.newer:
+                birth = None  # real files carry DateNaissance="" (an invalid xs:date: not in the 1.1 profile)
             labels = [("G1", "G2")[len(class_students[cls]) % 2]]
             if any(s == "lv2" for _, s, _, _ in PLANS[level]):
                 labels.append(rng.choice(("ALL", "ESP")))
@@ -654,7 +654,8 @@ class _Builder:
                     )
                     continue
                 self.assigned[(b, code)] = t
-                staff = [(next(iter(self.staff)), self.week_a)] if code == "VICLA" and self.rng.random() < 0.3 else []
+                staff = ([(next(iter(self.staff)), self.week_a)]
+                         if code == "VICLA" and self.rng.random() < 0.3 and self.staff else [])
                 self.add_slot(
                     code,
                     places,
@@ -717,7 +718,9 @@ class _Builder:
                 pair = [a] if b is None else [a, b]
                 chosen = [s for c in pair for s in class_students[c][: max(2, len(class_students[c]) // 3)]]
                 label = name[a] + ("" if b is None else name[b][-1])
-                g = self.group(f"{label} AP", classes=(), students=chosen)
+                # a student list is a newer construct (Groupe/Eleve); the 1.1 schema groups whole classes
+                g = (self.group(f"{label} AP", classes=(), students=chosen) if self.newer
+                     else self.group(f"{label} AP", classes=pair))
                 t = self.teacher(e, code, g, pool_size)
                 first_half = weeks_bitmap(self.open_weeks[: len(self.open_weeks) // 2])
                 self.add_slot(
@@ -731,7 +734,8 @@ class _Builder:
         first_class = next(iter(self.classes))
         # a slot naming a group and a class: the course is the group's only
         choir = [s for s in list(self.students)[:: max(1, len(self.students) // 15)]][:15]
-        g = self.group("CHORALE", students=choir)
+        g = (self.group("CHORALE", students=choir) if self.newer
+             else self.group("CHORALE", parts=self.classes[first_class].parts[:1]))
         t = self.new_teacher()
         self.add_slot(
             "CHORA",
@@ -742,14 +746,14 @@ class _Builder:
             occupy=[],
             n_classes=10,
         )
-        # equipment booked on a slot
-        ident = self.ident("equipment")
-        self.equipment[ident] = Room(ident, "VIDÉOPROJECTEUR MOBILE")
-        index = rng.randrange(len(self.slots))
-        s = self.slots[index]
-        self.slots[index] = replace(
-            s, equipment=(Ref(ident, self.week_a & s.classes[0].weeks if s.classes else self.week_a),)
-        )
+        if self.newer:  # equipment booked on a slot (Materiels: newer exports)
+            ident = self.ident("equipment")
+            self.equipment[ident] = Room(ident, "VIDÉOPROJECTEUR MOBILE")
+            index = rng.randrange(len(self.slots))
+            s = self.slots[index]
+            self.slots[index] = replace(
+                s, equipment=(Ref(ident, self.week_a & s.classes[0].weeks if s.classes else self.week_a),)
+            )
         # a slot with a subject only (real files carry them): no course, a warning
         self.slots.append(Slot(1, 0, 1, self.subject("ORIEN" if "ORIEN" in self.subject_by_code else "AP")))
 
@@ -777,14 +781,30 @@ def expected_holidays(tt: Timetable) -> list[ClosurePeriod]:
     return out
 
 
+def current_school_year(today: date | None = None) -> int:
+    """The year the current school year started in (a school year starts in August, seed 001)."""
+    today = today or date.today()
+    return today.year if today.month >= 8 else today.year - 1
+
+
 def make_school(
-    size: str, seed: int, *, uai: str | Sequence[str] | None = None, changes: float = 0, year: int = DEFAULT_YEAR
+    size: str, seed: int, *, uai: str | Sequence[str] | None = None, changes: float = 0, year: int | None = None,
+    newer: bool | None = None,
 ) -> GeneratedSchool:
     """A synthetic school export; with `changes=K` the follow-up export of the same school with K % of its
-    courses changed (teacher or time), listed in `.changed_courses`."""
-    builder = _Builder(size, seed, uai, year)
+    courses changed (teacher or time), listed in `.changed_courses`. `year`: the school year's first year
+    (default the current school year, so that its sessions lie ahead).
+
+    Two profiles. By default a one-establishment school is written as Index Education's published schema
+    (ExportEmploiDuTemps.xsd, format 1.1) allows, like the public real exports. `newer=True` (implied for a
+    cité scolaire, which needs `Etablissements`) adds what newer exports carry according to the public
+    importers: Personnels, Materiels, Etablissements, SemainesAnnulation, a student-list group (Groupe/Eleve),
+    an unknown section (Etiquettes), the `IdPN` spelling and empty birth dates."""
+    multi = len(SIZES.get(size, ())) > 1
+    newer = multi if newer is None else newer or multi
+    builder = _Builder(size, seed, uai, current_school_year() if year is None else year, newer)
     tt = builder.build()
-    school = GeneratedSchool(size, seed, tt, builder.establishment_name, holidays=expected_holidays(tt))
+    school = GeneratedSchool(size, seed, tt, builder.establishment_name, holidays=expected_holidays(tt), newer=newer)
     if changes:
         school.timetable, school.changed_courses = apply_changes(builder, tt, changes)
     return school
@@ -849,8 +869,12 @@ def _opt(name: str, value: object) -> str:
     return "" if value is None else f' {name}="{_esc(str(value))}"'
 
 
-def to_xml(tt: Timetable) -> bytes:
-    """Write a model as a clear `ExportEmploiDuTemps` file, laid out like the real ones (tabs, week comments)."""
+def to_xml(tt: Timetable, *, newer: bool = True) -> bytes:
+    """Write a model as a clear `ExportEmploiDuTemps` file, laid out like the real ones (tabs, week comments).
+    `newer=False`: only what the 1.1 schema allows (the model must hold nothing else)."""
+    if not newer and (tt.staff or tt.equipment or tt.establishments or any(g.students for g in tt.groups.values())
+                      or any(s.cancelled_weeks or s.students or s.staff for s in tt.slots)):
+        raise ValueError("this timetable holds constructs of newer exports: write it with newer=True")
     out: list[str] = []
     w = out.append
     w('<?xml version="1.0" encoding="UTF-8"?>\n')
@@ -875,19 +899,21 @@ def to_xml(tt: Timetable) -> bytes:
         w(f'\t<Matiere Ident="{s.ident}" Code="{_esc(s.code)}" Libelle="{_esc(s.label)}"/>\n')
     w("  </Matieres>\n  <Professeurs>\n")
     for n, t in enumerate(tt.teachers.values()):
-        idpn = "IdPN" if n % 2 else "IDPN"  # real files spell it both ways
+        idpn = "IdPN" if n % 2 and newer else "IDPN"  # real files spell it both ways
         w(
             f'\t<Professeur Ident="{t.ident}" Nom="{_esc(t.last_name)}" Prenom="{_esc(t.first_name)}"'
             f"{_opt('DateNaissance', t.birth_date)}{_opt('IDSTS', t.sts_id)}{_opt(idpn, t.pronote_id)}"
             f"{_opt('IDCAS', t.cas_id)}/>\n"
         )
-    w("  </Professeurs>\n  <Personnels>\n")
-    for t in tt.staff.values():
-        w(
-            f'\t<Personnel Ident="{t.ident}" Nom="{_esc(t.last_name)}" Prenom="{_esc(t.first_name)}"'
-            f"{_opt('DateNaissance', t.birth_date)}{_opt('IDPN', t.pronote_id)}{_opt('IDCAS', t.cas_id)}/>\n"
-        )
-    w("  </Personnels>\n")
+    w("  </Professeurs>\n")
+    if newer:
+        w("  <Personnels>\n")
+        for t in tt.staff.values():
+            w(
+                f'\t<Personnel Ident="{t.ident}" Nom="{_esc(t.last_name)}" Prenom="{_esc(t.first_name)}"'
+                f"{_opt('DateNaissance', t.birth_date)}{_opt('IDPN', t.pronote_id)}{_opt('IDCAS', t.cas_id)}/>\n"
+            )
+        w("  </Personnels>\n")
     if tt.establishments:
         w("  <Etablissements>\n")
         for est in tt.establishments.values():
@@ -914,12 +940,15 @@ def to_xml(tt: Timetable) -> bytes:
     w("  </Groupes>\n  <Salles>\n")
     for r in tt.rooms.values():
         w(f'\t<Salle Ident="{r.ident}" Nom="{_esc(r.name)}"/>\n')
-    w("  </Salles>\n  <Materiels>\n")
-    for r in tt.equipment.values():
-        w(f'\t<Materiel Ident="{r.ident}" Nom="{_esc(r.name)}"/>\n')
-    w("  </Materiels>\n  <Eleves>\n")
+    w("  </Salles>\n")
+    if newer:
+        w("  <Materiels>\n")
+        for r in tt.equipment.values():
+            w(f'\t<Materiel Ident="{r.ident}" Nom="{_esc(r.name)}"/>\n')
+        w("  </Materiels>\n")
+    w("  <Eleves>\n")
     for n, st in enumerate(tt.students.values()):
-        idpn = "IdPN" if n % 3 == 0 else "IDPN"
+        idpn = "IdPN" if n % 3 == 0 and newer else "IDPN"
         birth = "" if st.birth_date is None else str(st.birth_date)
         w(
             f'\t<Eleve Ident="{st.ident}" Nom="{_esc(st.last_name)}" Prenom="{_esc(st.first_name)}" '
@@ -936,7 +965,9 @@ def to_xml(tt: Timetable) -> bytes:
         for m in st.parts:
             w(f'\t  <PartieDeClasse Ident="{m.ident}"{_opt("DateEntree", m.start)}{_opt("DateSortie", m.end)}/>\n')
         w("\t</Eleve>\n")
-    w('  </Eleves>\n  <Etiquettes>\n\t<Etiquette Ident="1" Libelle="Sortie pédagogique"/>\n  </Etiquettes>\n')
+    w("  </Eleves>\n")
+    if newer:  # a section this parser does not know
+        w('  <Etiquettes>\n\t<Etiquette Ident="1" Libelle="Sortie pédagogique"/>\n  </Etiquettes>\n')
     w("  <Cours>\n")
     kinds = (
         ("Professeur", "teachers"),

@@ -16,14 +16,15 @@ import json
 import sys
 from pathlib import Path
 
-from tests.factory import DEFAULT_YEAR, SIZES, make_keypair, make_school, write_school
+from tests.factory import SIZES, make_keypair, make_school, write_school
 
 
 def _school(args: argparse.Namespace) -> int:
     if args.encrypt and (not args.public_key or not args.partner):
         print("--encrypt needs --public-key and --partner", file=sys.stderr)
         return 2
-    school = make_school(args.size, args.seed, uai=args.uai, changes=args.changes, year=args.year)
+    school = make_school(args.size, args.seed, uai=args.uai, changes=args.changes, year=args.year,
+                         newer=args.newer or None)
     public = Path(args.public_key).read_bytes() if args.encrypt else None
     out = Path(args.output)
     write_school(school, out, public_key_pem=public, partner=args.partner or "", zipped=args.zip)
@@ -90,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     school.add_argument("--partner")
     school.add_argument("--zip", action="store_true")
     school.add_argument("--changes", type=float, default=0, help="percent of courses changed (follow-up export)")
-    school.add_argument("--year", type=int, default=DEFAULT_YEAR, help="school year's first calendar year")
+    school.add_argument("--year", type=int, default=None,
+                        help="school year's first calendar year (default: the current school year)")
+    school.add_argument("--newer", action="store_true",
+                        help="add the constructs newer exports carry (implied for the XL cité scolaire)")
     school.add_argument("--uai")
     school.add_argument("-o", "--output", required=True)
     school.set_defaults(fn=_school)

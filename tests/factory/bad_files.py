@@ -1,4 +1,6 @@
-"""A corpus of bad deposits, each with the problem code the validator must give it.
+"""A corpus of bad deposits, each with the problem code the validator must give it — and its twin, the
+tolerated corpus: files carrying what real exports carry, each with the warning it must give while the import
+goes on. Between them every row of the validation policy (services/validator/format/problems.py) has a file.
 
 `build_corpus(directory)` writes every case (lazily: the huge file is sparse, the zip bomb is deflated
 in a stream) and returns `BadCase`s holding the file, the `parse_export` keyword arguments to use and
@@ -8,10 +10,13 @@ answers random bytes that almost never have the expected length).
 
 from __future__ import annotations
 
+import base64
 import io
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +79,22 @@ Builder = Callable[[CorpusContext, Path], tuple[bytes | Callable[[Path], None], 
 CASES: list[tuple[str, str, tuple[str, ...], str, Builder]] = []
 
 
+TOLERATED: list[tuple[str, str, tuple[str, ...], str, Builder]] = []
+
+
 def case(name: str, code: str, description: str, *also: str) -> Callable[[Builder], Builder]:
+    """A file the validator must reject with `code` (or one of `also`)."""
     def register(fn: Builder) -> Builder:
         CASES.append((name, code, also, description, fn))
+        return fn
+
+    return register
+
+
+def tolerated(name: str, code: str, description: str) -> Callable[[Builder], Builder]:
+    """A file the validator must accept with the warning `code`."""
+    def register(fn: Builder) -> Builder:
+        TOLERATED.append((name, code, (), description, fn))
         return fn
 
     return register
@@ -323,9 +341,16 @@ def _version(ctx: CorpusContext, d: Path) -> Any:
     return ctx.xml_with('Version="1.1"', 'Version="2.0"'), {}
 
 
-@case("missing_attribute.xml", "missing_attribute", "a Cours without Jour")
-def _missing_attr(ctx: CorpusContext, d: Path) -> Any:
-    return ctx.xml_with('<Cours Jour="', '<Cours Jours="'), {}
+@case("year_missing_attribute.xml", "missing_attribute", "AnneeScolaire without DateFin")
+def _year_missing_attr(ctx: CorpusContext, d: Path) -> Any:
+    y = ctx.school.timetable.school_year
+    return ctx.xml_with(f' DateFin="{y.end}"', ""), {}
+
+
+@case("year_invalid_date.xml", "invalid_value", "DatePremierJourSemaine1 is not a date")
+def _year_invalid(ctx: CorpusContext, d: Path) -> Any:
+    y = ctx.school.timetable.school_year
+    return ctx.xml_with(f'DatePremierJourSemaine1="{y.week1}"', 'DatePremierJourSemaine1="lundi"'), {}
 
 
 @case("missing_element.xml", "missing_element", "no AnneeScolaire")
@@ -336,12 +361,11 @@ def _missing_element(ctx: CorpusContext, d: Path) -> Any:
     return (text[:start] + text[end:]).encode(), {}
 
 
-@case("dangling_reference.xml", "dangling_reference", "a Cours naming an unknown teacher")
-def _dangling(ctx: CorpusContext, d: Path) -> Any:
+@case("grid_without_place.xml", "grid_invalid", "GrilleHoraire without any Place")
+def _no_place(ctx: CorpusContext, d: Path) -> Any:
     text = ctx.xml.decode()
-    at = text.index("<Professeur Ident=", text.index("  <Cours>"))
-    end = text.index('"', at + len('<Professeur Ident="'))
-    return (text[:at] + '<Professeur Ident="999999' + text[end:]).encode(), {}
+    start, end = text.index("<PlacesParJour>") + len("<PlacesParJour>"), text.index("\t</PlacesParJour>")
+    return (text[:start] + "\n" + text[end:]).encode(), {}
 
 
 @case("incoherent_year.xml", "school_year_incoherent", "DateFin before DateDebut")
@@ -350,7 +374,72 @@ def _year(ctx: CorpusContext, d: Path) -> Any:
     return ctx.xml_with(f'DateFin="{y.end}"', f'DateFin="{y.start.replace(year=y.start.year - 1)}"'), {}
 
 
-@case("invalid_weeks.xml", "invalid_value", "Semaines is not a number")
+@case("no_usable_course.xml", "no_usable_course", "every Cours names a subject the file does not declare")
+def _no_course(ctx: CorpusContext, d: Path) -> Any:
+    text = ctx.xml.decode()
+    head, cours = text.split("  <Cours>", 1)
+    return (head + "  <Cours>" + re.sub(r'<Matiere Ident="\d+"/>', '<Matiere Ident="999999"/>', cours)).encode(), {}
+
+
+@case("unreadable", "file_unreadable", "the path is a directory, not a file")
+def _unreadable(ctx: CorpusContext, d: Path) -> Any:
+    return (lambda path: path.mkdir(exist_ok=True)), {}
+
+
+@case("zip_too_many_members.zip", "zip_too_many_members", "more members than the cap (cap lowered to 3)")
+def _zip_many(ctx: CorpusContext, d: Path) -> Any:
+    return _zip([("EDT.xml", ctx.xml)] + [(f"note{i}.txt", b"x") for i in range(4)]), {
+        "limits": Limits(max_zip_members=3)}
+
+
+@case("content_not_blocks.xml", "content_decrypt_failed", "CONTENU is not a whole number of AES blocks")
+def _not_blocks(ctx: CorpusContext, d: Path) -> Any:
+    text = ctx.encrypted().decode()
+    start = text.index(">", text.index("<CONTENU")) + 1
+    end = text.index("</CONTENU>")
+    return (text[:start] + base64.b64encode(b"x" * 15).decode() + text[end:]).encode(), {}
+
+
+# ------------------------------------------------------------------ tolerated: what real files carry
+
+
+def _first_cours(text: str) -> tuple[int, int]:
+    """Start and end offsets of the first Cours element of the Cours section."""
+    start = text.index("\t<Cours ", text.index("  <Cours>"))
+    return start, text.index("\t</Cours>\n", start) + len("\t</Cours>\n")
+
+
+def _in_first_cours(ctx: CorpusContext, old: str, new: str) -> bytes:
+    text = ctx.xml.decode()
+    start, end = _first_cours(text)
+    block = text[start:end]
+    if old not in block:
+        raise AssertionError(f"first Cours lacks {old!r}")
+    return (text[:start] + block.replace(old, new, 1) + text[end:]).encode()
+
+
+@tolerated("slot_incomplete.xml", "slot_incomplete", "a Cours without Jour")
+def _slot_incomplete(ctx: CorpusContext, d: Path) -> Any:
+    return ctx.xml_with('<Cours Jour="', '<Cours Jours="'), {}
+
+
+@tolerated("dangling_reference.xml", "dangling_reference", "a Cours naming an unknown teacher")
+def _dangling(ctx: CorpusContext, d: Path) -> Any:
+    text = ctx.xml.decode()
+    at = text.index("<Professeur Ident=", text.index("  <Cours>"))
+    end = text.index('"', at + len('<Professeur Ident="'))
+    return (text[:at] + '<Professeur Ident="999999' + text[end:]).encode(), {}
+
+
+@tolerated("dangling_part.xml", "dangling_reference", "students in a part of class no Classe declares (real PRONOTE)")
+def _dangling_part(ctx: CorpusContext, d: Path) -> Any:
+    text = ctx.xml.decode()
+    at = text.index("\t  <Classe Ident=", text.index("  <Eleves>"))
+    return (text[:at] + '\t  <PartieDeClasse Ident="30" DateEntree="2012-09-04" DateSortie="2013-08-31"/>\n'
+            + text[at:]).encode(), {}
+
+
+@tolerated("invalid_weeks.xml", "element_incomplete", "a Semaines that is not a number")
 def _invalid(ctx: CorpusContext, d: Path) -> Any:
     text = ctx.xml.decode()
     at = text.index('Semaines="', text.index("  <Cours>")) + len('Semaines="')
@@ -358,28 +447,173 @@ def _invalid(ctx: CorpusContext, d: Path) -> Any:
     return (text[:at] + "toutes" + text[end:]).encode(), {}
 
 
-@case("out_of_grid.xml", "slot_out_of_grid", "a Cours at place 42 of a 10-place day")
+@tolerated("out_of_grid.xml", "slot_out_of_grid", "a Cours at place 42 of a 10-place day")
 def _out_of_grid(ctx: CorpusContext, d: Path) -> Any:
     return ctx.xml_with('NumeroPlaceDebut="0"', 'NumeroPlaceDebut="42"'), {}
 
 
-@case("duplicate_ident.xml", "duplicate_ident", "two subjects with one Ident")
+@tolerated("duplicate_ident.xml", "duplicate_ident", "two subjects with one Ident")
 def _duplicate(ctx: CorpusContext, d: Path) -> Any:
     text = ctx.xml.decode()
     at = text.index("\t<Matiere ")
     line = text[at : text.index("\n", at) + 1]
-    return (text[:at] + line + text[at:]).encode(), {}
+    copy = line.replace('Libelle="', 'Libelle="DOUBLON ')
+    return (text[:at] + line + copy + text[at + len(line):]).encode(), {}
+
+
+@tolerated("subject_unknown.xml", "slot_subject_unknown", "a Cours naming a subject the file does not declare")
+def _subject_unknown(ctx: CorpusContext, d: Path) -> Any:
+    return _in_first_cours(ctx, '<Matiere Ident="', '<Matiere Ident="99999'), {}
+
+
+@tolerated("without_subject.xml", "slot_without_subject", "a Cours without its Matiere")
+def _without_subject(ctx: CorpusContext, d: Path) -> Any:
+    return _in_first_cours(ctx, "\t  <Matiere Ident=", "\t  <Sujet Ident="), {}
+
+
+@tolerated("teacher_without_ident.xml", "element_incomplete", "a Professeur without Ident")
+def _no_ident(ctx: CorpusContext, d: Path) -> Any:
+    return ctx.xml_with("\t<Professeur Ident=", "\t<Professeur Id="), {}
+
+
+@tolerated("teacher_without_first_name.xml", "attribute_missing", "a Professeur without Prenom")
+def _no_first_name(ctx: CorpusContext, d: Path) -> Any:
+    text = ctx.xml.decode()
+    at = text.index(" Prenom=", text.index("\t<Professeur "))
+    end = text.index('"', at + len(' Prenom="'))
+    return (text[:at] + text[end + 1:]).encode(), {}
+
+
+@tolerated("impossible_birth_date.xml", "date_invalid", "a student born on 31/02/2012")
+def _impossible_date(ctx: CorpusContext, d: Path) -> Any:
+    return re.sub(rb'(<Eleve [^>]*DateNaissance=")[^"]*', rb"\g<1>31/02/2012", ctx.xml, count=1), {}
+
+
+@tolerated("exit_before_entry.xml", "date_invalid", "a class membership ending before it starts")
+def _exit_before(ctx: CorpusContext, d: Path) -> Any:
+    return re.sub(rb'(<Classe Ident="\d+" DateEntree=")[^"]*(" DateSortie=")[^"]*', rb"\g<1>2020-06-30\g<2>2020-01-01",
+                  ctx.xml, count=1), {}
+
+
+@tolerated("empty_birth_date.xml", "birth_date_empty", 'a student with DateNaissance=""')
+def _empty_birth(ctx: CorpusContext, d: Path) -> Any:
+    return re.sub(rb'(<Eleve [^>]*DateNaissance=")[^"]*', rb"\g<1>", ctx.xml, count=1), {}
+
+
+@tolerated("bad_cancellations.xml", "value_ignored", "SemainesAnnulation that is not a number")
+def _bad_cancel(ctx: CorpusContext, d: Path) -> Any:
+    return ctx.xml_with("\t<Cours Jour=", '\t<Cours SemainesAnnulation="jamais" Jour='), {}
+
+
+@tolerated("unknown_names.xml", "unknown_elements", "an Absences section and an attribute no schema has")
+def _unknown(ctx: CorpusContext, d: Path) -> Any:
+    data = ctx.xml_with("  <Cours>", '  <Absences>\n\t<Absence Ident="1"/>\n  </Absences>\n  <Cours>')
+    return data.replace(b"\t<Matiere Ident=", b'\t<Matiere Couleur="rouge" Ident=', 1), {}
+
+
+@tolerated("no_rooms_section.xml", "section_missing", "no Salles section (and so no room of any Cours)")
+def _no_rooms(ctx: CorpusContext, d: Path) -> Any:
+    text = ctx.xml.decode()
+    start, end = text.index("  <Salles>"), text.index("  </Salles>\n") + len("  </Salles>\n")
+    return (text[:start] + text[end:]).encode(), {}
+
+
+@tolerated("other_namespace.xml", "namespace_unexpected", "the export in another XML namespace")
+def _namespace(ctx: CorpusContext, d: Path) -> Any:
+    return ctx.xml_with("http://www.index-education.com/exportemploidutemps",
+                        "http://www.index-education.com/exportemploidutemps/v2"), {}
+
+
+@tolerated("week1_tuesday.xml", "week1_not_monday", "DatePremierJourSemaine1 on a Tuesday")
+def _tuesday(ctx: CorpusContext, d: Path) -> Any:
+    y = ctx.school.timetable.school_year
+    return ctx.xml_with(f'DatePremierJourSemaine1="{y.week1}"',
+                        f'DatePremierJourSemaine1="{y.week1 + timedelta(days=1)}"'), {}
+
+
+@tolerated("place_count.xml", "grid_place_count_mismatch", "NombrePlacesParJour says 12, 10 places listed")
+def _place_count(ctx: CorpusContext, d: Path) -> Any:
+    return re.sub(rb'NombrePlacesParJour="\d+"', b'NombrePlacesParJour="12"', ctx.xml, count=1), {}
+
+
+@tolerated("no_friday.xml", "slot_on_non_working_day", "Friday's slots, Friday not among the working days")
+def _no_friday(ctx: CorpusContext, d: Path) -> Any:
+    return ctx.xml_with("\t  <Jour>5</Jour>\n", ""), {}
+
+
+@tolerated("subject_only.xml", "slot_without_resources", "a Cours with a subject only (100 in a real PRONOTE file)")
+def _subject_only(ctx: CorpusContext, d: Path) -> Any:
+    return ctx.xml, {}
+
+
+@tolerated("parts_only.xml", "slot_parts_only", "a Cours naming only a part of a class")
+def _parts_only(ctx: CorpusContext, d: Path) -> Any:
+    return ctx.xml, {}
+
+
+@tolerated("group_and_class.xml", "slot_groups_and_classes", "a Cours naming a group and a class")
+def _group_and_class(ctx: CorpusContext, d: Path) -> Any:
+    return ctx.xml, {}
+
+
+@tolerated("homonyms.xml", "homonyms", "students sharing a name")
+def _homonyms(ctx: CorpusContext, d: Path) -> Any:
+    return ctx.xml, {}
+
+
+@tolerated("two_subjects.xml", "slot_several_subjects", "a Cours with two Matiere")
+def _two_subjects(ctx: CorpusContext, d: Path) -> Any:
+    text = ctx.xml.decode()
+    start, end = _first_cours(text)
+    block = text[start:end]
+    line_start = block.index("\t  <Matiere ")
+    line = block[line_start : block.index("\n", line_start) + 1]
+    return (text[:start] + block.replace(line, line + line, 1) + text[end:]).encode(), {}
+
+
+@tolerated("week_60.xml", "weeks_outside_school_year", "a resource with bit 60 set")
+def _week_60(ctx: CorpusContext, d: Path) -> Any:
+    text = ctx.xml.decode()
+    at = text.index('Semaines="', text.index("  <Cours>")) + len('Semaines="')
+    end = text.index('"', at)
+    return (text[:at] + str(int(text[at:end]) | 1 << 60) + text[end:]).encode(), {}
+
+
+@tolerated("student_without_class.xml", "student_without_class", "a student whose Classe was left out")
+def _no_class(ctx: CorpusContext, d: Path) -> Any:
+    return re.sub(rb'\t  <Classe Ident="\d+" DateEntree="[^"]*" DateSortie="[^"]*"/>\n', b"",
+                  ctx.xml, count=1), {}
+
+
+@tolerated("zip_with_readme.zip", "zip_members_ignored", "a zip holding the export and a text file")
+def _zip_readme(ctx: CorpusContext, d: Path) -> Any:
+    return _zip([("EDT_To_KOSMOS.xml", ctx.xml), ("lisezmoi.txt", b"export du lundi")]), {}
+
+
+@tolerated("container_other_uai.xml", "container_uai_differs", "the container's UAI edited by hand (laclasse 2018)")
+def _container_uai(ctx: CorpusContext, d: Path) -> Any:
+    return ctx.encrypted(uai="0134567U"), {}
+
+
+@tolerated("class_without_establishment.xml", "class_without_establishment",
+           "a cité scolaire file with a Classe naming no Etablissement")
+def _no_establishment(ctx: CorpusContext, d: Path) -> Any:
+    multi = ctx.multi or make_school("XS2", 3)
+    xml = multi.to_xml_bytes()
+    uais = [e.uai for e in multi.timetable.establishments.values()]
+    return re.sub(rb'\t  <Etablissement Ident="\d+"/>\n', b"", xml, count=1), {"expected_uais": uais}
 
 
 # ------------------------------------------------------------------------------------------- corpus
 
 
-def build_corpus(directory: Path, ctx: CorpusContext | None = None) -> list[BadCase]:
-    """Write every bad file into `directory`; return the cases with their parse arguments."""
+def build_corpus(directory: Path, ctx: CorpusContext | None = None, *, cases: list[Any] | None = None) -> list[BadCase]:
+    """Write every case (the bad files by default; `cases=TOLERATED` for the tolerated corpus) into `directory`;
+    return the cases with their parse arguments."""
     ctx = ctx or CorpusContext.create()
     directory.mkdir(parents=True, exist_ok=True)
     out = []
-    for name, code, also, description, fn in CASES:
+    for name, code, also, description, fn in CASES if cases is None else cases:
         content, kwargs = fn(ctx, directory)
         path = directory / name
         if callable(content):

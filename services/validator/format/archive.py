@@ -71,7 +71,7 @@ def parse_zip(fh: IO[bytes], ctx: Ctx, partner_name: str, private_key: bytes | N
         ctx.meta.zip_member = chosen.filename
         ctx.meta.zip_ignored = [i.filename for i in files if i is not chosen]
         if ctx.meta.zip_ignored:
-            ctx.warn("zip_members_ignored", members=ctx.meta.zip_ignored)
+            ctx.report("zip_members_ignored", members=ctx.meta.zip_ignored)
         with zf.open(chosen) as member:
             guard = Guard(
                 member,

@@ -1,4 +1,13 @@
-"""The clear `ExportEmploiDuTemps` document streamed into the canonical timetable."""
+"""The clear `ExportEmploiDuTemps` document streamed into the canonical timetable.
+
+It reads every construct Index Education's schema (ExportEmploiDuTemps.xsd, format 1.1) allows — `xs:date`
+and `xs:time` with a time zone or fractional seconds, numbers with a sign, leading zeros or spaces, empty
+sections — and the newer elements real exports add (Etablissements, Personnels, Materiels, SemainesAnnulation,
+SemainesInclusion, Eleve under Cours or Groupe, the `IdPN` spelling). What a real file gets wrong is counted
+and reported once per kind, with the policy's code (see `problems.POLICY`): an element without its Ident is
+ignored, a missing name is left empty, an impossible date is ignored, an unknown element or attribute is
+listed and skipped. Only a missing or unusable school year or time grid rejects the file here.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +16,13 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from services.validator.format.checks import check_people, check_references, check_slots
+from services.validator.format.checks import (
+    check_people,
+    check_slots,
+    check_usable,
+    resolve_references,
+    unknown_summary,
+)
 from services.validator.format.container import check_format_version
 from services.validator.format.context import Ctx
 from services.validator.format.stream import local, namespace
@@ -30,32 +45,91 @@ from shared.timetable import (
     Timetable,
 )
 
-# -------------------------------------------------------------------------------------- clear file
+# -------------------------------------------------------------------------------------------- values
 
 
-def _parse_date(value: str) -> date:
-    return date.fromisoformat(value.strip()[:10])
+def parse_date(value: str) -> date:
+    """`xs:date` ('2013-09-03', with or without a time zone: '2013-09-03+02:00', '2013-09-03Z') or the
+    French 'DD/MM/YYYY'."""
+    text = value.strip()
+    if len(text) >= 10 and text[2] == "/" and text[5] == "/":
+        return date(int(text[6:10]), int(text[3:5]), int(text[0:2]))
+    return date.fromisoformat(text[:10])
 
 
-_TIME_RE = re.compile(r"\s*(\d{1,2})\s*[:hH]\s*(\d{2})(?:\s*:\s*(\d{2}))?\s*")
+_TIME_RE = re.compile(r"\s*(\d{1,2})\s*[:hH]\s*(\d{2})(?:\s*:\s*(\d{2})(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}:\d{2})?\s*")
 
 
 def parse_time_label(value: str) -> int:
-    """'08:00:00', '08:00' or '08h00' → minutes after midnight."""
+    """'08:00:00', '08:00:00.000', '08:00:00+01:00' (`xs:time`), '08:00' or '08h00' → minutes after midnight.
+    A time zone is dropped: the grid is in the establishment's local time."""
     m = _TIME_RE.fullmatch(value or "")
     if not m:
         raise ValueError(value)
     hours, minutes = int(m.group(1)), int(m.group(2))
-    if hours > 24 or minutes > 59:
+    if hours > 24 or minutes > 59 or (hours == 24 and minutes):
         raise ValueError(value)
     return hours * 60 + minutes
 
 
-def _bitmap(value: str) -> int:
+def bitmap(value: str) -> int:
     n = int(value)
     if n < 0 or n >= 1 << 64:
         raise ValueError(value)
     return n
+
+
+def canonical_ident(value: str) -> str:
+    """Idents are `xs:unsignedInt` in the schema: ' 012 ' and '+12' are the ident 12. Non-numeric idents
+    (the schema leaves PartieDeClasse's untyped under Cours) are kept as written, trimmed."""
+    text = value.strip()
+    digits = text[1:] if text[:1] == "+" else text
+    return str(int(digits)) if digits.isdigit() and digits.isascii() else text
+
+
+# ------------------------------------------------------------------------------- known names (schema)
+
+_PERSON_ATTRS = frozenset({"Ident", "Nom", "Prenom", "CodePostal", "DateNaissance", "IDSTS", "IDPN", "IDCAS",
+                           "IdPN", "IdCAS"})
+_WEEKS_ATTRS = frozenset({"Ident", "Semaines", "SemainesInclusion"})
+_MEMBER_ATTRS = frozenset({"Ident", "DateEntree", "DateSortie"})
+_IDENT_ONLY = frozenset({"Ident"})
+# element → its attributes and, for each child element, the child's attributes (schema 1.1 and newer exports)
+KNOWN: dict[str, tuple[frozenset[str], dict[str, frozenset[str]]]] = {
+    "Matiere": (frozenset({"Ident", "Code", "Libelle"}), {}),
+    "Professeur": (_PERSON_ATTRS, {}),
+    "Personnel": (_PERSON_ATTRS, {}),
+    "Etablissement": (frozenset({"Ident", "Numero", "Nom"}), {}),
+    "Classe": (frozenset({"Ident", "Nom"}), {"PartieDeClasse": frozenset({"Ident", "Nom"}),
+                                              "Etablissement": _IDENT_ONLY}),
+    "Groupe": (frozenset({"Ident", "Nom"}), {"Classe": _IDENT_ONLY, "PartieDeClasse": _IDENT_ONLY,
+                                              "Eleve": _IDENT_ONLY}),
+    "Salle": (frozenset({"Ident", "Nom"}), {}),
+    "Materiel": (frozenset({"Ident", "Nom"}), {}),
+    "Eleve": (frozenset({"Ident", "Nom", "Prenom", "DateNaissance", "Sexe", "CodePostal", "NumeroNational",
+                         "IDSconet", "IDPN", "IDCAS", "IdPN", "IdCAS", "IDEtablissement"}),
+              {"Classe": _MEMBER_ATTRS, "PartieDeClasse": _MEMBER_ATTRS,
+               "Responsable": frozenset({"Ident", "RespLegal", "Nom", "Prenom", "Civilite", "Adresse1", "Adresse2",
+                                         "Adresse3", "Adresse4", "CodePostal", "Ville", "IDPN", "IDCAS", "IdPN",
+                                         "IdCAS"})}),
+    # Annuel: laclasse's 2018 importer reads it (whole-year slot); the week bitmaps already say it
+    "Cours": (frozenset({"Jour", "NumeroPlaceDebut", "NombrePlaces", "SemainesAnnulation", "Annuel"}),
+              {"Matiere": _IDENT_ONLY, **{name: _WEEKS_ATTRS for name in (
+                  "Professeur", "Classe", "PartieDeClasse", "Groupe", "Salle", "Materiel", "Eleve", "Personnel")}}),
+}
+
+# Cours child → index in the slot's reference lists
+_REF_FIELDS = {"Professeur": 0, "Classe": 1, "PartieDeClasse": 2, "Groupe": 3, "Salle": 4, "Materiel": 5,
+               "Eleve": 6, "Personnel": 7}
+
+
+class _Tally:
+    """Occurrences of one kind of oddity: how many, the first line, the first value."""
+
+    __slots__ = ("count", "line", "value")
+
+    def __init__(self, line: int | None, value: Any) -> None:
+        self.count, self.line, self.value = 1, line, value
 
 
 class ClearParser:
@@ -79,93 +153,111 @@ class ClearParser:
         self.year: SchoolYear | None = None
         self.grid: TimeGrid | None = None
         self.sections: set[str] = set()
-        # (element, attribute) → [count, first line]; (element, attribute) → [count, line, value]
-        self.missing: dict[tuple[str, str], list[Any]] = {}
-        self.invalid: dict[tuple[str, str], list[Any]] = {}
+        self.tallies: dict[tuple[str, str, str], _Tally] = {}  # (code, element, attribute) → tally
         self.duplicates: dict[str, list[str]] = {}
-        self.counters: dict[str, list[Any]] = {}
+        self.unknown: dict[str, int] = {}  # 'Section', 'Element@attribute', 'Element/child' → count
+        self.counters: dict[str, int] = {}
 
     # ---------------------------------------------------------------- helpers
-    def _missing(self, element: str, attribute: str, el: Any) -> None:
-        entry = self.missing.get((element, attribute))
+    def _tally(self, code: str, element: str, attribute: str, el: Any, value: Any = None) -> None:
+        key = (code, element, attribute)
+        entry = self.tallies.get(key)
         if entry is None:
-            self.missing[(element, attribute)] = [1, el.sourceline]
+            self.tallies[key] = _Tally(el.sourceline, value)
         else:
-            entry[0] += 1
+            entry.count += 1
 
-    def _invalid(self, element: str, attribute: str, value: Any, el: Any) -> None:
-        entry = self.invalid.get((element, attribute))
-        if entry is None:
-            self.invalid[(element, attribute)] = [1, el.sourceline, value]
-        else:
-            entry[0] += 1
+    def _count(self, code: str) -> None:
+        self.counters[code] = self.counters.get(code, 0) + 1
 
-    def _count(self, code: str, sample: Any = None) -> None:
-        entry = self.counters.get(code)
-        if entry is None:
-            self.counters[code] = [1, sample]
-        else:
-            entry[0] += 1
+    def _check_names(self, el: Any, element: str) -> None:
+        """Unknown attributes of an entity and unknown children (with theirs): listed, never fatal."""
+        attrs, children = KNOWN[element]
+        for name in el.keys():
+            if name not in attrs and name[0] != "{":  # namespaced (xsi:…) attributes are XML's, not the format's
+                key = f"{element}@{name}"
+                self.unknown[key] = self.unknown.get(key, 0) + 1
+        for child in el:
+            tag = child.tag
+            if not isinstance(tag, str):
+                continue
+            cname = tag[tag.rfind("}") + 1:]
+            known = children.get(cname)
+            if known is None:
+                key = f"{element}/{cname}"
+                self.unknown[key] = self.unknown.get(key, 0) + 1
+                continue
+            for name in child.keys():
+                if name not in known and name[0] != "{":
+                    key = f"{element}/{cname}@{name}"
+                    self.unknown[key] = self.unknown.get(key, 0) + 1
 
-    def _required(self, el: Any, element: str, *names: str) -> list[str] | None:
-        get = el.get
-        values = [get(n) for n in names]
-        if None in values:
-            for n, v in zip(names, values, strict=True):
-                if v is None:
-                    self._missing(element, n, el)
+    def _ident(self, el: Any, element: str) -> str | None:
+        raw = el.get("Ident")
+        ident = canonical_ident(raw) if raw is not None else ""
+        if not ident:
+            self._tally("element_incomplete", element, "Ident", el, raw)
             return None
-        return values  # type: ignore[return-value]
+        return ident
+
+    def _text(self, el: Any, element: str, attribute: str) -> str:
+        value = el.get(attribute)
+        if value is None:
+            self._tally("attribute_missing", element, attribute, el)
+            return ""
+        return value
 
     def _put(self, store: dict[str, Any], element: str, ident: str, value: Any) -> None:
-        if ident in store:
+        if ident in store:  # first wins, as in the public importers
             self.duplicates.setdefault(element, []).append(ident)
             return
         store[ident] = value
 
     def _opt_date(self, el: Any, element: str, attribute: str) -> date | None:
         value = el.get(attribute)
-        if not value:
+        if not value or not value.strip():
             return None
         try:
-            return _parse_date(value)
+            return parse_date(value)
         except ValueError:
-            self._invalid(element, attribute, value, el)
+            self._tally("date_invalid", element, attribute, el, value)
             return None
+
+    def _birth_date(self, el: Any, element: str) -> date | None:
+        born = self._opt_date(el, element, "DateNaissance")
+        # An impossible birth date (after the school year, or before 1900) is as good as none.
+        if born is not None and (born.year < 1900 or (self.year is not None and born > self.year.end)):
+            self._tally("date_invalid", element, "DateNaissance", el, el.get("DateNaissance"))
+            return None
+        return born
 
     @staticmethod
     def _idpn(el: Any) -> str | None:
-        return el.get("IDPN") or el.get("IdPN") or None  # real files spell it both ways
+        return (el.get("IDPN") or el.get("IdPN") or "").strip() or None  # real files spell it both ways
 
     @staticmethod
     def _idcas(el: Any) -> str | None:
-        return el.get("IDCAS") or el.get("IdCAS") or None
+        return (el.get("IDCAS") or el.get("IdCAS") or "").strip() or None
 
     # ---------------------------------------------------------------- sections
     def _school_year(self, el: Any) -> None:
-        values = self._required(el, "AnneeScolaire", "DateDebut", "DateFin", "DatePremierJourSemaine1")
-        if values is None:
-            return
-        try:
-            start, end, week1 = (_parse_date(v) for v in values)
-        except ValueError:
-            for n, v in zip(("DateDebut", "DateFin", "DatePremierJourSemaine1"), values, strict=True):
-                try:
-                    _parse_date(v)
-                except ValueError:
-                    self._invalid("AnneeScolaire", n, v, el)
-            return
-        self.year = SchoolYear(start, end, week1)
+        names = ("DateDebut", "DateFin", "DatePremierJourSemaine1")
+        values = [el.get(n) for n in names]
+        dates: list[date] = []
+        for name, value in zip(names, values, strict=True):
+            if value is None:
+                self.ctx.report("missing_attribute", element="AnneeScolaire", attribute=name, line=el.sourceline,
+                                count=1)
+                continue
+            try:
+                dates.append(parse_date(value))
+            except ValueError:
+                self.ctx.report("invalid_value", element="AnneeScolaire", attribute=name, value=value,
+                                line=el.sourceline, count=1)
+        if len(dates) == 3:
+            self.year = SchoolYear(*dates)
 
     def _time_grid(self, el: Any) -> None:
-        values = self._required(el, "GrilleHoraire", "NombrePlacesParJour", "DureePlace")
-        if values is None:
-            return
-        try:
-            per_day, minutes = int(values[0]), int(values[1])
-        except ValueError:
-            self._invalid("GrilleHoraire", "NombrePlacesParJour/DureePlace", values, el)
-            return
         days: list[int] = []
         places: dict[int, Place] = {}
         for child in el.iter():
@@ -174,51 +266,63 @@ class ClearParser:
                 try:
                     days.append(int((child.text or "").strip()))
                 except ValueError:
-                    self._invalid("Jour", "(texte)", child.text, child)
+                    self._tally("element_incomplete", "Jour", "(texte)", child, child.text)
             elif name == "Place":
-                pv = self._required(child, "Place", "Numero", "LibelleHeureDebut", "LibelleHeureFin")
-                if pv is None:
-                    continue
-                try:
-                    number = int(pv[0])
-                except ValueError:
-                    self._invalid("Place", "Numero", pv[0], child)
-                    continue
-                try:
-                    start = parse_time_label(pv[1])
-                except ValueError:
-                    self._invalid("Place", "LibelleHeureDebut", pv[1], child)
-                    continue
-                try:
-                    end = parse_time_label(pv[2])
-                except ValueError:
-                    self._invalid("Place", "LibelleHeureFin", pv[2], child)
-                    continue
-                if number in places:
-                    self.duplicates.setdefault("Place", []).append(str(number))
-                    continue
-                places[number] = Place(number, start, end)
-        self.grid = TimeGrid(per_day, minutes, tuple(days), tuple(sorted(places.values())))
+                self._place(child, places)
+        minutes: int | None = None
+        per_day = len(places)
+        for attribute in ("NombrePlacesParJour", "DureePlace"):
+            raw = el.get(attribute)
+            try:
+                value = int(raw) if raw is not None else None
+            except ValueError:
+                self._tally("value_ignored", "GrilleHoraire", attribute, el, raw)
+                value = None
+            if raw is None:
+                self._tally("attribute_missing", "GrilleHoraire", attribute, el)
+            if attribute == "NombrePlacesParJour" and value is not None:
+                per_day = value
+            elif value is not None:
+                minutes = value
+        ordered = tuple(sorted(places.values()))
+        if minutes is None:  # only informative: each place has its own times
+            minutes = ordered[0].end - ordered[0].start if ordered else 0
+        self.grid = TimeGrid(per_day, minutes, tuple(days), ordered)
+
+    def _place(self, el: Any, places: dict[int, Place]) -> None:
+        values = []
+        for attribute, parse in (("Numero", int), ("LibelleHeureDebut", parse_time_label),
+                                 ("LibelleHeureFin", parse_time_label)):
+            raw = el.get(attribute)
+            try:
+                values.append(parse(raw) if raw is not None else None)
+            except ValueError:
+                values.append(None)
+            if values[-1] is None:
+                self._tally("element_incomplete", "Place", attribute, el, raw)
+                return
+        number, start, end = values
+        if number in places:
+            self.duplicates.setdefault("Place", []).append(str(number))
+            return
+        places[number] = Place(number, start, end)
 
     def _subject(self, el: Any) -> None:
-        v = self._required(el, "Matiere", "Ident", "Code", "Libelle")
-        if v is not None:
-            self._put(self.subjects, "Matiere", v[0], Subject(v[0], v[1], v[2]))
+        self._check_names(el, "Matiere")
+        ident = self._ident(el, "Matiere")
+        if ident is not None:
+            self._put(self.subjects, "Matiere", ident,
+                      Subject(ident, self._text(el, "Matiere", "Code"), self._text(el, "Matiere", "Libelle")))
 
     def _person(self, el: Any, element: str, store: dict[str, Person]) -> None:
-        v = self._required(el, element, "Ident", "Nom", "Prenom")
-        if v is None:
+        self._check_names(el, element)
+        ident = self._ident(el, element)
+        if ident is None:
             return
-        person = Person(
-            v[0],
-            v[1],
-            v[2],
-            self._opt_date(el, element, "DateNaissance"),
-            self._idpn(el),
-            self._idcas(el),
-            el.get("IDSTS") or None,
-        )
-        self._put(store, element, v[0], person)
+        person = Person(ident, self._text(el, element, "Nom"), self._text(el, element, "Prenom"),
+                        self._birth_date(el, element), self._idpn(el), self._idcas(el),
+                        (el.get("IDSTS") or "").strip() or None)
+        self._put(store, element, ident, person)
 
     def _teacher(self, el: Any) -> None:
         self._person(el, "Professeur", self.teachers)
@@ -227,147 +331,134 @@ class ClearParser:
         self._person(el, "Personnel", self.staff)
 
     def _establishment(self, el: Any) -> None:
-        v = self._required(el, "Etablissement", "Ident", "Numero")
-        if v is not None:
-            self._put(
-                self.establishments,
-                "Etablissement",
-                v[0],
-                Establishment(v[0], v[1].strip().upper(), el.get("Nom") or ""),
-            )
+        self._check_names(el, "Etablissement")
+        ident = self._ident(el, "Etablissement")
+        if ident is None:
+            return
+        uai = (el.get("Numero") or "").strip().upper()
+        if not uai:  # an establishment without its UAI cannot be told apart: ignored
+            self._tally("element_incomplete", "Etablissement", "Numero", el, el.get("Numero"))
+            return
+        self._put(self.establishments, "Etablissement", ident, Establishment(ident, uai, el.get("Nom") or ""))
 
     def _child_idents(self, el: Any, element: str) -> dict[str, list[str]]:
+        """The Idents of an entity's known children (unknown ones were listed by `_check_names`)."""
+        known = KNOWN[element][1]
         out: dict[str, list[str]] = {}
         for child in el:
-            ident = child.get("Ident")
-            name = local(child.tag)
-            if ident is None:
-                if name in ("PartieDeClasse", "Classe", "Eleve", "Etablissement"):
-                    self._missing(f"{element}/{name}", "Ident", child)
+            if not isinstance(child.tag, str):
                 continue
-            out.setdefault(name, []).append(ident)
+            name = local(child.tag)
+            if name not in known:
+                continue
+            ident = self._ident(child, f"{element}/{name}")
+            if ident is not None:
+                out.setdefault(name, []).append(ident)
         return out
 
     def _class(self, el: Any) -> None:
-        v = self._required(el, "Classe", "Ident", "Nom")
-        if v is None:
+        self._check_names(el, "Classe")
+        ident = self._ident(el, "Classe")
+        if ident is None:
             return
         kids = self._child_idents(el, "Classe")
-        self._put(
-            self.classes,
-            "Classe",
-            v[0],
-            SchoolClass(v[0], v[1], tuple(kids.get("PartieDeClasse", ())), tuple(kids.get("Etablissement", ()))),
-        )
+        self._put(self.classes, "Classe", ident,
+                  SchoolClass(ident, self._text(el, "Classe", "Nom"), tuple(kids.get("PartieDeClasse", ())),
+                              tuple(kids.get("Etablissement", ()))))
 
     def _group(self, el: Any) -> None:
-        v = self._required(el, "Groupe", "Ident", "Nom")
-        if v is None:
+        self._check_names(el, "Groupe")
+        ident = self._ident(el, "Groupe")
+        if ident is None:
             return
         kids = self._child_idents(el, "Groupe")
-        group = Group(
-            v[0],
-            v[1],
-            tuple(kids.get("Classe", ())),
-            tuple(kids.get("PartieDeClasse", ())),
-            tuple(kids.get("Eleve", ())),
-        )
-        self._put(self.groups, "Groupe", v[0], group)
+        self._put(self.groups, "Groupe", ident,
+                  Group(ident, self._text(el, "Groupe", "Nom"), tuple(kids.get("Classe", ())),
+                        tuple(kids.get("PartieDeClasse", ())), tuple(kids.get("Eleve", ()))))
 
     def _room(self, el: Any) -> None:
-        v = self._required(el, "Salle", "Ident", "Nom")
-        if v is not None:
-            self._put(self.rooms, "Salle", v[0], Room(v[0], v[1]))
+        self._check_names(el, "Salle")
+        ident = self._ident(el, "Salle")
+        if ident is not None:
+            self._put(self.rooms, "Salle", ident, Room(ident, self._text(el, "Salle", "Nom")))
 
     def _equipment(self, el: Any) -> None:
-        v = self._required(el, "Materiel", "Ident", "Nom")
-        if v is not None:
-            self._put(self.equipment, "Materiel", v[0], Room(v[0], v[1]))
+        self._check_names(el, "Materiel")
+        ident = self._ident(el, "Materiel")
+        if ident is not None:
+            self._put(self.equipment, "Materiel", ident, Room(ident, self._text(el, "Materiel", "Nom")))
+
+    def _membership(self, child: Any, element: str) -> Membership | None:
+        ident = self._ident(child, element)
+        if ident is None:
+            return None
+        start = self._opt_date(child, element, "DateEntree")
+        end = self._opt_date(child, element, "DateSortie")
+        if start is not None and end is not None and end < start:
+            # An exit before the entry says nothing usable: the membership holds for the whole year.
+            self._tally("date_invalid", element, "DateEntree/DateSortie", child,
+                        f"{child.get('DateEntree')}/{child.get('DateSortie')}")
+            start = end = None
+        return Membership(ident, start, end)
 
     def _student(self, el: Any) -> None:
-        v = self._required(el, "Eleve", "Ident", "Nom", "Prenom")
-        if v is None:
+        self._check_names(el, "Eleve")
+        ident = self._ident(el, "Eleve")
+        if ident is None:
             return
-        birth_raw = el.get("DateNaissance")
-        if birth_raw is None:
-            self._missing("Eleve", "DateNaissance", el)
-        elif not birth_raw.strip():
-            self._count("birth_date_empty")  # real files carry DateNaissance=""
-        birth = self._opt_date(el, "Eleve", "DateNaissance")
+        raw_birth = el.get("DateNaissance")
+        if raw_birth is None or not raw_birth.strip():
+            self._count("birth_date_empty")  # real files carry DateNaissance="" (and some omit it)
         classes: list[Membership] = []
         parts: list[Membership] = []
         for child in el:
-            name = local(child.tag)
+            tag = child.tag
+            name = tag[tag.rfind("}") + 1:] if isinstance(tag, str) else ""
             if name == "Classe":
                 target = classes
             elif name == "PartieDeClasse":
                 target = parts
             else:
-                continue  # Responsable and newer children
-            ident = child.get("Ident")
-            if ident is None:
-                self._missing(f"Eleve/{name}", "Ident", child)
-                continue
-            target.append(
-                Membership(
-                    ident,
-                    self._opt_date(child, f"Eleve/{name}", "DateEntree"),
-                    self._opt_date(child, f"Eleve/{name}", "DateSortie"),
-                )
-            )
-        student = Student(
-            v[0],
-            v[1],
-            v[2],
-            birth,
-            el.get("Sexe") or None,
-            self._idpn(el),
-            self._idcas(el),
-            el.get("NumeroNational") or None,
-            tuple(classes),
-            tuple(parts),
-        )
-        self._put(self.students, "Eleve", v[0], student)
-
-    _REF_FIELDS = {
-        "Professeur": 0,
-        "Classe": 1,
-        "PartieDeClasse": 2,
-        "Groupe": 3,
-        "Salle": 4,
-        "Materiel": 5,
-        "Eleve": 6,
-        "Personnel": 7,
-    }
+                continue  # Responsable (parents) and newer children: not the timetable's business
+            membership = self._membership(child, f"Eleve/{name}")
+            if membership is not None:
+                target.append(membership)
+        student = Student(ident, self._text(el, "Eleve", "Nom"), self._text(el, "Eleve", "Prenom"),
+                          self._birth_date(el, "Eleve"), (el.get("Sexe") or "").strip() or None, self._idpn(el),
+                          self._idcas(el), (el.get("NumeroNational") or "").strip() or None, tuple(classes),
+                          tuple(parts))
+        self._put(self.students, "Eleve", ident, student)
 
     def _slot(self, el: Any) -> None:
+        self._check_names(el, "Cours")
         get = el.get
-        jour, debut, nombre = get("Jour"), get("NumeroPlaceDebut"), get("NombrePlaces")
-        if jour is None or debut is None or nombre is None:
-            self._required(el, "Cours", "Jour", "NumeroPlaceDebut", "NombrePlaces")
-            return
-        try:
-            day, first, count = int(jour), int(debut), int(nombre)
-        except ValueError:
-            self._invalid("Cours", "Jour/NumeroPlaceDebut/NombrePlaces", f"{jour}/{debut}/{nombre}", el)
-            return
-        cancelled_raw = get("SemainesAnnulation")
-        cancelled = 0
-        if cancelled_raw:
+        values = []
+        for attribute in ("Jour", "NumeroPlaceDebut", "NombrePlaces"):
+            raw = get(attribute)
             try:
-                cancelled = _bitmap(cancelled_raw)
+                values.append(int(raw))
+            except (TypeError, ValueError):
+                self._tally("slot_incomplete", "Cours", attribute, el, raw)
+                return
+        day, first, count = values
+        cancelled = 0
+        cancelled_raw = get("SemainesAnnulation")
+        if cancelled_raw and cancelled_raw.strip():
+            try:
+                cancelled = bitmap(cancelled_raw)
             except ValueError:
-                self._invalid("Cours", "SemainesAnnulation", cancelled_raw, el)
+                self._tally("value_ignored", "Cours", "SemainesAnnulation", el, cancelled_raw)
         subject: str | None = None
         refs: list[list[Ref]] = [[], [], [], [], [], [], [], []]
-        fields = self._REF_FIELDS
+        fields = _REF_FIELDS
         for child in el:
-            name = child.tag[child.tag.rfind("}") + 1 :] if isinstance(child.tag, str) else ""
+            tag = child.tag
+            name = tag[tag.rfind("}") + 1:] if isinstance(tag, str) else ""
             if name == "Matiere":
-                ident = child.get("Ident")
+                ident = self._ident(child, "Cours/Matiere")
                 if ident is None:
-                    self._missing("Cours/Matiere", "Ident", child)
-                elif subject is None:
+                    continue
+                if subject is None:
                     subject = ident
                 else:
                     self._count("slot_several_subjects")
@@ -375,40 +466,22 @@ class ClearParser:
             index = fields.get(name)
             if index is None:
                 continue
-            cget = child.get
-            ident, weeks = cget("Ident"), cget("Semaines")
-            if weeks is None:
-                weeks = cget("SemainesInclusion")
-            if ident is None or weeks is None:
-                if ident is None:
-                    self._missing(f"Cours/{name}", "Ident", child)
-                if weeks is None:
-                    self._missing(f"Cours/{name}", "Semaines", child)
+            ident = self._ident(child, f"Cours/{name}")
+            if ident is None:
                 continue
+            weeks = child.get("Semaines")
+            if weeks is None:
+                weeks = child.get("SemainesInclusion")
             try:
-                refs[index].append(Ref(ident, _bitmap(weeks)))
-            except ValueError:
-                self._invalid(f"Cours/{name}", "Semaines", weeks, child)
+                refs[index].append(Ref(ident, bitmap(weeks)))
+            except (TypeError, ValueError):
+                self._tally("element_incomplete", f"Cours/{name}", "Semaines", child, weeks)
         if subject is None:
-            self._missing("Cours", "Matiere", el)
+            self._tally("slot_without_subject", "Cours", "Matiere", el)
             return
-        self.slots.append(
-            Slot(
-                day,
-                first,
-                count,
-                subject,
-                cancelled,
-                tuple(refs[0]),
-                tuple(refs[1]),
-                tuple(refs[2]),
-                tuple(refs[3]),
-                tuple(refs[4]),
-                tuple(refs[5]),
-                tuple(refs[6]),
-                tuple(refs[7]),
-            )
-        )
+        self.slots.append(Slot(day, first, count, subject, cancelled, tuple(refs[0]), tuple(refs[1]),
+                               tuple(refs[2]), tuple(refs[3]), tuple(refs[4]), tuple(refs[5]), tuple(refs[6]),
+                               tuple(refs[7])))
         self.slot_lines.append(el.sourceline or 0)
 
     # ---------------------------------------------------------------- the loop
@@ -416,7 +489,7 @@ class ClearParser:
         ctx, limits = self.ctx, self.ctx.limits
         ns = namespace(root.tag)
         if ns != CLEAR_NAMESPACE:
-            ctx.warn("namespace_unexpected", found=ns)
+            ctx.report("namespace_unexpected", found=ns)
         prefix = "{" + ns + "}" if ns else ""
         version, uai = root.get("Version"), root.get("UAI")
         ctx.meta.format_version = version
@@ -469,39 +542,36 @@ class ClearParser:
                     self._time_grid(el)
                 elif handler is noop:
                     ctx.meta.ignored_sections.append(name)
+                    self.unknown[name] = self.unknown.get(name, 0) + 1
                 el.clear()
                 if el.getprevious() is not None:
                     del el.getparent()[0]
                 handler = None
             depth -= 1
         ctx.meta.elements = count
-        if uai is None:
-            ctx.error("missing_attribute", element=CLEAR_ROOT, attribute="UAI", line=root.sourceline, count=1)
+        if uai is None or not uai.strip():
+            ctx.report("missing_attribute", element=CLEAR_ROOT, attribute="UAI", line=root.sourceline, count=1)
         ctx.meta.uai = uai
-        return self._finish(uai or "", version)
+        return self._finish((uai or "").strip().upper(), version)
 
     # ---------------------------------------------------------------- checks
     def _finish(self, uai: str, version: str) -> Timetable | None:
         ctx = self.ctx
-        for required in ("AnneeScolaire", "GrilleHoraire", "Matieres", "Cours"):
+        for required in ("AnneeScolaire", "GrilleHoraire"):
             if required not in self.sections:
-                ctx.error("missing_element", element=required, parent=CLEAR_ROOT, line=None)
-        for optional in ("Professeurs", "Classes", "Groupes", "Salles", "Eleves"):
+                ctx.report("missing_element", element=required, parent=CLEAR_ROOT, line=None)
+        for optional in ("Matieres", "Cours", "Professeurs", "Classes", "Groupes", "Salles", "Eleves"):
             if optional not in self.sections:
-                ctx.warn("section_missing", element=optional)
-        for (element, attribute), (count, line) in self.missing.items():
-            if attribute in ("Matiere",):
-                ctx.error("missing_element", element="Matiere", parent=element, line=line, count=count)
-            else:
-                ctx.error("missing_attribute", element=element, attribute=attribute, line=line, count=count)
-        for (element, attribute), (count, line, value) in self.invalid.items():
-            ctx.error("invalid_value", element=element, attribute=attribute, line=line, count=count, value=value)
+                ctx.report("section_missing", element=optional)
+        for (code, element, attribute), tally in self.tallies.items():
+            ctx.report(code, element=element, attribute=attribute, line=tally.line, count=tally.count,
+                       value=tally.value)
         for element, idents in self.duplicates.items():
-            ctx.error("duplicate_ident", element=element, count=len(idents), samples=idents[:5])
-        if "birth_date_empty" in self.counters:
-            ctx.warn("birth_date_empty", count=self.counters["birth_date_empty"][0])
-        if "slot_several_subjects" in self.counters:
-            ctx.warn("slot_several_subjects", count=self.counters["slot_several_subjects"][0])
+            ctx.report("duplicate_ident", element=element, count=len(idents), samples=idents[:5])
+        for code, n in self.counters.items():
+            ctx.report(code, count=n)
+        if self.unknown:
+            ctx.report("unknown_elements", samples=unknown_summary(self.unknown), names=dict(self.unknown))
         if self.year is not None:
             self._check_year(self.year)
         if self.grid is not None:
@@ -509,7 +579,7 @@ class ClearParser:
         if self.year is None or self.grid is None or ctx.errors:
             return None
         tt = Timetable(
-            uai=uai.strip().upper(),
+            uai=uai,
             format_version=version,
             school_year=self.year,
             grid=self.grid,
@@ -524,9 +594,10 @@ class ClearParser:
             students=self.students,
             slots=tuple(self.slots),
         )
-        check_references(tt, ctx)
-        check_slots(tt, self.slot_lines, ctx)
+        tt, lines = resolve_references(tt, self.slot_lines, ctx)
+        tt = check_slots(tt, lines, ctx)
         check_people(tt, ctx)
+        check_usable(tt, ctx)
         return None if ctx.errors else tt
 
     def _check_year(self, y: SchoolYear) -> None:
@@ -539,26 +610,21 @@ class ClearParser:
         if abs((y.start - y.week1).days) > 7:
             reasons.append(f"DatePremierJourSemaine1 {y.week1} loin de DateDebut {y.start}")
         if reasons:
-            ctx.error(
-                "school_year_incoherent",
-                reason="; ".join(reasons),
-                start=str(y.start),
-                end=str(y.end),
-                week1=str(y.week1),
-            )
+            ctx.report("school_year_incoherent", reason="; ".join(reasons), start=str(y.start), end=str(y.end),
+                       week1=str(y.week1))
         elif y.week1.weekday() != 0:
-            ctx.warn("week1_not_monday", date=str(y.week1))
+            ctx.report("week1_not_monday", date=str(y.week1))
 
     def _check_grid(self, g: TimeGrid) -> None:
         ctx = self.ctx
         if not g.places:
-            ctx.error("grid_invalid", reason="aucune place / no place")
+            ctx.report("grid_invalid", reason="aucune place / no place")
             return
         bad = [p.number for p in g.places if p.end <= p.start]
         if bad:
-            ctx.error("grid_invalid", reason=f"places {bad[:5]}: fin ≤ début / end ≤ start")
+            ctx.report("grid_invalid", reason=f"places {bad[:5]}: fin ≤ début / end ≤ start")
         bad_days = [d for d in g.days if not 1 <= d <= 7]
         if bad_days:
-            ctx.error("grid_invalid", reason=f"jours {bad_days} hors de 1..7 / days out of 1..7")
+            ctx.report("grid_invalid", reason=f"jours {bad_days} hors de 1..7 / days out of 1..7")
         if g.places_per_day != len(g.places):
-            ctx.warn("grid_place_count_mismatch", declared=g.places_per_day, found=len(g.places))
+            ctx.report("grid_place_count_mismatch", declared=g.places_per_day, found=len(g.places))

@@ -65,7 +65,7 @@ def read_container(it: Any, root: Any, ctx: Ctx, partner_name: str, private_key:
     ctx.meta.elements = count
     ns = namespace(root.tag)
     if ns != CONTAINER_NAMESPACE:
-        ctx.warn("namespace_unexpected", found=ns)
+        ctx.report("namespace_unexpected", found=ns)
     for required in ("VERSION", "LOGICIEL", "CONTENU", "VERIFICATION"):
         if required not in values:
             raise ctx.fail("missing_element", element=required, parent=CONTAINER_ROOT, line=None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.validator.format.problems import Problem, make_problem
+from services.validator.format.problems import POLICY, Problem, Severity, make_problem
 from shared.timetable import Timetable
 
 # ------------------------------------------------------------------------------------------ settings
@@ -80,12 +80,13 @@ class Ctx:
         self.warnings: list[Problem] = []
         self.meta = ParseMeta()
 
-    def error(self, code: str, **detail: Any) -> None:
-        self.errors.append(make_problem(code, **detail))
-
-    def warn(self, code: str, **detail: Any) -> None:
-        self.warnings.append(make_problem(code, **detail))
+    def report(self, code: str, **detail: Any) -> None:
+        """Record a problem; whether it rejects the file is the policy's call (problems.POLICY), not the caller's."""
+        problem = make_problem(code, **detail)
+        (self.errors if problem.severity is Severity.ERROR else self.warnings).append(problem)
 
     def fail(self, code: str, **detail: Any) -> Reject:
-        self.error(code, **detail)
+        """Record a rejection and stop parsing: for codes the policy makes errors only."""
+        assert POLICY[code].severity is Severity.ERROR, code
+        self.report(code, **detail)
         return Reject(code)

@@ -41,7 +41,7 @@ def parse_export(
         timetable = parse_file(Path(path), ctx, partner_name, private_key)
         if timetable is not None:
             if require_encryption and not ctx.meta.encrypted:
-                ctx.error("encryption_required")
+                ctx.report("encryption_required")
             if expected_uais is not None:
                 check_uais(timetable, {u.strip().upper() for u in expected_uais}, ctx)
     except Reject:
@@ -60,7 +60,11 @@ def parse_file(path: Path, ctx: Ctx, partner_name: str, private_key: bytes | Non
         raise ctx.fail("file_empty")
     if size > ctx.limits.max_input_bytes:
         raise ctx.fail("file_too_large", size=size, limit=ctx.limits.max_input_bytes)
-    with open(path, "rb") as fh:
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below, after the stream is parsed
+    except OSError as exc:
+        raise ctx.fail("file_unreadable", reason=exc.strerror or str(exc)) from None
+    with fh:
         magic = fh.read(4)
         fh.seek(0)
         if magic in ZIP_MAGIC:
@@ -112,5 +116,5 @@ def parse_stream(guard: Guard, ctx: Ctx, partner_name: str, private_key: bytes |
     except StopIteration:
         raise ctx.fail("not_xml") from None
     if ctx.meta.container_uai and tt is not None and ctx.meta.container_uai.upper() != tt.uai.upper():
-        ctx.warn("container_uai_differs", container=ctx.meta.container_uai, inner=tt.uai)
+        ctx.report("container_uai_differs", container=ctx.meta.container_uai, inner=tt.uai)
     return tt

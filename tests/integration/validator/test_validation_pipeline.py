@@ -4,6 +4,7 @@ clear, zipped and encrypted exports of a generated school pass."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.factory import make_school
-from tests.factory.bad_files import PARTNER, BadCase, CorpusContext, build_corpus
+from tests.factory.bad_files import PARTNER, TOLERATED, BadCase, CorpusContext, build_corpus
 from tests.harness import Api, database
 from tests.integration.conftest import Stack, start_stack
 
@@ -24,6 +25,11 @@ MAX_UPLOAD_MB = 2
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[CorpusContext, list[BadCase]]:
     ctx = CorpusContext.create()
     return ctx, build_corpus(tmp_path_factory.mktemp("bad"), ctx)
+
+
+@pytest.fixture(scope="module")
+def tolerated(tmp_path_factory: pytest.TempPathFactory, corpus: tuple[CorpusContext, list[BadCase]]) -> list[BadCase]:
+    return build_corpus(tmp_path_factory.mktemp("tolerated"), corpus[0], cases=TOLERATED)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +75,7 @@ def latest(api: Api, name: str) -> dict:
 def pipeline_cases(cases: list[BadCase]) -> list[BadCase]:
     """Cases the deployment's own settings reproduce: default limits, our key, and files under the upload
     cap (larger ones are refused at the door with 413, tested elsewhere)."""
-    return [c for c in cases if set(c.kwargs) <= {"expected_uais"}
+    return [c for c in cases if set(c.kwargs) <= {"expected_uais"} and c.path.is_file()
             and 0 < c.path.stat().st_size <= MAX_UPLOAD_MB * 1024 * 1024]
 
 
@@ -102,6 +108,32 @@ def test_every_bad_file_is_rejected_with_its_reason_and_the_service_stays_up(
     # Still up, still importing: a good file after the whole corpus goes through.
     good = make_school("XS", 11, uai=UAI).to_xml_bytes()
     assert stack.api.wait(stack.api.upload(SITE, EST, good))["status"] == "done"
+
+
+def test_every_tolerated_file_is_imported_with_its_warning(
+        product: tuple[Stack, dict[str, str]], corpus: tuple[CorpusContext, list[BadCase]],
+        tolerated: list[BadCase]) -> None:
+    """What real files carry is a warning, not a rejection: each file goes through to `done` over WebDAV with
+    its warning in the alerts (files with the same content are deposited once, their codes checked together)."""
+    stack, account = product
+    # the establishment's first (manual) import, of a file none of the cases equals
+    stack.api.first_import("4817", "2001", corpus[0].xml + b"<!-- first -->\n")
+    by_content: dict[str, list[BadCase]] = {}
+    for case in pipeline_cases(tolerated):
+        if not case.kwargs:
+            by_content.setdefault(hashlib.sha256(case.path.read_bytes()).hexdigest(), []).append(case)
+    assert len(by_content) >= 20
+    for group in by_content.values():
+        case = group[0]
+        assert webdav_put(stack.url, account, "2001", case.path) == 201, case.name
+        item = stack.api.wait(latest(stack.api, case.name)["id"], timeout=60)
+        assert item["status"] == "done", (case.name, item["status"], item["message"])
+        assert item["label"] == "Fait"
+        step = item["steps"][1]
+        assert step["stage"] == "validation" and step["status"] == "warning", case.name
+        codes = {a.get("code") for a in item["alerts"] if a.get("severity") == "warning"}
+        assert {c.code for c in group} <= codes, (case.name, codes)
+        assert not [a for a in item["alerts"] if a.get("severity") == "error"]
 
 
 def test_clear_zipped_and_encrypted_exports_pass(product: tuple[Stack, dict[str, str]],
