@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from services.scheduler import domain
-from services.scheduler.handlers import session_records
+from services.scheduler.store import session_records
 from shared.timetable import (
     Course,
     Ref,
