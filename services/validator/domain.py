@@ -35,6 +35,7 @@ from shared.timetable import (
     CONTAINER_NAMESPACE,
     CONTAINER_ROOT,
     MAX_WEEK,
+    ZIP_MAGIC,
     Establishment,
     Group,
     Membership,
@@ -392,7 +393,6 @@ class _Ctx:
 
 # --------------------------------------------------------------------------------------- streaming
 
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _HEAD = 64 * 1024
 _DOCTYPE_RE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
 _ENTITY_RE = re.compile(rb"<!ENTITY\s+%?\s*([\w.-]+)")
@@ -554,7 +554,7 @@ def _parse_file(path: Path, ctx: _Ctx, partner_name: str, private_key: bytes | N
     with open(path, "rb") as fh:
         magic = fh.read(4)
         fh.seek(0)
-        if magic in _ZIP_MAGIC:
+        if magic in ZIP_MAGIC:
             ctx.meta.zipped = True
             return _parse_zip(fh, ctx, partner_name, private_key)
         guard = _Guard(fh, ctx.limits.max_xml_bytes, "xml_too_large")
