@@ -50,9 +50,10 @@ RUNNING_STATUS: dict[Stage, ImportStatus] = {
 # generation: its confirm (a groups step that ends without pausing) sends it on to generating_sessions.
 _ORDER = [ImportStatus.WAITING, ImportStatus.RECEIVED, ImportStatus.VALIDATING, ImportStatus.CHECKING_THRESHOLDS,
           ImportStatus.CREATING_GROUPS, ImportStatus.AWAITING_SELECTION, ImportStatus.GENERATING_SESSIONS]
+# `skipped`: no stage produces it, but a stored step recorded by an earlier version may hold it (ended).
 STEP_RANK = {StepStatus.PENDING: 0, StepStatus.RUNNING: 1, StepStatus.OK: 2, StepStatus.WARNING: 2,
              StepStatus.ERROR: 2, StepStatus.SKIPPED: 2}
-_ENDED = (StepStatus.OK, StepStatus.WARNING, StepStatus.SKIPPED)
+_ENDED = (StepStatus.OK, StepStatus.WARNING)
 
 
 def is_terminal(status: ImportStatus) -> bool:
