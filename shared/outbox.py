@@ -47,6 +47,7 @@ class LoopService(ABC):
         self._wake = asyncio.Event()
         self._should_stop = False
         self._task: asyncio.Task[None] | None = None
+        self.completed_runs = 0  # failed ones included
 
     @property
     def name(self) -> str:
@@ -74,6 +75,7 @@ class LoopService(ABC):
                 log.exception("%s failed; next run in %.1f s", self.name, self.loop_seconds)
                 failed = True
             done += 1
+            self.completed_runs += 1
             if loops is not None and done >= loops:
                 return
             if failed:  # whatever failed (the broker, SMTP) gets a whole interval to come back

@@ -116,6 +116,16 @@ class Route:
     error: tuple[str, str] | None = None
 
 
+ENCRYPTION_REQUIRED = ("Cet espace de dépôt exige un export chiffré (PRONOTE) : le fichier déposé est en clair.",
+                       "This deposit space requires an encrypted export: the file deposited is in clear.")
+NAME_REQUIRED = "Prénom ou nom requis."
+
+
+def encryption_refusal(require_encryption: bool, kind: str) -> tuple[str, str] | None:
+    """A site that requires encryption refuses a clear file (design.md §8a `require_encryption`)."""
+    return ENCRYPTION_REQUIRED if require_encryption and kind == "clear" else None
+
+
 def route_deposit(target: str | None, file_uai: str | None, file_establishment_uais: Collection[str],
                   site_establishments: Mapping[str, str], *, encrypted: bool = False) -> Route:
     """Where a deposit goes (seed 001: « Tous les établissements » URL vs one establishment's URL).

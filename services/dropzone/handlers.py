@@ -82,10 +82,7 @@ class Dropzone:
         sha, size = await asyncio.to_thread(self.blobs.put_file, path)
         route = domain.route_deposit(target, sniff.uai, sniff.establishment_uais, ests,
                                      encrypted=sniff.kind == "encrypted")
-        error = route.error
-        if error is None and site_row.require_encryption and sniff.kind == "clear":
-            error = ("Cet espace de dépôt exige un export chiffré (PRONOTE) : le fichier déposé est en clair.",
-                     "This deposit space requires an encrypted export: the file deposited is in clear.")
+        error = route.error or domain.encryption_refusal(bool(site_row.require_encryption), sniff.kind)
         import_id = uuid.uuid4().hex
         now = utcnow()
         establishment = route.establishment if error is None else target
@@ -164,7 +161,7 @@ class Dropzone:
             try:
                 login = domain.make_login(first_name, last_name, taken)
             except ValueError as exc:
-                raise Problem(422, "Unprocessable Content", "Prénom ou nom requis.", code="name_required") from exc
+                raise Problem(422, "Unprocessable Content", domain.NAME_REQUIRED, code="name_required") from exc
             now = utcnow()
             await conn.execute(accounts.insert().values(
                 login=login, site=site, display_name=display_name, first_name=first_name, last_name=last_name,

@@ -32,6 +32,11 @@ LABELS: dict[ImportStatus, tuple[str, str]] = {
 
 NO_CHANGE_MESSAGE = ("Aucun changement : fichier identique au dernier import intégré.",
                      "No change: file identical to the last integrated import.")
+CANCELLED_MESSAGE = ("Import interrompu à la demande.", "Import cancelled on request.")
+
+
+def superseded_message(file_name: str) -> tuple[str, str]:
+    return (f"Remplacé par le dépôt plus récent « {file_name} ».", f"Superseded by the newer deposit '{file_name}'.")
 
 
 def label_for(status: ImportStatus) -> tuple[str, str]:

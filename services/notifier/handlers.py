@@ -108,9 +108,7 @@ class NotifierHandlers:
         for older in waiting:
             if domain.supersedes(new, slot_of(older)):
                 await conn.execute(imports.update().where(imports.c.id == older.id).values(superseded_by=new.id))
-                await self._finish(uow, older.id, ImportStatus.SUPERSEDED,
-                                   f"Remplacé par le dépôt plus récent « {dep.file.name} ».",
-                                   f"Superseded by the newer deposit '{dep.file.name}'.")
+                await self._finish(uow, older.id, ImportStatus.SUPERSEDED, *domain.superseded_message(dep.file.name))
         await self.dispatch(uow)
 
     async def _last_integrated(self, conn: AsyncConnection, scope: str) -> Any:
@@ -255,7 +253,6 @@ class NotifierHandlers:
             current = ImportStatus(row.status)
             if current not in (ImportStatus.WAITING, ImportStatus.AWAITING_SELECTION):
                 return current
-            await self._finish(uow, import_id, ImportStatus.CANCELLED, "Import interrompu à la demande.",
-                               "Import cancelled on request.")
+            await self._finish(uow, import_id, ImportStatus.CANCELLED, *domain.CANCELLED_MESSAGE)
             await self.dispatch(uow)
         return ImportStatus.CANCELLED
