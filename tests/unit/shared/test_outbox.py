@@ -77,7 +77,7 @@ async def test_a_commit_wakes_the_relay_at_once(db: Database) -> None:
     outbox = Outbox(db, store.outbox, bus, loop_seconds=3600)  # only a kick can make it publish in time
     outbox.relay.start_in_background()
     try:
-        await asyncio.wait_for(_until(lambda: outbox.relay.completed_runs >= 1), 5)  # its first, empty, run
+        await _until(lambda: outbox.relay.completed_runs >= 1)  # its first, empty, run
         called: list[str] = []
         async with outbox.unit_of_work() as uow:
             await uow.emit(StatusEvent(import_id="imp1", site="4817", establishment=None, stage=StageName.DEPOSIT,
@@ -85,15 +85,18 @@ async def test_a_commit_wakes_the_relay_at_once(db: Database) -> None:
             uow.after_commit(lambda: called.append("after"))
             assert called == []
         assert called == ["after"]
-        await asyncio.wait_for(_until(lambda: bool(bus.published)), 5)
+        await _until(lambda: bool(bus.published))
         assert bus.published[0][:2] == (STATUS_EXCHANGE, "import.deposit.ok")
     finally:
         await outbox.relay.stop()
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    while not condition():
+async def _until(condition: Callable[[], bool], within_s: float = 5.0) -> None:
+    for _ in range(int(within_s / 0.01)):
+        if condition():
+            return
         await asyncio.sleep(0.01)
+    raise TimeoutError("condition never met")
 
 
 class Flaky(LoopService):
