@@ -10,9 +10,9 @@ stage's queue:
 
 `close()` releases what the stage holds (a process pool). Tests drive a stage with a fake unit of work.
 
-This module is the pure half of the issue's `shared/stage.py`: every `domain.py` builds its
-`StageResult` here, and importing it must not load SQLAlchemy, the broker client or the web stack. The
-worker, which needs all three, is `shared/worker.py`; the concrete unit of work is `shared/outbox.py`.
+Why the worker is not in this module: every `domain.py` builds its `StageResult` here, so importing this
+module must not load SQLAlchemy, the broker client or the metrics — and the worker needs all three. It is
+`shared/worker.py`; the concrete unit of work is `shared/outbox.py`.
 """
 
 from __future__ import annotations

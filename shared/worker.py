@@ -1,9 +1,9 @@
 """The one consumer every pipeline stage runs (design.md §9 handlers): `StageWorker` drives a
 `shared.stage.Stage` from its queue.
 
-This is the infrastructure half of the issue's `shared/stage.py` (which stays pure so that domains can
-import `StageResult` from it): the worker needs the database (its runs table), the outbox, the bus and
-the metrics.
+The stage contract it drives is `shared/stage.py`, kept apart because domains import `StageResult` from
+it and must load no infrastructure, while the worker needs the database (its runs table), the outbox, the
+bus and the metrics.
 """
 
 from __future__ import annotations
