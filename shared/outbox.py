@@ -125,12 +125,13 @@ class Outbox:
         for callback in uow.callbacks:
             callback()
 
-    async def write(self, conn: AsyncConnection, events: Sequence[Outgoing], message_id: str | None = None) -> None:
+    async def write(self, conn: AsyncConnection, events: Sequence[Outgoing], message_id: str | None = None, *,
+                    bulk: bool = False) -> None:
         rows = [{"exchange": e.exchange, "routing_key": e.routing_key, "body": e.to_bytes(),
                  "message_id": message_id or getattr(e, "message_id", None) or uuid.uuid4().hex} for e in events]
         if not rows:
             return
-        big = len(rows) > 1 and await self._toast_lz4(conn)
+        big = bulk and await self._toast_lz4(conn)
         if big:  # a first import's change events are megabytes: lz4 compresses them 4× faster than pglz
             await conn.execute(sa.text("SET LOCAL default_toast_compression = 'lz4'"))
         await conn.execute(self.table.insert(), rows)
@@ -168,7 +169,7 @@ class OutboxUnitOfWork:
         self.emitted += 1
 
     async def emit_many(self, events: Sequence[Outgoing]) -> None:
-        await self._outbox.write(self._conn, events)
+        await self._outbox.write(self._conn, events, bulk=True)
         self.emitted += len(events)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
