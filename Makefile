@@ -16,7 +16,7 @@ help:
 	@echo "make run-distributed  six services on RabbitMQ + PostgreSQL behind nginx on 127.0.0.1:8000"
 	@echo "make test             unit, integration and e2e tests (needs PostgreSQL and RabbitMQ)"
 	@echo "make bench            the load benchmark"
-	@echo "make lint             ruff + mypy"
+	@echo "make lint             ruff + mypy + the import contracts (lint-imports)"
 	@echo "make migrate          bring EDT_DATABASE_URL (default: the embedded SQLite file) to the latest schema"
 	@echo "make venv             create .venv and install the project (again only when pyproject.toml changed)"
 
@@ -53,4 +53,4 @@ bench: venv
 	$(BIN)/python -m tests.bench
 
 lint: venv
-	$(BIN)/ruff check . && $(BIN)/mypy shared services deploy
+	$(BIN)/ruff check . && $(BIN)/mypy shared services deploy && $(BIN)/lint-imports --no-cache

@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.parse
 
-from deploy.distributed import redact
+from deploy.supervisor import redact
 
 PG_DSN = os.environ.get("EDT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("EDT_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,13 +94,20 @@ class Database:
         async with self.engine.connect() as conn:
             yield conn
 
-    async def advisory_lock(self, conn: AsyncConnection, key: int) -> None:
-        """Serialise a critical section across processes (PostgreSQL); SQLite is already serialised."""
+    async def advisory_lock(self, conn: AsyncConnection, *scope: str) -> None:
+        """Serialise the critical section named `scope` (e.g. "groups", site, establishment) across
+        processes until the transaction ends (PostgreSQL); SQLite is already serialised."""
         if self.is_postgres:
-            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(*scope)})
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def lock_key(*scope: str) -> int:
+    """The advisory-lock key of a named critical section: the first 8 bytes of the SHA-256 of its parts,
+    as the signed 64-bit integer PostgreSQL takes."""
+    return int.from_bytes(hashlib.sha256(":".join(scope).encode()).digest()[:8], "big", signed=True)
 
 
 def upsert(db: Database, table: sa.Table, values: dict[str, Any], keys: list[str],

@@ -5,9 +5,10 @@ Big payloads never ride here: files and parsed timetables are in the blob store,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,7 +50,7 @@ class StepStatus(StrEnum):
     OK = "ok"
     WARNING = "warning"
     ERROR = "error"
-    SKIPPED = "skipped"  # stage not yet given its rules: recorded, never counted as ok
+    SKIPPED = "skipped"  # produced by no stage; histories recorded by earlier versions may still hold it
 
 
 class ImportStatus(StrEnum):
@@ -91,6 +92,32 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class Outgoing(Protocol):
+    """Anything a unit of work can emit: where it goes (exchange, routing key) and its bytes."""
+
+    @property
+    def exchange(self) -> str: ...
+
+    @property
+    def routing_key(self) -> str: ...
+
+    def to_bytes(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """An outgoing message spelled out: a command for a stage queue (exchange "" = straight to the queue
+    named `routing_key`), or a body whose shape the receiving side owns (notifications, change events)."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    message_id: str | None = None
+
+    def to_bytes(self) -> bytes:
+        return self.body
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
     v: int = SCHEMA_VERSION
@@ -128,6 +155,8 @@ class Deposit(BaseModel):
 class StatusEvent(Message):
     """Published by every stage when a step starts and ends; routing key import.<stage>.<step_status>."""
 
+    exchange: ClassVar[str] = STATUS_EXCHANGE
+
     import_id: str
     site: str
     establishment: str | None
@@ -163,9 +192,15 @@ class StageCommand(Message):
     # Blob hashes and small results produced by earlier stages (e.g. the canonical timetable's hash).
     artifacts: dict[str, Any] = Field(default_factory=dict)
 
+    def to(self, stage: Stage) -> Envelope:
+        """This command on `stage`'s queue; its message id makes a resend recognisable."""
+        return Envelope("", STAGE_QUEUES[stage], self.to_bytes(), f"{self.import_id}:{stage.value}")
+
 
 class ImportLifecycle(Message):
     """Published by the notifier when an import reaches a status; routing key import.history.<status>."""
+
+    exchange: ClassVar[str] = STATUS_EXCHANGE
 
     import_id: str
     site: str
@@ -186,6 +221,8 @@ class DirectoryUpdated(Message):
     """Published by the reconciler (exchange edt.status, routing key directory.updated.<site>) when an ENT
     directory or IdPN upload of an establishment commits: the new snapshot (shared.reconcile.Directory
     JSON) is the blob `sha256`. Consumers keep the newest by `at` (the commit order of the reconciler)."""
+
+    exchange: ClassVar[str] = STATUS_EXCHANGE
 
     site: str
     establishment: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import posixpath
 import re
 import secrets
@@ -115,6 +116,16 @@ class Route:
     error: tuple[str, str] | None = None
 
 
+ENCRYPTION_REQUIRED = ("Cet espace de dépôt exige un export chiffré (PRONOTE) : le fichier déposé est en clair.",
+                       "This deposit space requires an encrypted export: the file deposited is in clear.")
+NAME_REQUIRED = "Prénom ou nom requis."
+
+
+def encryption_refusal(require_encryption: bool, kind: str) -> tuple[str, str] | None:
+    """A site that requires encryption refuses a clear file (design.md §8a `require_encryption`)."""
+    return ENCRYPTION_REQUIRED if require_encryption and kind == "clear" else None
+
+
 def route_deposit(target: str | None, file_uai: str | None, file_establishment_uais: Collection[str],
                   site_establishments: Mapping[str, str], *, encrypted: bool = False) -> Route:
     """Where a deposit goes (seed 001: « Tous les établissements » URL vs one establishment's URL).
@@ -152,3 +163,27 @@ def route_deposit(target: str | None, file_uai: str | None, file_establishment_u
     return Route(None, error=(
         "Aucun UAI trouvé dans le fichier : déposez-le dans le dossier de l'établissement concerné.",
         "No UAI found in the file: deposit it in the establishment's own folder."))
+
+
+class LoginCache:
+    """Successful WebDAV logins, remembered `ttl_s` seconds: clients authenticate on every request and
+    argon2 is deliberately slow. Keyed on (login, stored hash, sha256 of the password), so a new password
+    or a deleted account is seen at once; failures are never remembered. `now` is a monotonic clock."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._until: dict[tuple[str, str, str], float] = {}
+
+    @staticmethod
+    def key(login: str, stored_hash: str, password: str) -> tuple[str, str, str]:
+        return login, stored_hash, hashlib.sha256(password.encode()).hexdigest()
+
+    def hit(self, key: tuple[str, str, str], now: float) -> bool:
+        return self._until.get(key, 0.0) > now
+
+    def remember(self, key: tuple[str, str, str], now: float) -> None:
+        if len(self._until) >= self.MAX_ENTRIES:
+            self._until = {k: t for k, t in self._until.items() if t > now}
+        self._until[key] = now + self.ttl_s

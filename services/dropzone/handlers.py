@@ -19,12 +19,12 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from services.dropzone import domain
 from services.dropzone.store import accounts, deposits, establishments, notified, sites
-from shared.bus import Delivery, Outbox
+from shared.bus import Delivery
 from shared.db import Database, as_utc, upsert
 from shared.messages import (
     NOTIFICATIONS_EXCHANGE,
-    STATUS_EXCHANGE,
     Deposit,
+    Envelope,
     FileRef,
     ImportLifecycle,
     ImportStatus,
@@ -35,6 +35,7 @@ from shared.messages import (
     utcnow,
 )
 from shared.observability import DEPOSITS
+from shared.outbox import Outbox
 from shared.settings import Settings
 from shared.timetable import sniff_export
 from shared.web import Problem, not_found
@@ -50,9 +51,7 @@ class Dropzone:
         self.outbox = outbox
         self.settings = settings
         self.hasher = PasswordHasher()
-        # (login, stored hash, sha256(password)) → expiry: WebDAV clients authenticate every request and
-        # argon2 is deliberately slow; keyed on the stored hash so a new password or deletion is seen at once.
-        self._auth_cache: dict[tuple[str, str, str], float] = {}
+        self.logins = domain.LoginCache(AUTH_CACHE_S)  # the one cache of WebDAV logins
 
     # --- sites ------------------------------------------------------------------------------------
 
@@ -83,10 +82,7 @@ class Dropzone:
         sha, size = await asyncio.to_thread(self.blobs.put_file, path)
         route = domain.route_deposit(target, sniff.uai, sniff.establishment_uais, ests,
                                      encrypted=sniff.kind == "encrypted")
-        error = route.error
-        if error is None and site_row.require_encryption and sniff.kind == "clear":
-            error = ("Cet espace de dépôt exige un export chiffré (PRONOTE) : le fichier déposé est en clair.",
-                     "This deposit space requires an encrypted export: the file deposited is in clear.")
+        error = route.error or domain.encryption_refusal(bool(site_row.require_encryption), sniff.kind)
         import_id = uuid.uuid4().hex
         now = utcnow()
         establishment = route.establishment if error is None else target
@@ -100,13 +96,12 @@ class Dropzone:
                             source="webdav" if source == "webdav" else "rest", account=account,
                             establishments=route.establishments,
                             target_uais=sorted(route.establishments.values())))
-        async with self.db.transaction() as conn:
-            await conn.execute(deposits.insert().values(
+        async with self.outbox.unit_of_work() as uow:
+            await uow.conn.execute(deposits.insert().values(
                 import_id=import_id, site=site, target=target, establishment=establishment, name=name,
                 sha256=sha, size=size, source=source, account=account, mode=mode.value, dry_run=dry_run,
                 rejection=error[0] if error else None, created_at=now))
-            await self.outbox.add(conn, STATUS_EXCHANGE, event.routing_key, event.to_bytes(), message_id=import_id)
-        self.outbox.kick()
+            await uow.emit(event, message_id=import_id)
         DEPOSITS.labels(source).inc()
         log.info("deposit %s site=%s target=%s name=%s sha=%s size=%d", import_id, site, target, name, sha[:12], size)
         return import_id
@@ -130,11 +125,11 @@ class Dropzone:
         site = event.get("site")
         # The publisher's message id names the notification (a hash keeps it within the column's width).
         notification_id = hashlib.sha256((delivery.message_id or "").encode() or delivery.body).hexdigest()[:32]
-        async with self.db.transaction() as conn:
-            rows = (await conn.execute(sa.select(accounts).where(accounts.c.site == site,
-                                                                 accounts.c.notify.is_(True)))).all()
+        async with self.outbox.unit_of_work() as uow:
+            rows = (await uow.conn.execute(sa.select(accounts).where(accounts.c.site == site,
+                                                                     accounts.c.notify.is_(True)))).all()
             for account in rows:
-                inserted = (await conn.execute(upsert(self.db, notified, {
+                inserted = (await uow.conn.execute(upsert(self.db, notified, {
                     "notification_id": notification_id, "login": account.login,
                     "import_id": event.get("import_id", ""), "at": utcnow()}, ["notification_id", "login"])
                     .returning(notified.c.login))).first()
@@ -144,9 +139,8 @@ class Dropzone:
                            "recipient": {"login": account.login, "display_name": account.display_name,
                                          "first_name": account.first_name, "last_name": account.last_name}}
                 message_id = hashlib.sha256(f"{notification_id}:{account.login}".encode()).hexdigest()[:32]
-                await self.outbox.add(conn, NOTIFICATIONS_EXCHANGE, f"account.{site}.{account.login}",
-                                      json.dumps(message).encode(), message_id=message_id)
-        self.outbox.kick()
+                await uow.emit(Envelope(NOTIFICATIONS_EXCHANGE, f"account.{site}.{account.login}",
+                                        json.dumps(message).encode(), message_id))
 
     # --- deposit accounts -------------------------------------------------------------------------
 
@@ -167,7 +161,7 @@ class Dropzone:
             try:
                 login = domain.make_login(first_name, last_name, taken)
             except ValueError as exc:
-                raise Problem(422, "Unprocessable Content", "Prénom ou nom requis.", code="name_required") from exc
+                raise Problem(422, "Unprocessable Content", domain.NAME_REQUIRED, code="name_required") from exc
             now = utcnow()
             await conn.execute(accounts.insert().values(
                 login=login, site=site, display_name=display_name, first_name=first_name, last_name=last_name,
@@ -203,8 +197,8 @@ class Dropzone:
             log.warning("login refused: %s is locked until %s (from %s)", login, state.locked_until, client_ip)
             await asyncio.sleep(domain.failure_delay(1))
             return None
-        key = (login, row.password_hash, hashlib.sha256(password.encode()).hexdigest())
-        if self._auth_cache.get(key, 0.0) > time.monotonic():
+        key = self.logins.key(login, row.password_hash, password)
+        if self.logins.hit(key, time.monotonic()):
             return str(row.site)
         try:
             await asyncio.to_thread(self.hasher.verify, row.password_hash, password)
@@ -217,27 +211,9 @@ class Dropzone:
             log.warning("failed login for %s from %s (%d)", login, client_ip, new.failed)
             await asyncio.sleep(domain.failure_delay(new.failed))
             return None
-        self._auth_cache[key] = time.monotonic() + AUTH_CACHE_S
+        self.logins.remember(key, time.monotonic())
         if row.failed_logins or row.last_login_at is None:
             async with self.db.transaction() as conn:
                 await conn.execute(accounts.update().where(accounts.c.login == login).values(
                     failed_logins=0, locked_until=None, last_login_at=now))
         return str(row.site)
-
-
-class WebdavGate:
-    """Adapter between the WebDAV layer (services.dropzone.webdav.DepositGate) and the dropzone."""
-
-    def __init__(self, dropzone: Dropzone) -> None:
-        self.dropzone = dropzone
-
-    async def authenticate(self, login: str, password: str, client_ip: str) -> str | None:
-        return await self.dropzone.authenticate(login, password, client_ip)
-
-    async def establishment_ids(self, site: str) -> list[str] | None:
-        ests = await self.dropzone.site_establishments(site)
-        return None if ests is None else sorted(ests)
-
-    async def take_deposit(self, site: str, establishment: str | None, name: str, path: Path, login: str) -> None:
-        await self.dropzone.take_deposit(site, establishment, name, path, source="webdav", account=login,
-                                         mode=Mode.AUTO)

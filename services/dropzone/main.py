@@ -2,45 +2,54 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from pathlib import Path
 
 from services.dropzone import store
 from services.dropzone.api import build_router
-from services.dropzone.handlers import Dropzone, WebdavGate
-from shared.bus import Outbox
-from shared.messages import NOTIFICATIONS_EXCHANGE, STATUS_EXCHANGE
+from services.dropzone.handlers import Dropzone
+from services.dropzone.webdav import webdav_factory
+from shared.messages import NOTIFICATIONS_EXCHANGE, STATUS_EXCHANGE, Mode
+from shared.outbox import Outbox
 from shared.web import Runtime, Service, run_service
 
 LIFECYCLE_QUEUE = "edt.dropzone.lifecycle"
 NOTIFICATIONS_QUEUE = "edt.dropzone.notifications"
 
 
+class WebdavGate:
+    """The dropzone as the WebDAV layer's `DepositGate`: a file landed by PUT/MOVE/COPY is an automatic
+    import deposited by the account that sent it."""
+
+    def __init__(self, dropzone: Dropzone) -> None:
+        self.dropzone = dropzone
+
+    async def authenticate(self, login: str, password: str, client_ip: str) -> str | None:
+        return await self.dropzone.authenticate(login, password, client_ip)
+
+    async def establishment_ids(self, site: str) -> list[str] | None:
+        ests = await self.dropzone.site_establishments(site)
+        return None if ests is None else sorted(ests)
+
+    async def take_deposit(self, site: str, establishment: str | None, name: str, path: Path, login: str) -> None:
+        await self.dropzone.take_deposit(site, establishment, name, path, source="webdav", account=login,
+                                         mode=Mode.AUTO)
+
+
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
     dropzone = Dropzone(rt.db, rt.blobs, outbox, rt.settings)
-
-    def webdav(loop: asyncio.AbstractEventLoop) -> Any:
-        from a2wsgi import WSGIMiddleware
-
-        from services.dropzone.webdav import build_webdav_app
-
-        wsgi = build_webdav_app(rt.settings.data_dir / "webdav", WebdavGate(dropzone), loop,
-                                mount_path="/webdav", max_upload_bytes=rt.settings.max_upload_bytes,
-                                auth_cache_ttl_s=0)  # the dropzone's own cache sees a new password at once
-        # Slow uploads and the failed-login slowdown each hold a worker thread.
-        return WSGIMiddleware(wsgi, workers=32)
+    webdav = webdav_factory(rt.settings.data_dir / "webdav", WebdavGate(dropzone), mount_path="/webdav",
+                            max_upload_bytes=rt.settings.max_upload_bytes)
 
     async def start() -> None:
-        outbox.start()
+        outbox.relay.start_in_background()
         await rt.bus.consume(LIFECYCLE_QUEUE, dropzone.on_lifecycle,
                              bindings=((STATUS_EXCHANGE, "import.history.done"),))
         await rt.bus.consume(NOTIFICATIONS_QUEUE, dropzone.on_notification,
                              bindings=((NOTIFICATIONS_EXCHANGE, "threshold.#"),))
 
-    service = Service("dropzone", build_router(rt.db, dropzone, rt.settings), start, outbox.stop,
-                      mounts=[("/webdav", webdav)])
-    return service
+    return Service("dropzone", build_router(rt.db, dropzone, rt.settings), start, outbox.relay.stop,
+                   mounts=[("/webdav", webdav)])
 
 
 if __name__ == "__main__":

@@ -38,9 +38,12 @@ gate is called *before* the file takes its final name: when ``take_deposit`` rai
 request fails with 500 (507 when the disk is full) and the file does not appear under the final name.
 
 Threading: WsgiDAV runs in a2wsgi's worker threads; every gate call hops to the event loop with
-``asyncio.run_coroutine_threadsafe(...).result(timeout)``, never blocking the loop itself. Successful
-logins are remembered for ``auth_cache_ttl_s`` seconds (keyed on a salted hash of login and password), so
-a WebDAV session of hundreds of requests does not hash the password each time; failures are never cached.
+``asyncio.run_coroutine_threadsafe(...).result(timeout)``, never blocking the loop itself. Every login is
+the gate's to check: the dropzone remembers successful ones itself (`domain.LoginCache`), so a WebDAV
+session of hundreds of requests does not hash the password each time.
+
+Mounting: `webdav_factory` gives the ASGI app's factory that `shared.web.LazyMount` builds inside the
+running loop at the first request — the dropzone's `Service.mounts` in production, the same in tests.
 
 Size cap: a ``Content-Length`` above ``max_upload_bytes`` is refused with 413 before anything is read; a
 chunked body is counted while it streams and refused with 413 as soon as it goes past the cap.
@@ -51,18 +54,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import errno
-import hashlib
 import logging
 import os
 import re
-import secrets
 import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import IO, Any, Protocol, TypeVar, cast
 
 from a2wsgi.wsgi_typing import WSGIApp
 from wsgidav import util
@@ -82,9 +83,6 @@ from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from services.dropzone.domain import is_deposit_candidate
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
 
 log = logging.getLogger("edt.dropzone.webdav")
 
@@ -132,15 +130,11 @@ class _Bridge:
     """Runs the gate's coroutines on the event loop from WsgiDAV's worker threads."""
 
     def __init__(self, gate: DepositGate, loop: asyncio.AbstractEventLoop, *, gate_timeout_s: float,
-                 deposit_timeout_s: float, auth_cache_ttl_s: float) -> None:
+                 deposit_timeout_s: float) -> None:
         self.gate = gate
         self.loop = loop
         self.gate_timeout_s = gate_timeout_s
         self.deposit_timeout_s = deposit_timeout_s
-        self.auth_cache_ttl_s = auth_cache_ttl_s
-        self._salt = secrets.token_bytes(16)
-        self._auth_cache: dict[bytes, tuple[str, float]] = {}
-        self._lock = threading.Lock()
 
     def _run(self, make: Callable[[], Awaitable[T]], timeout: float) -> T:
         try:
@@ -161,22 +155,10 @@ class _Bridge:
             raise
 
     def authenticate(self, login: str, password: str, client_ip: str) -> str | None:
-        key = hashlib.sha256(self._salt + login.encode() + b"\0" + password.encode()).digest()
-        now = time.monotonic()
-        with self._lock:
-            hit = self._auth_cache.get(key)
-            if hit is not None and hit[1] > now:
-                return hit[0]
         try:
-            site = self._run(lambda: self.gate.authenticate(login, password, client_ip), self.gate_timeout_s)
+            return self._run(lambda: self.gate.authenticate(login, password, client_ip), self.gate_timeout_s)
         except concurrent.futures.TimeoutError:
             raise DAVError(HTTP_SERVICE_UNAVAILABLE, "Authentication timed out") from None
-        if site is not None and self.auth_cache_ttl_s > 0:
-            with self._lock:
-                if len(self._auth_cache) > 10_000:
-                    self._auth_cache = {k: v for k, v in self._auth_cache.items() if v[1] > now}
-                self._auth_cache[key] = (site, now + self.auth_cache_ttl_s)
-        return site
 
     def establishment_ids(self, site: str) -> list[str] | None:
         try:
@@ -608,13 +590,11 @@ class _RequestGuard:
 
 def build_webdav_app(root_dir: Path, gate: DepositGate, loop: asyncio.AbstractEventLoop,
                      *, mount_path: str = "/webdav", max_upload_bytes: int,
-                     gate_timeout_s: float = 30.0, deposit_timeout_s: float = 300.0,
-                     auth_cache_ttl_s: float = 30.0) -> WSGIApp:
+                     gate_timeout_s: float = 30.0, deposit_timeout_s: float = 300.0) -> WSGIApp:
     """The WebDAV deposit space as a WSGI app, to run in a2wsgi's thread pool under `mount_path`.
 
     `loop` is the event loop the gate's coroutines run on (the server's loop)."""
-    bridge = _Bridge(gate, loop, gate_timeout_s=gate_timeout_s, deposit_timeout_s=deposit_timeout_s,
-                     auth_cache_ttl_s=auth_cache_ttl_s)
+    bridge = _Bridge(gate, loop, gate_timeout_s=gate_timeout_s, deposit_timeout_s=deposit_timeout_s)
     provider = DropzoneProvider(Path(root_dir), bridge)
     mount = "/" + mount_path.strip("/") if mount_path.strip("/") else None
     config: dict[str, Any] = {
@@ -639,35 +619,20 @@ def build_webdav_app(root_dir: Path, gate: DepositGate, loop: asyncio.AbstractEv
     return cast(WSGIApp, _RequestGuard(WsgiDAVApp(config), max_upload_bytes))
 
 
-class _LazyWebdav:
-    """ASGI app built on first request, inside the running loop (the gate's loop)."""
-
-    def __init__(self, build: Callable[[asyncio.AbstractEventLoop], Any],
-                 loop_getter: Callable[[], asyncio.AbstractEventLoop] | None) -> None:
-        self.build = build
-        self.loop_getter = loop_getter
-        self.app: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if self.app is None:  # no await in between: one build per loop
-            loop = self.loop_getter() if self.loop_getter is not None else asyncio.get_running_loop()
-            self.app = self.build(loop)
-        await self.app(scope, receive, send)
-
-
-def mount_webdav(app: FastAPI, root_dir: Path, gate: DepositGate, *, max_upload_bytes: int,
-                 mount_path: str = "/webdav", workers: int = 32,
-                 loop_getter: Callable[[], asyncio.AbstractEventLoop] | None = None) -> None:
-    """Mount the deposit space on `app` at `mount_path` behind a2wsgi (`workers` threads: a slow upload
-    holds one for its whole duration). The loop is the running one at the first request unless
-    `loop_getter` says otherwise."""
-    from a2wsgi import WSGIMiddleware
+def webdav_factory(root_dir: Path, gate: DepositGate, *, max_upload_bytes: int, mount_path: str = "/webdav",
+                   workers: int = 32) -> Callable[[asyncio.AbstractEventLoop], Any]:
+    """The factory of the deposit space's ASGI app for `shared.web.LazyMount`: WsgiDAV behind a2wsgi
+    (`workers` threads: a slow upload or a failed-login slowdown holds one for its whole duration), its
+    gate calls run on the loop it is built in."""
 
     def build(loop: asyncio.AbstractEventLoop) -> Any:
+        from a2wsgi import WSGIMiddleware
+
         wsgi = build_webdav_app(root_dir, gate, loop, mount_path=mount_path, max_upload_bytes=max_upload_bytes)
         return WSGIMiddleware(wsgi, workers=workers)
 
-    app.mount("/" + mount_path.strip("/"), _LazyWebdav(build, loop_getter))
+    return build
 
 
-__all__ = ["REALM", "DepositDomainController", "DepositGate", "DropzoneProvider", "build_webdav_app", "mount_webdav"]
+__all__ = ["REALM", "DepositDomainController", "DepositGate", "DropzoneProvider", "build_webdav_app",
+           "webdav_factory"]

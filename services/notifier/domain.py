@@ -32,6 +32,11 @@ LABELS: dict[ImportStatus, tuple[str, str]] = {
 
 NO_CHANGE_MESSAGE = ("Aucun changement : fichier identique au dernier import intégré.",
                      "No change: file identical to the last integrated import.")
+CANCELLED_MESSAGE = ("Import interrompu à la demande.", "Import cancelled on request.")
+
+
+def superseded_message(file_name: str) -> tuple[str, str]:
+    return (f"Remplacé par le dépôt plus récent « {file_name} ».", f"Superseded by the newer deposit '{file_name}'.")
 
 
 def label_for(status: ImportStatus) -> tuple[str, str]:
@@ -50,9 +55,10 @@ RUNNING_STATUS: dict[Stage, ImportStatus] = {
 # generation: its confirm (a groups step that ends without pausing) sends it on to generating_sessions.
 _ORDER = [ImportStatus.WAITING, ImportStatus.RECEIVED, ImportStatus.VALIDATING, ImportStatus.CHECKING_THRESHOLDS,
           ImportStatus.CREATING_GROUPS, ImportStatus.AWAITING_SELECTION, ImportStatus.GENERATING_SESSIONS]
+# `skipped`: no stage produces it, but a stored step recorded by an earlier version may hold it (ended).
 STEP_RANK = {StepStatus.PENDING: 0, StepStatus.RUNNING: 1, StepStatus.OK: 2, StepStatus.WARNING: 2,
              StepStatus.ERROR: 2, StepStatus.SKIPPED: 2}
-_ENDED = (StepStatus.OK, StepStatus.WARNING, StepStatus.SKIPPED)
+_ENDED = (StepStatus.OK, StepStatus.WARNING)
 
 
 def is_terminal(status: ImportStatus) -> bool:

@@ -10,10 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notifier import domain
 from services.notifier.store import event_log, imports, steps
-from shared.bus import Delivery, Outbox
+from shared.bus import Delivery
 from shared.db import Database, as_utc
 from shared.messages import (
-    STAGE_QUEUES,
     STATUS_EXCHANGE,
     FileRef,
     ImportLifecycle,
@@ -26,14 +25,16 @@ from shared.messages import (
     next_stage,
     utcnow,
 )
+from shared.outbox import Outbox
 from shared.settings import Settings
+from shared.stage import UnitOfWork
 
 log = logging.getLogger("edt.notifier")
 
 IN_FLIGHT = (ImportStatus.RECEIVED, ImportStatus.VALIDATING, ImportStatus.CHECKING_THRESHOLDS,
              ImportStatus.CREATING_GROUPS, ImportStatus.GENERATING_SESSIONS, ImportStatus.AWAITING_SELECTION)
 ACTIVE = (ImportStatus.WAITING, *IN_FLIGHT)
-ADMISSION_LOCK = 0x5ED7  # PostgreSQL advisory lock key: admission decisions are serialised
+ADMISSION_LOCK = "admission"  # advisory lock: admission decisions are serialised across processes
 # The notifier listens to the stages' events, not to its own lifecycle events (import.history.*).
 STATUS_BINDINGS = tuple((STATUS_EXCHANGE, f"import.{stage.value}.#") for stage in Stage)
 
@@ -58,17 +59,17 @@ class NotifierHandlers:
 
     async def on_status(self, delivery: Delivery) -> None:
         event = StatusEvent.from_bytes(delivery.body)
-        async with self.db.transaction() as conn:
-            await self.db.advisory_lock(conn, ADMISSION_LOCK)
+        async with self.outbox.unit_of_work() as uow:
+            await self.db.advisory_lock(uow.conn, ADMISSION_LOCK)
             if event.stage is Stage.DEPOSIT:
-                await self._on_deposit(conn, event)
+                await self._on_deposit(uow, event)
             else:
-                await self._on_stage_event(conn, event)
-        self.outbox.kick()
+                await self._on_stage_event(uow, event)
 
     # --- deposit ----------------------------------------------------------------------------------
 
-    async def _on_deposit(self, conn: AsyncConnection, event: StatusEvent) -> None:
+    async def _on_deposit(self, uow: UnitOfWork, event: StatusEvent) -> None:
+        conn = uow.conn
         if event.deposit is None:
             log.warning("deposit event without deposit for %s", event.import_id)
             return
@@ -91,13 +92,13 @@ class NotifierHandlers:
         await self._log(conn, event.import_id, event.site, status, stage=Stage.DEPOSIT, step=event.step_status,
                         message=event.message)
         if rejected:
-            await self._lifecycle(conn, event.import_id)
+            await self._lifecycle(uow, event.import_id)
             return
 
         last = await self._last_integrated(conn, scope)
         if last is not None and last.sha256 == dep.file.sha256 and not dep.dry_run:
             fr, en = domain.NO_CHANGE_MESSAGE
-            await self._finish(conn, event.import_id, ImportStatus.DONE, fr, en, no_change=True)
+            await self._finish(uow, event.import_id, ImportStatus.DONE, fr, en, no_change=True)
             return
 
         new = domain.Slot(event.import_id, event.site, event.establishment, event.at, dep.mode)
@@ -107,10 +108,8 @@ class NotifierHandlers:
         for older in waiting:
             if domain.supersedes(new, slot_of(older)):
                 await conn.execute(imports.update().where(imports.c.id == older.id).values(superseded_by=new.id))
-                await self._finish(conn, older.id, ImportStatus.SUPERSEDED,
-                                   f"Remplacé par le dépôt plus récent « {dep.file.name} ».",
-                                   f"Superseded by the newer deposit '{dep.file.name}'.")
-        await self.dispatch(conn)
+                await self._finish(uow, older.id, ImportStatus.SUPERSEDED, *domain.superseded_message(dep.file.name))
+        await self.dispatch(uow)
 
     async def _last_integrated(self, conn: AsyncConnection, scope: str) -> Any:
         return (await conn.execute(sa.select(imports).where(
@@ -125,8 +124,9 @@ class NotifierHandlers:
         waiting = [r for r in rows if r.status == ImportStatus.WAITING.value]
         return in_flight, waiting
 
-    async def dispatch(self, conn: AsyncConnection) -> list[str]:
+    async def dispatch(self, uow: UnitOfWork) -> list[str]:
         """Start every waiting import that admission allows now (caller holds the admission lock)."""
+        conn = uow.conn
         in_flight, waiting = await self.active(conn)
         by_id = {r.id: r for r in waiting}
         started = domain.plan_dispatch([slot_of(r) for r in in_flight], [slot_of(r) for r in waiting],
@@ -145,21 +145,20 @@ class NotifierHandlers:
             await conn.execute(imports.update().where(imports.c.id == row.id).values(
                 status=ImportStatus.RECEIVED.value, started_at=now, queued_stage=Stage.VALIDATION.value,
                 queued_at=now))
-            await self.outbox.add(conn, "", STAGE_QUEUES[Stage.VALIDATION], command.to_bytes(),
-                                  message_id=f"{row.id}:{Stage.VALIDATION.value}")
+            await uow.emit(command.to(Stage.VALIDATION))
             await self._log(conn, row.id, row.site, ImportStatus.RECEIVED)
         return [s.id for s in started]
 
     async def redispatch(self) -> None:
         """Admission after a restart: a crash between a terminal event and the next start loses nothing."""
-        async with self.db.transaction() as conn:
-            await self.db.advisory_lock(conn, ADMISSION_LOCK)
-            await self.dispatch(conn)
-        self.outbox.kick()
+        async with self.outbox.unit_of_work() as uow:
+            await self.db.advisory_lock(uow.conn, ADMISSION_LOCK)
+            await self.dispatch(uow)
 
     # --- stage events -----------------------------------------------------------------------------
 
-    async def _on_stage_event(self, conn: AsyncConnection, event: StatusEvent) -> None:
+    async def _on_stage_event(self, uow: UnitOfWork, event: StatusEvent) -> None:
+        conn = uow.conn
         row = (await conn.execute(sa.select(imports).where(imports.c.id == event.import_id))).first()
         if row is None:
             log.warning("status event for unknown import %s", event.import_id)
@@ -184,8 +183,8 @@ class NotifierHandlers:
         if values:
             await conn.execute(imports.update().where(imports.c.id == row.id).values(**values))
         if domain.is_terminal(status) and not domain.is_terminal(current):
-            await self._finish(conn, row.id, status, event.message, event.message_en)
-            await self.dispatch(conn)
+            await self._finish(uow, row.id, status, event.message, event.message_en)
+            await self.dispatch(uow)
         elif status is not current or event.step_status is not StepStatus.RUNNING:
             await self._log(conn, row.id, row.site, status, stage=event.stage, step=event.step_status,
                             message=event.message)
@@ -213,24 +212,25 @@ class NotifierHandlers:
 
     # --- endings ----------------------------------------------------------------------------------
 
-    async def _finish(self, conn: AsyncConnection, import_id: str, status: ImportStatus, message: str | None,
+    async def _finish(self, uow: UnitOfWork, import_id: str, status: ImportStatus, message: str | None,
                       message_en: str | None, *, no_change: bool = False) -> None:
+        conn = uow.conn
         now = utcnow()
         await conn.execute(imports.update().where(imports.c.id == import_id).values(
             status=status.value, ended_at=now, message=message, message_en=message_en, no_change=no_change,
             queued_stage=None, queued_at=None))
         row = (await conn.execute(sa.select(imports.c.site).where(imports.c.id == import_id))).one()
         await self._log(conn, import_id, row.site, status, message=message)
-        await self._lifecycle(conn, import_id)
+        await self._lifecycle(uow, import_id)
 
-    async def _lifecycle(self, conn: AsyncConnection, import_id: str) -> None:
-        row = (await conn.execute(sa.select(imports).where(imports.c.id == import_id))).one()
+    async def _lifecycle(self, uow: UnitOfWork, import_id: str) -> None:
+        row = (await uow.conn.execute(sa.select(imports).where(imports.c.id == import_id))).one()
         event = ImportLifecycle(import_id=row.id, site=row.site, establishment=row.establishment,
                                 establishments=row.establishments, status=ImportStatus(row.status),
                                 mode=Mode(row.mode), file=FileRef(name=row.file_name, sha256=row.sha256,
                                                                   size=row.size),
                                 no_change=row.no_change)
-        await self.outbox.add(conn, STATUS_EXCHANGE, event.routing_key, event.to_bytes())
+        await uow.emit(event)
 
     async def _log(self, conn: AsyncConnection, import_id: str, site: str, status: ImportStatus, *,
                    stage: Stage | None = None, step: StepStatus | None = None, message: str | None = None) -> None:
@@ -245,16 +245,14 @@ class NotifierHandlers:
 
     async def cancel(self, import_id: str) -> ImportStatus | None:
         """Cancel a waiting import or a manual import paused for its selection ("Interrompu")."""
-        async with self.db.transaction() as conn:
-            await self.db.advisory_lock(conn, ADMISSION_LOCK)
-            row = (await conn.execute(sa.select(imports).where(imports.c.id == import_id))).first()
+        async with self.outbox.unit_of_work() as uow:
+            await self.db.advisory_lock(uow.conn, ADMISSION_LOCK)
+            row = (await uow.conn.execute(sa.select(imports).where(imports.c.id == import_id))).first()
             if row is None:
                 return None
             current = ImportStatus(row.status)
             if current not in (ImportStatus.WAITING, ImportStatus.AWAITING_SELECTION):
                 return current
-            await self._finish(conn, import_id, ImportStatus.CANCELLED, "Import interrompu à la demande.",
-                               "Import cancelled on request.")
-            await self.dispatch(conn)
-        self.outbox.kick()
+            await self._finish(uow, import_id, ImportStatus.CANCELLED, *domain.CANCELLED_MESSAGE)
+            await self.dispatch(uow)
         return ImportStatus.CANCELLED

@@ -5,7 +5,7 @@ from __future__ import annotations
 from services.notifier import store
 from services.notifier.api import build_router
 from services.notifier.handlers import STATUS_BINDINGS, NotifierHandlers
-from shared.bus import Outbox
+from shared.outbox import Outbox
 from shared.web import Runtime, Service, run_service
 
 STATUS_QUEUE = "edt.notifier"
@@ -16,11 +16,12 @@ def build(rt: Runtime) -> Service:
     handlers = NotifierHandlers(rt.db, outbox, rt.settings)
 
     async def start() -> None:
-        outbox.start()
+        outbox.relay.start_in_background()
         await rt.bus.consume(STATUS_QUEUE, handlers.on_status, bindings=STATUS_BINDINGS)
         await handlers.redispatch()
 
-    return Service("notifier", build_router(rt.db, rt.bus, rt.blobs, rt.settings, handlers), start, outbox.stop)
+    return Service("notifier", build_router(rt.db, rt.bus, rt.blobs, rt.settings, handlers), start,
+                   outbox.relay.stop)
 
 
 if __name__ == "__main__":

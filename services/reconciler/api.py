@@ -13,8 +13,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from services.reconciler import domain
-from services.reconciler.handlers import Directories, Wizard, WizardError
+from services.reconciler.handlers import ReconcilerStage
 from services.reconciler.store import groups, memberships, persons, results, snapshots, units
+from services.reconciler.wizard import WizardError
 from shared.db import Database, as_utc
 from shared.reconcile import KINDS
 from shared.settings import Settings
@@ -68,7 +69,7 @@ async def parsed_upload(request: Request, from_csv: Callable[[bytes], Any], from
     return upload
 
 
-def build_router(db: Database, settings: Settings, directories: Directories, wizard: Wizard) -> APIRouter:
+def build_router(db: Database, settings: Settings, directories: ReconcilerStage, wizard: ReconcilerStage) -> APIRouter:
     router = APIRouter()
 
     @router.put("/sites/{site}/establishments/{est}/directory")

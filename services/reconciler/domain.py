@@ -1,7 +1,8 @@
-"""Reconciler rules, pure: reading and checking the ENT directory and IdPN uploads (JSON or CSV), the
-stage's decision from the matching (`shared.reconcile`), and the unreconciled CSV.
+"""Reconciler rules, pure: reading and checking the ENT directory and IdPN uploads (JSON or CSV), each
+establishment's plan (the matching of `shared.reconcile` with the wizard's decisions on top), the stage's
+decision, and the unreconciled CSV.
 
-Group creation and the manual wizard (issue 6) are in `services/reconciler/wizard.py`."""
+Group creation is `services/reconciler/groups.py`; the manual wizard's rules `services/reconciler/wizard.py`."""
 
 from __future__ import annotations
 
@@ -13,10 +14,19 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from shared.bus import StageResult
-from shared.messages import ImportStatus, StepStatus
-from shared.reconcile import KINDS, NO_DIRECTORY, PERSON_KINDS, DirectoryPerson, DirectoryUnit, KindResult
-from shared.timetable import Timetable
+from services.reconciler import wizard
+from shared.messages import ImportStatus, StageCommand, StepStatus
+from shared.reconcile import (
+    KINDS,
+    NO_DIRECTORY,
+    PERSON_KINDS,
+    Directory,
+    DirectoryPerson,
+    DirectoryUnit,
+    KindResult,
+)
+from shared.stage import StageResult
+from shared.timetable import Course, Timetable, derive_courses
 
 MAX_ERRORS = 100
 MAX_ID = 128
@@ -351,6 +361,49 @@ def establishment_matching(est: str, tt: Timetable, snapshot: str | None,
         unmatched[kind] = rows
         counts[kind] = r.counts() if r is not None else {"matched": 0, "unmatched": len(rows)}
     return EstablishmentMatching(est, snapshot, counts, unmatched)
+
+
+def directory_counts(d: Directory) -> dict[str, int]:
+    kinds = {k: sum(1 for p in d.persons if p.kind == k) for k in ("teacher", "staff", "student")}
+    return {"persons": len(d.persons), **kinds, "classes": len(d.classes), "groups": len(d.groups),
+            "pronote_ids": len(d.associations)}
+
+
+def timetable_parts(cmd: StageCommand) -> dict[str, str]:
+    """Establishment → sha256 of its canonical timetable, from the command's artifacts."""
+    parts: dict[str, str] = dict(cmd.artifacts.get("timetables") or {})
+    if not parts and cmd.establishment and cmd.artifacts.get("timetable_sha256"):
+        parts = {cmd.establishment: cmd.artifacts["timetable_sha256"]}
+    if not parts:
+        raise RuntimeError("no canonical timetable in the command's artifacts")
+    return parts
+
+
+@dataclass
+class EstPlan:
+    """One establishment of an import: its timetable, directory, matching (with the stored decisions)."""
+
+    est: str
+    tt: Timetable
+    courses: list[Course]
+    snapshot: str | None
+    directory: Directory | None
+    raw: dict[str, KindResult] | None  # the rules' matching; None = no directory
+    results: dict[str, KindResult]  # with the decisions applied (empty results without a directory)
+    matching: EstablishmentMatching
+    stored: wizard.StoredSelection | None  # the selection of the last manual import
+    decisions: wizard.Decisions
+
+
+def plan_establishment(est: str, tt: Timetable, snapshot: str | None, directory: Directory | None,
+                       raw: dict[str, KindResult] | None, stored: wizard.StoredSelection | None,
+                       decisions: wizard.Decisions) -> EstPlan:
+    """One establishment: `raw` is the rules' matching of `tt` against `directory` (None without a
+    directory), the stored decisions go on top."""
+    results = wizard.apply_decisions(raw, directory, decisions) if raw is not None and directory is not None \
+        else wizard.empty_results()
+    matching = establishment_matching(est, tt, snapshot, results if raw is not None else None)
+    return EstPlan(est, tt, derive_courses(tt), snapshot, directory, raw, results, matching, stored, decisions)
 
 
 @dataclass

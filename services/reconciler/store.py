@@ -1,10 +1,18 @@
-"""Tables owned by the reconciler service."""
+"""Tables owned by the reconciler service, and the queries of its handlers."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+from datetime import datetime
+from typing import Any
 
-from shared.db import outbox_table, service_metadata, stage_runs_table
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.reconciler import domain, wizard
+from services.reconciler.groups import Diff, GroupRow
+from shared.db import Database, outbox_table, service_metadata, stage_runs_table, upsert
+from shared.messages import utcnow
+from shared.reconcile import Directory, DirectoryPerson, DirectoryUnit
 
 metadata = service_metadata("reconciler")
 outbox = outbox_table(metadata)
@@ -71,7 +79,7 @@ results = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-# --- group creation (issue 6) -----------------------------------------------------------------------
+# --- group creation -----------------------------------------------------------------------------------
 
 # The groups the imports created for each establishment: the file's classes, parts of class and groups
 # (linked to the ENT class/group when matched), and one per course kept (« hiérarchie Cours »).
@@ -150,3 +158,199 @@ previews = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+
+def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+# --- the ENT directory ----------------------------------------------------------------------------------
+
+
+async def load_directory(conn: AsyncConnection, site: str, est: str) -> Directory:
+    where_p = (persons.c.site == site, persons.c.establishment == est)
+    where_u = (units.c.site == site, units.c.establishment == est)
+    people = tuple(DirectoryPerson(r.id, r.kind, r.last_name, r.first_name, r.birth_date, r.pronote_id, r.cas_id)
+                   for r in (await conn.execute(sa.select(persons).where(*where_p))).all())
+    unit_rows = (await conn.execute(sa.select(units).where(*where_u))).all()
+    assoc = {r.pronote_id: r.ent_id for r in (await conn.execute(sa.select(pronote_ids).where(
+        pronote_ids.c.site == site, pronote_ids.c.establishment == est))).all()}
+    return Directory(people, tuple(DirectoryUnit(r.id, r.name) for r in unit_rows if r.kind == "class"),
+                     tuple(DirectoryUnit(r.id, r.name) for r in unit_rows if r.kind == "group"), assoc)
+
+
+async def has_directory(conn: AsyncConnection, site: str, est: str) -> bool:
+    return (await conn.execute(sa.select(snapshots.c.sha256).where(
+        snapshots.c.site == site, snapshots.c.establishment == est))).first() is not None
+
+
+async def latest_snapshots(conn: AsyncConnection, site: str, ests: list[str]) -> dict[str, str]:
+    return {r.establishment: r.sha256 for r in (await conn.execute(sa.select(snapshots).where(
+        snapshots.c.site == site, snapshots.c.establishment.in_(ests)))).all()}
+
+
+async def save_snapshot(db: Database, conn: AsyncConnection, site: str, est: str, sha: str, counts: dict[str, int],
+                        at: datetime) -> None:
+    await conn.execute(upsert(db, snapshots, {"site": site, "establishment": est, "sha256": sha,
+                                              "counts": counts, "updated_at": at},
+                              ["site", "establishment"], ["sha256", "counts", "updated_at"]))
+
+
+async def write_directory(conn: AsyncConnection, site: str, est: str, upload: domain.DirectoryUpload,
+                          mode: str) -> None:
+    """`replace`: the upload is the whole directory; `merge`: its entries replace those with the same id."""
+    where_p = (persons.c.site == site, persons.c.establishment == est)
+    where_u = (units.c.site == site, units.c.establishment == est)
+    if mode == "replace":
+        await conn.execute(persons.delete().where(*where_p))
+        await conn.execute(units.delete().where(*where_u))
+    else:
+        for chunk in _chunks([p.id for p in upload.persons]):
+            await conn.execute(persons.delete().where(*where_p, persons.c.id.in_(chunk)))
+        for kind, items in (("class", upload.classes), ("group", upload.groups)):
+            for chunk in _chunks([u.id for u in items]):
+                await conn.execute(units.delete().where(*where_u, units.c.kind == kind, units.c.id.in_(chunk)))
+    rows = [{"site": site, "establishment": est, "id": p.id, "kind": p.kind, "last_name": p.last_name,
+             "first_name": p.first_name, "birth_date": p.birth_date, "pronote_id": p.pronote_id,
+             "cas_id": p.cas_id} for p in upload.persons]
+    if rows:
+        await conn.execute(persons.insert(), rows)
+    unit_rows = [{"site": site, "establishment": est, "kind": kind, "id": u.id, "name": u.name}
+                 for kind, items in (("class", upload.classes), ("group", upload.groups)) for u in items]
+    if unit_rows:
+        await conn.execute(units.insert(), unit_rows)
+
+
+async def write_pronote_ids(conn: AsyncConnection, site: str, est: str, upload: domain.PronoteIdsUpload,
+                            mode: str) -> int:
+    """« mode complet » replaces every association of the establishment; « mode partiel » adds or updates
+    those given (seed 004). Returns how many the establishment has now."""
+    now = utcnow()
+    where = (pronote_ids.c.site == site, pronote_ids.c.establishment == est)
+    if mode == "complete":
+        await conn.execute(pronote_ids.delete().where(*where))
+    else:
+        for chunk in _chunks(list(upload.associations)):
+            await conn.execute(pronote_ids.delete().where(*where, pronote_ids.c.pronote_id.in_(chunk)))
+    rows = [{"site": site, "establishment": est, "pronote_id": p, "ent_id": e, "updated_at": now}
+            for p, e in upload.associations.items()]
+    if rows:
+        await conn.execute(pronote_ids.insert(), rows)
+    return len((await conn.execute(sa.select(pronote_ids.c.pronote_id).where(*where))).all())
+
+
+# --- selections, decisions, results ---------------------------------------------------------------------
+
+
+async def load_stored(conn: AsyncConnection, site: str, ests: list[str]) -> tuple[
+        dict[str, wizard.StoredSelection], dict[str, wizard.Decisions]]:
+    """The selection of each establishment's last manual import and the person decisions it keeps."""
+    stored: dict[str, wizard.StoredSelection] = {}
+    for r in (await conn.execute(sa.select(selections).where(selections.c.site == site,
+                                                             selections.c.establishment.in_(ests)))).all():
+        stored.setdefault(r.establishment, {}).setdefault(r.kind, {})[r.ident] = bool(r.active)
+    decisions: dict[str, wizard.Decisions] = {}
+    for r in (await conn.execute(sa.select(person_decisions).where(
+            person_decisions.c.site == site, person_decisions.c.establishment.in_(ests)))).all():
+        decisions.setdefault(r.establishment, {}).setdefault(r.kind, {})[r.ident] = wizard.Decision(r.decision,
+                                                                                                      r.ent_id)
+    return stored, decisions
+
+
+async def save_selection(conn: AsyncConnection, site: str, est: str, selection: wizard.Selection,
+                         import_id: str) -> None:
+    """The selection of this manual import replaces the establishment's previous one."""
+    now = utcnow()
+    await conn.execute(selections.delete().where(selections.c.site == site, selections.c.establishment == est))
+    rows = [{"site": site, "establishment": est, "kind": kind, "ident": ident, "active": bool(on),
+             "import_id": import_id, "updated_at": now}
+            for kind in wizard.SELECT_KINDS for ident, on in (selection.get(kind) or {}).items()]
+    for i in range(0, len(rows), 2000):
+        await conn.execute(selections.insert(), rows[i:i + 2000])
+
+
+async def save_decisions(db: Database, conn: AsyncConnection, site: str, est: str, selection: wizard.Selection,
+                         import_id: str) -> None:
+    now = utcnow()
+    for kind in wizard.PERSON_KINDS:
+        for ident, d in ((selection.get("persons") or {}).get(kind) or {}).items():
+            key = (person_decisions.c.site == site, person_decisions.c.establishment == est,
+                   person_decisions.c.kind == kind, person_decisions.c.ident == ident)
+            if d.get("decision") == "auto":
+                await conn.execute(person_decisions.delete().where(*key))
+                continue
+            await conn.execute(upsert(db, person_decisions, {
+                "site": site, "establishment": est, "kind": kind, "ident": ident, "decision": d["decision"],
+                "ent_id": d.get("ent_id"), "import_id": import_id, "updated_at": now},
+                ["site", "establishment", "kind", "ident"], ["decision", "ent_id", "import_id", "updated_at"]))
+
+
+async def save_results(db: Database, conn: AsyncConnection, import_id: str, site: str,
+                       matchings: list[domain.EstablishmentMatching]) -> None:
+    now = utcnow()
+    for m in matchings:
+        await conn.execute(upsert(db, results, {
+            "import_id": import_id, "establishment": m.establishment, "site": site,
+            "snapshot_sha256": m.snapshot, "counts": m.counts, "unmatched": m.unmatched, "created_at": now},
+            ["import_id", "establishment"], ["snapshot_sha256", "counts", "unmatched", "created_at"]))
+
+
+# --- groups and memberships -----------------------------------------------------------------------------
+
+
+async def stored_groups(conn: AsyncConnection, site: str, est: str) -> tuple[dict[str, GroupRow], list[str]]:
+    """The establishment's groups (by key) and membership keys as they are now."""
+    have_g = {r.key: GroupRow(r.key, r.kind, r.ident, r.name, r.parent, r.ent_id)
+              for r in (await conn.execute(sa.select(groups).where(
+                  groups.c.site == site, groups.c.establishment == est))).all()}
+    have_m = [r.key for r in (await conn.execute(sa.select(memberships.c.key).where(
+        memberships.c.site == site, memberships.c.establishment == est))).all()]
+    return have_g, have_m
+
+
+async def write_group_diff(conn: AsyncConnection, site: str, est: str, d: Diff, import_id: str) -> None:
+    where_g = (groups.c.site == site, groups.c.establishment == est)
+    where_m = (memberships.c.site == site, memberships.c.establishment == est)
+    now = utcnow()
+    for chunk in _chunks(d.delete_members):
+        await conn.execute(memberships.delete().where(*where_m, memberships.c.key.in_(chunk)))
+    for chunk in _chunks(d.delete_groups):
+        await conn.execute(groups.delete().where(*where_g, groups.c.key.in_(chunk)))
+    for g in d.update_groups:
+        await conn.execute(groups.update().where(*where_g, groups.c.key == g.key).values(
+            kind=g.kind, ident=g.ident, name=g.name, parent=g.parent, ent_id=g.ent_id, import_id=import_id,
+            updated_at=now))
+    if d.create_groups:
+        await conn.execute(groups.insert(), [
+            {"site": site, "establishment": est, "key": g.key, "kind": g.kind, "ident": g.ident,
+             "name": g.name, "parent": g.parent, "ent_id": g.ent_id, "import_id": import_id, "updated_at": now}
+            for g in d.create_groups])
+    rows = [{"site": site, "establishment": est, "key": m.key, "group_key": m.group_key,
+             "person_kind": m.person_kind, "person_id": m.person_id, "file_ident": m.file_ident, "start": m.start,
+             "end": m.end, "import_id": import_id} for m in d.create_members]
+    for i in range(0, len(rows), 2000):
+        await conn.execute(memberships.insert(), rows[i:i + 2000])
+
+
+# --- previews of manual imports awaiting their selection ------------------------------------------------
+
+
+async def save_preview(db: Database, conn: AsyncConnection, import_id: str, site: str, command: dict[str, Any],
+                       preview: dict[str, Any], selection: dict[str, Any]) -> None:
+    now = utcnow()
+    await conn.execute(upsert(db, previews, {
+        "import_id": import_id, "site": site, "status": "awaiting", "command": command, "preview": preview,
+        "selection": selection, "created_at": now, "updated_at": now},
+        ["import_id"], ["status", "command", "preview", "selection", "updated_at"]))
+
+
+async def load_preview(conn: AsyncConnection, import_id: str) -> Any:
+    return (await conn.execute(sa.select(previews).where(previews.c.import_id == import_id))).first()
+
+
+async def update_awaiting_preview(conn: AsyncConnection, import_id: str, **values: Any) -> bool:
+    """Change a preview still awaiting its selection; False when it no longer is."""
+    done = await conn.execute(previews.update().where(previews.c.import_id == import_id,
+                                                      previews.c.status == "awaiting")
+                              .values(**values, updated_at=utcnow()))
+    return bool(done.rowcount == 1)

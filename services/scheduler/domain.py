@@ -17,8 +17,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from shared.bus import StageResult
 from shared.messages import ImportStatus, StepStatus
+from shared.stage import StageResult
 from shared.timetable import (
     ClosurePeriod,
     Course,

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 from services.scheduler import store
 from services.scheduler.api import build_router
-from services.scheduler.handlers import build_handlers
-from shared.bus import Outbox, StageWorker
-from shared.messages import Stage
+from services.scheduler.handlers import SchedulerStage
+from shared.outbox import Outbox
 from shared.web import Runtime, Service, run_service
+from shared.worker import StageWorker
 
 
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
-    worker = StageWorker(stage=Stage.SESSIONS, db=rt.db, bus=rt.bus, outbox=outbox, runs=store.runs,
-                         **build_handlers(rt, outbox))
+    stage = SchedulerStage(rt.db, rt.blobs, rt.settings)
+    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs)
 
     async def start() -> None:
-        outbox.start()
+        outbox.relay.start_in_background()
         await worker.start()
 
-    return Service("scheduler", build_router(rt.db, rt.settings), start, outbox.stop)
+    async def stop() -> None:
+        await outbox.relay.stop()
+        stage.close()
+
+    return Service("scheduler", build_router(rt.db, rt.settings), start, stop)
 
 
 if __name__ == "__main__":

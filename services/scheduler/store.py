@@ -1,4 +1,4 @@
-"""Tables owned by the scheduler service (session generation, stage 5).
+"""Tables owned by the scheduler service (session generation, stage 5), and the stage's bulk writes.
 
 Idents in the list columns are the timetable's own (`Ident` attributes, one space per kind); instants
 are aware UTC. A session's `id` is derived from (site, establishment, key), so it is known before the
@@ -7,9 +7,17 @@ row is written (bulk COPY, change events) and stays the same across re-imports (
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from shared.db import outbox_table, service_metadata, stage_runs_table
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.scheduler import domain
+from services.scheduler.domain import Memo, Plan, SessionRow, Stored, json_lists
+from shared.db import Database, as_utc, outbox_table, service_metadata, stage_runs_table, upsert
+from shared.messages import utcnow
 
 metadata = service_metadata("scheduler")
 outbox = outbox_table(metadata)
@@ -108,3 +116,154 @@ establishments = sa.Table(
     sa.Column("class_students_fp", sa.String(16), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+
+# --- bulk writes of the stage -----------------------------------------------------------------------
+# A first import writes tens of thousands of rows: raw driver calls with rows prepared as tuples.
+
+WRITE_CHUNK = 5000  # rows per multi-row statement on SQLite / per executemany batch
+SESSION_COLUMNS = ("id", "site", "establishment", "key", "course", "start", "end", "week", "rooms", "teachers",
+                   "classes", "groups", "students", "equipment", "staff", "fp", "import_id")
+MEMBER_COLUMNS = ("site", "establishment", "course", "kind", "ident", "start", "end")
+CLASS_STUDENT_COLUMNS = ("site", "establishment", "kind", "ident", "student", "start", "end")
+_LIST_FIELDS = ("rooms", "teachers", "classes", "groups", "students", "equipment", "staff")
+
+
+def _sqlite_ts_text(value: Any) -> str:
+    return str(value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds"))
+
+
+_sqlite_ts_memo = Memo(_sqlite_ts_text, 200_000)
+
+
+def _sqlite_ts(value: Any) -> str:
+    """SQLAlchemy's SQLite DATETIME storage format (naive UTC, microseconds), so raw writes read back
+    like ORM ones."""
+    return str(_sqlite_ts_memo[value])
+
+
+# A date for a raw write on SQLite: ISO text, as SQLAlchemy stores it (None stays None); PostgreSQL takes dates.
+_sqlite_days = Memo(lambda d: d.isoformat() if d is not None else None, 100_000)
+
+
+def session_records(rows: Iterable[SessionRow], site: str, establishment: str, import_id: str,
+                    *, sqlite: bool) -> list[tuple[Any, ...]]:
+    """Rows ready for a bulk write, in SESSION_COLUMNS order (JSON columns as text). One memo lookup per
+    column, no call per row: tens of thousands of rows on a first import."""
+    J = json_lists  # noqa: N806
+    if sqlite:
+        T = _sqlite_ts_memo  # noqa: N806
+        return [(i, site, establishment, k, c, T[s], T[e], w, J[ro], J[te], J[cl], J[gr], J[st], J[eq], J[sf], fp,
+                 import_id) for i, k, c, s, e, w, ro, te, cl, gr, st, eq, sf, fp in rows]
+    return [(i, site, establishment, k, c, s, e, w, J[ro], J[te], J[cl], J[gr], J[st], J[eq], J[sf], fp, import_id)
+            for i, k, c, s, e, w, ro, te, cl, gr, st, eq, sf, fp in rows]
+
+
+async def bulk_insert(db: Database, conn: AsyncConnection, table: sa.Table, columns: Sequence[str],
+                      records: Sequence[tuple[Any, ...]]) -> None:
+    """PostgreSQL: binary COPY on the transaction's own connection; SQLite: executemany of one prepared
+    INSERT (sqlite3 runs it in C) in chunks. Records are tuples in `columns` order, ready for the driver."""
+    if not records:
+        return
+    if db.is_postgres:
+        raw = await conn.get_raw_connection()
+        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+            table.name, schema_name=table.schema, columns=list(columns), records=records)
+        return
+    cols = ", ".join(f'"{c}"' for c in columns)
+    sql = f'INSERT INTO {table.name} ({cols}) VALUES ({", ".join("?" * len(columns))})'
+    for i in range(0, len(records), WRITE_CHUNK):
+        await conn.exec_driver_sql(sql, list(records[i:i + WRITE_CHUNK]))
+
+
+async def bulk_insert_sessions(db: Database, conn: AsyncConnection, records: Sequence[tuple[Any, ...]]) -> None:
+    await bulk_insert(db, conn, sessions, SESSION_COLUMNS, records)
+
+
+async def stored_state(conn: AsyncConnection, site: str, est: str, cutoff: datetime) -> tuple[
+        list[Stored], dict[str, tuple[str, bool]]]:
+    """What the establishment has now: its sessions from the day before `cutoff` on (same-day keys may sit
+    just before the cutoff, frozen) and every course's (fp, active)."""
+    s = sessions
+    result = await conn.execute(sa.select(s.c.id, s.c.key, s.c.fp, s.c.start).where(
+        s.c.site == site, s.c.establishment == est, s.c.start > cutoff - timedelta(days=1)))
+    stored = [Stored(r.id, r.key, r.fp, as_utc(r.start)) for r in result]
+    c = courses
+    stored_courses = {r.key: (r.fp, r.active) for r in await conn.execute(
+        sa.select(c.c.key, c.c.fp, c.c.active).where(c.c.site == site, c.c.establishment == est))}
+    return stored, stored_courses
+
+
+async def write_sessions(db: Database, conn: AsyncConnection, import_id: str, sd: domain.SessionDiff,
+                         records: Sequence[tuple[Any, ...]]) -> None:
+    """`records`: `session_records(sd.create)`."""
+    s = sessions
+    await bulk_insert_sessions(db, conn, records)
+    if sd.update:
+        stmt = s.update().where(s.c.id == sa.bindparam("_id")).values(
+            {name: sa.bindparam(name) for name in ("start", "end", "week", *_LIST_FIELDS, "fp", "import_id")})
+        params = [{"_id": r.id, "start": r.start, "end": r.end, "week": r.week,
+                   **{f: list(getattr(r, f)) for f in _LIST_FIELDS}, "fp": r.fp, "import_id": import_id}
+                  for r in sd.update]
+        for i in range(0, len(params), WRITE_CHUNK):
+            await conn.execute(stmt, params[i:i + WRITE_CHUNK])
+    ids = [r.id for r in sd.delete]
+    for i in range(0, len(ids), 500):
+        await conn.execute(s.delete().where(s.c.id.in_(ids[i:i + 500])))
+
+
+async def write_courses(db: Database, conn: AsyncConnection, import_id: str, plan: Plan,
+                        cd: domain.CourseDiff) -> None:
+    c, m = courses, course_members
+    site, est, now = plan.site, plan.establishment, utcnow()
+
+    def values(row: domain.CourseRow) -> dict[str, Any]:
+        return {"subject": row.subject, "kind": row.kind, "target": row.target, "label": row.label,
+                "teachers": list(row.teachers), "classes": list(row.classes), "students": row.student_count,
+                "active": True, "fp": row.fp, "import_id": import_id, "updated_at": now}
+
+    if cd.create:
+        await conn.execute(c.insert(), [{"site": site, "establishment": est, "key": r.key, **values(r)}
+                                        for r in cd.create])
+    changed = cd.update + cd.reactivate
+    if changed:
+        stmt = c.update().where(c.c.site == site, c.c.establishment == est, c.c.key == sa.bindparam("_key"))
+        await conn.execute(stmt, [{"_key": r.key, **values(r)} for r in changed])
+    if cd.deactivate:
+        for i in range(0, len(cd.deactivate), 500):
+            await conn.execute(c.update().where(c.c.site == site, c.c.establishment == est,
+                                                c.c.key.in_(cd.deactivate[i:i + 500]))
+                               .values(active=False, import_id=import_id, updated_at=now))
+    # Members follow their course: rewritten only for courses whose members (or label) changed; a
+    # deactivated course keeps its members, so its past sessions stay in everyone's feeds.
+    rewrite = [r.key for r in changed]
+    for i in range(0, len(rewrite), 500):
+        await conn.execute(m.delete().where(m.c.site == site, m.c.establishment == est,
+                                            m.c.course.in_(rewrite[i:i + 500])))
+    if db.is_postgres:
+        rows = [(site, est, r.key, *mem) for r in cd.create + changed for mem in r.members]
+    else:
+        d = _sqlite_days
+        rows = [(site, est, r.key, kind, ident, d[a], d[b])
+                for r in cd.create + changed for kind, ident, a, b in r.members]
+    await bulk_insert(db, conn, m, MEMBER_COLUMNS, rows)
+
+
+async def write_establishment(db: Database, conn: AsyncConnection, import_id: str, plan: Plan, sha: str) -> None:
+    """Who is in which class or part (rewritten only when it changed) and the establishment's row."""
+    site, est = plan.site, plan.establishment
+    e, cs = establishments, class_students
+    old_fp = (await conn.execute(sa.select(e.c.class_students_fp).where(
+        e.c.site == site, e.c.establishment == est))).scalar()
+    if old_fp != plan.class_students_fp:
+        await conn.execute(cs.delete().where(cs.c.site == site, cs.c.establishment == est))
+        if db.is_postgres:
+            rows = [(site, est, *r) for r in plan.class_students]
+        else:
+            d = _sqlite_days
+            rows = [(site, est, k, i, st, d[a], d[b]) for k, i, st, a, b in plan.class_students]
+        await bulk_insert(db, conn, cs, CLASS_STUDENT_COLUMNS, rows)
+    await conn.execute(upsert(db, e, {
+        "site": site, "establishment": est, "import_id": import_id, "timetable_sha256": sha,
+        "names": plan.names, "class_students_fp": plan.class_students_fp, "updated_at": utcnow()},
+        ["site", "establishment"], ["import_id", "timetable_sha256", "names", "class_students_fp", "updated_at"]))

@@ -12,8 +12,14 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.thresholds import domain
-from services.thresholds.handlers import establishment_is_locked, load_settings, site_is_locked
-from services.thresholds.store import audit, closures, site_settings
+from services.thresholds.store import (
+    audit,
+    closures,
+    establishment_is_locked,
+    load_settings,
+    site_is_locked,
+    site_settings,
+)
 from shared.db import Database, as_utc, upsert
 from shared.messages import utcnow
 from shared.settings import Settings

@@ -13,8 +13,8 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from shared.bus import StageResult
-from shared.messages import ImportStatus, Mode, StepStatus
+from shared.messages import ImportStatus, Mode, StageCommand, StepStatus
+from shared.stage import StageResult
 from shared.timetable import Timetable, derive_closure_weeks, derive_courses, sessions_for_course, slot_targets
 
 # --- the controls and their defaults (seed 001 "Seuils et Contrôles"; seed 000 for sessions_changed) ----
@@ -474,3 +474,36 @@ def decide(mode: Mode, dry_run: bool, checks: list[EstablishmentCheck]) -> Stage
     return StageResult(StepStatus.WARNING if alerts else StepStatus.OK, message=fr, message_en=en,
                        counts=counts, alerts=alerts,
                        artifacts={"thresholds": counts})  # for the manual import's preview
+
+
+# --- notification contents (seed 001: « Etre notifié lorsque l'import automatique rencontre un problème ») ---
+
+
+def notification_body(cmd: StageCommand, result: StageResult, kind: str, at: datetime) -> dict[str, Any]:
+    """The outbound message of a blocked or refused import: who (site, establishment), which import and
+    file, and each control named with its value, the computed figure and what to do."""
+    return {
+        "type": f"threshold.{kind}", "v": 1, "import_id": cmd.import_id, "site": cmd.site,
+        "establishment": cmd.establishment, "establishments": cmd.establishments, "mode": cmd.mode.value,
+        "file": cmd.file.model_dump(), "at": at.isoformat(), "recipients": "deposit_accounts_with_notify",
+        "message": result.message, "message_en": result.message_en,
+        "controls": [{k: a.get(k) for k in ("control", "label", "establishment", "value", "computed", "blocking",
+                                            "message", "message_en")}
+                     for a in (result.alerts or []) if a.get("blocking") or kind == "refused"],
+    }
+
+
+def mail_text(body: dict[str, Any]) -> tuple[str, str]:
+    """Subject and text of the e-mail to the site's notification addresses."""
+    where = body["establishment"] or "Tous"
+    verb = "bloqué" if body["type"] == "threshold.blocked" else "refusé"
+    subject = f"[EDT] Import automatique {verb} — site {body['site']}, établissement {where}"
+    lines = ["Bonjour,", "",
+             f"L'import automatique du fichier « {body['file']['name']} » (site {body['site']}, établissement "
+             f"{where}, import {body['import_id']}) a été {verb}.", "", body["message"] or "", ""]
+    for c in body["controls"]:
+        lines.append(f"- {c['label']} : seuil {c['value']} %, calculé {c['computed']} %"
+                     + (f" (établissement {c['establishment']})" if c.get("establishment") else ""))
+        lines.append(f"  {c['message']}")
+    lines += ["", "Consultez l'historique des imports pour le détail."]
+    return subject, "\n".join(lines)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 from services.thresholds import store
 from services.thresholds.api import build_router
 from services.thresholds.handlers import (
@@ -12,37 +9,37 @@ from services.thresholds.handlers import (
     DIRECTORY_QUEUE,
     LIFECYCLE_KEYS,
     LIFECYCLE_QUEUE,
-    build_handlers,
+    ThresholdsStage,
 )
-from shared.bus import Outbox, StageWorker
-from shared.messages import STATUS_EXCHANGE, Stage
+from services.thresholds.mail import MailRelay
+from shared.messages import STATUS_EXCHANGE
+from shared.outbox import Outbox
 from shared.web import Runtime, Service, run_service
+from shared.worker import StageWorker
 
 
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
-    stage = build_handlers(rt, outbox)
-    worker = StageWorker(stage=Stage.THRESHOLDS, db=rt.db, bus=rt.bus, outbox=outbox, runs=store.runs,
-                         prepare=stage.prepare, apply=stage.apply)
-    tasks: list[asyncio.Task[None]] = []
+    mail = MailRelay(rt.db, rt.settings) if rt.settings.smtp_url else None
+    stage = ThresholdsStage(rt.db, rt.bus, rt.blobs, rt.settings, mail_sent=mail.kick if mail else None)
+    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs)
 
     async def start() -> None:
-        outbox.start()
+        outbox.relay.start_in_background()
         await rt.bus.consume(LIFECYCLE_QUEUE, stage.on_lifecycle,
                              bindings=tuple((STATUS_EXCHANGE, key) for key in LIFECYCLE_KEYS))
         # One message at a time: the stage's barrier marker is handled only after the events before it.
         await rt.bus.consume(DIRECTORY_QUEUE, stage.on_directory,
                              bindings=tuple((STATUS_EXCHANGE, key) for key in DIRECTORY_KEYS), prefetch=1)
         await worker.start()
-        if rt.settings.smtp_url:
-            tasks.append(asyncio.create_task(stage.mail_loop(), name="thresholds:mail"))
+        if mail is not None:
+            mail.start_in_background()
 
     async def stop() -> None:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await outbox.stop()
+        if mail is not None:
+            await mail.stop()
+        await outbox.relay.stop()
+        stage.close()
 
     return Service("thresholds", build_router(rt.db, rt.settings), start, stop)
 

@@ -1,10 +1,17 @@
-"""Tables owned by the thresholds service."""
+"""Tables owned by the thresholds service, and the reads the stage and the API share."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+from datetime import date, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from shared.db import outbox_table, service_metadata, stage_runs_table
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.thresholds import domain
+from shared.db import as_utc, outbox_table, service_metadata, stage_runs_table
+from shared.messages import ImportStatus, Mode, utcnow
 
 metadata = service_metadata("thresholds")
 outbox = outbox_table(metadata)
@@ -122,3 +129,61 @@ directory_barriers = sa.Table(
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+
+# --- reads shared by the stage and the API ----------------------------------------------------------
+
+
+async def load_settings(conn: AsyncConnection, site: str) -> tuple[dict[str, domain.Setting], list[str], Any]:
+    row = (await conn.execute(sa.select(site_settings).where(site_settings.c.site == site))).first()
+    if row is None:
+        return domain.default_settings(), [], None
+    return domain.settings_from_json(row.controls), list(row.notification_emails or []), row
+
+
+async def site_is_locked(conn: AsyncConnection, site: str, ttl_s: int) -> bool:
+    since = utcnow() - timedelta(seconds=ttl_s)
+    row = (await conn.execute(sa.select(active.c.import_id).where(active.c.site == site, active.c.since > since)
+                              .limit(1))).first()
+    return row is not None
+
+
+async def establishment_is_locked(conn: AsyncConnection, site: str, est: str, ttl_s: int) -> bool:
+    """An import of this establishment (or a site-wide one) runs: only its settings are locked (§7)."""
+    since = utcnow() - timedelta(seconds=ttl_s)
+    row = (await conn.execute(sa.select(active.c.import_id).where(
+        active.c.site == site, active.c.since > since,
+        sa.or_(active.c.establishment == est, active.c.establishment.is_(None))).limit(1))).first()
+    return row is not None
+
+
+async def load_closures(conn: AsyncConnection, site: str, establishments: list[str]) -> dict[str, list[Any]]:
+    rows = (await conn.execute(sa.select(closures).where(closures.c.site == site,
+                                                         closures.c.establishment.in_(establishments)))).all()
+    return {r.establishment: list(r.periods) for r in rows if r.periods}
+
+
+async def baseline(conn: AsyncConnection, site: str, est: str) -> Any:
+    """The establishment's latest integrated model (None before its first integrated import)."""
+    return (await conn.execute(sa.select(models).where(
+        models.c.site == site, models.c.establishment == est, models.c.integrated_at.is_not(None))
+        .order_by(models.c.integrated_at.desc()).limit(1))).first()
+
+
+async def manual_done_dates(conn: AsyncConnection, site: str, est: str, tz: ZoneInfo) -> list[date]:
+    """The local dates of the integrated manual imports covering the establishment (itself or site-wide)."""
+    rows = (await conn.execute(sa.select(lifecycle).where(
+        lifecycle.c.site == site, lifecycle.c.status == ImportStatus.DONE.value,
+        lifecycle.c.mode == Mode.MANUAL.value, lifecycle.c.no_change.is_(False)))).all()
+    out = []
+    for row in rows:
+        covers = row.establishment == est or (row.establishment is None and est in (row.establishments or {}))
+        at = as_utc(row.at)
+        if covers and at is not None:
+            out.append(at.astimezone(tz).date())
+    return out
+
+
+async def directory_of(conn: AsyncConnection, site: str, est: str) -> str | None:
+    return (await conn.execute(sa.select(directories.c.sha256).where(
+        directories.c.site == site, directories.c.establishment == est))).scalar()

@@ -4,25 +4,24 @@ from __future__ import annotations
 
 from services.validator import store
 from services.validator.api import build_router
-from services.validator.handlers import build_handlers
-from shared.bus import Outbox, StageWorker
-from shared.messages import Stage
+from services.validator.handlers import ValidatorStage
+from shared.outbox import Outbox
 from shared.web import Runtime, Service, run_service
+from shared.worker import StageWorker
 
 
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
-    handlers = build_handlers(rt)
-    worker = StageWorker(stage=Stage.VALIDATION, db=rt.db, bus=rt.bus, outbox=outbox, runs=store.runs,
-                         prepare=handlers["prepare"], apply=handlers["apply"])
+    stage = ValidatorStage(rt.blobs, rt.settings)
+    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs)
 
     async def start() -> None:
-        outbox.start()
+        outbox.relay.start_in_background()
         await worker.start()
 
     async def stop() -> None:
-        await outbox.stop()
-        handlers["close"]()
+        await outbox.relay.stop()
+        stage.close()
 
     return Service("validator", build_router(rt.db, rt.settings), start, stop)
 

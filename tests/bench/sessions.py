@@ -31,11 +31,13 @@ from zoneinfo import ZoneInfo
 
 from deploy.migrate import upgrade
 from services.scheduler import store
-from services.scheduler.handlers import SESSION_COLUMNS, build_handlers, session_records
+from services.scheduler.handlers import SchedulerStage
+from services.scheduler.store import SESSION_COLUMNS, session_records
 from shared.blobs import BlobStore
-from shared.bus import MemoryBus, Outbox
+from shared.bus import MemoryBus
 from shared.db import Database
 from shared.messages import FileRef, Mode, StageCommand
+from shared.outbox import Outbox
 from shared.settings import Settings
 from shared.timetable import Timetable, dumps
 from tests.factory import make_school
@@ -47,24 +49,22 @@ NOW = datetime(2026, 8, 1, tzinfo=UTC)
 
 class Stage:
     def __init__(self, url: str, tmp: Path) -> None:
-        from shared.web import Runtime
-
         self.db = Database(url)
-        self.rt = Runtime(Settings(database_url=url, blob_dir=tmp / "blobs"), self.db, MemoryBus(),
-                          BlobStore(tmp / "blobs"))
-        self.handlers = build_handlers(self.rt, Outbox(self.db, store.outbox, self.rt.bus))
+        self.blobs = BlobStore(tmp / "blobs")
+        self.outbox = Outbox(self.db, store.outbox, MemoryBus())
+        self.stage = SchedulerStage(self.db, self.blobs, Settings(database_url=url, blob_dir=tmp / "blobs"))
 
     async def run(self, tt: Timetable) -> tuple[float, dict[str, int]]:
-        sha = self.rt.blobs.put_bytes(dumps(tt))[0]
+        sha = self.blobs.put_bytes(dumps(tt))[0]
         cmd = StageCommand(import_id=uuid.uuid4().hex, site=SITE, establishment=EST, mode=Mode.MANUAL,
                            file=FileRef(name="x.xml", sha256=sha, size=1), received_at=NOW, started_at=NOW,
                            artifacts={"timetables": {EST: sha}})
         gc.collect()
         start = time.perf_counter()
-        prepared = await self.handlers["prepare"](cmd)
+        prepared = await self.stage.prepare(cmd)
         self.prepare_s = time.perf_counter() - start
-        async with self.db.transaction() as conn:
-            result = await self.handlers["apply"](conn, cmd, prepared)
+        async with self.outbox.unit_of_work() as uow:
+            result = await self.stage.apply(uow, cmd, prepared)
         elapsed = time.perf_counter() - start
         del prepared
         return elapsed, {a["action"]: a["success"] for a in result.counts["actions"]}

@@ -1,4 +1,4 @@
-"""E2E fixtures: the distributed deployment (deploy.distributed.Cluster: six service processes behind
+"""E2E fixtures: the distributed deployment (deploy.supervisor.Cluster: six service processes behind
 nginx) on a fresh PostgreSQL database and a private RabbitMQ vhost, on free loopback ports.
 
 `cluster` is one cluster for the whole session; `cluster_factory` starts private ones (e.g. with
@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.distributed import Cluster, ClusterError, tcp_reachable
+from deploy.supervisor import Cluster, ClusterError, tcp_reachable
 from tests.harness import AMQP_URL, Api, postgres_database
 
 MANAGEMENT_URL = os.environ.get("EDT_TEST_RABBITMQ_MANAGEMENT", "http://guest:guest@127.0.0.1:15672")

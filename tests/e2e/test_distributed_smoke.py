@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from deploy.distributed import SERVICES, ClusterError, find_nginx, free_port, http_status, render_nginx_conf
+from deploy.nginx import SERVICES, render_nginx_conf
+from deploy.supervisor import ClusterError, find_nginx, free_port, http_status
 from tests.e2e.conftest import E2E
 
 pytestmark = [pytest.mark.e2e]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.distributed import COMPOSE_CONF, SERVICES, render_compose_conf, render_nginx_conf
+from deploy.nginx import COMPOSE_CONF, SERVICES, render_compose_conf, render_nginx_conf
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

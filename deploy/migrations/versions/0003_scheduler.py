@@ -1,4 +1,4 @@
-"""scheduler: sessions, courses, course members, class students, establishments (session generation, issue 4)
+"""scheduler: sessions, courses, course members, class students, establishments (session generation)
 
 Revision ID: 0003
 Revises: 0002

@@ -1,5 +1,5 @@
 """reconciler: groups and memberships per establishment, the persisted selection and person decisions of
-the manual wizard, and the previews of manual imports awaiting their selection (issue 6).
+the manual wizard, and the previews of manual imports awaiting their selection.
 
 Revision ID: 0006
 Revises: 0005

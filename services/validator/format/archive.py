@@ -13,7 +13,6 @@ from services.validator.format.context import Ctx
 from services.validator.format.stream import Guard
 from shared.timetable import Timetable
 
-ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 ParseStream = Callable[[Guard, Ctx, str, "bytes | None"], "Timetable | None"]
 
 # --------------------------------------------------------------------------------------------- zip

@@ -70,7 +70,7 @@ def resolve_references(tt: Timetable, lines: list[int], ctx: Ctx) -> tuple[Timet
                 kept = {r.ident for r in refs if r.ident in known[field]}
                 dangling.found.setdefault(("Cours", label), []).extend(r.ident for r in refs if r.ident not in kept)
                 changes[field] = tuple(r for r in refs if r.ident in kept)
-        slots.append(replace(slot, **changes) if changes else slot)
+        slots.append(replace(slot, **changes) if changes else slot)  # type: ignore[arg-type]
         kept_lines.append(line)
     if unknown_subjects:
         ctx.report("slot_subject_unknown", count=len(unknown_subjects), samples=sorted(set(unknown_subjects))[:5])

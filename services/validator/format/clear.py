@@ -290,15 +290,14 @@ class ClearParser:
         self.grid = TimeGrid(per_day, minutes, tuple(days), ordered)
 
     def _place(self, el: Any, places: dict[int, Place]) -> None:
-        values = []
+        values: list[int] = []
+        parse: Callable[[str], int]
         for attribute, parse in (("Numero", int), ("LibelleHeureDebut", parse_time_label),
                                  ("LibelleHeureFin", parse_time_label)):
             raw = el.get(attribute)
             try:
-                values.append(parse(raw) if raw is not None else None)
-            except ValueError:
-                values.append(None)
-            if values[-1] is None:
+                values.append(parse(raw))
+            except (TypeError, ValueError):
                 self._tally("element_incomplete", "Place", attribute, el, raw)
                 return
         number, start, end = values

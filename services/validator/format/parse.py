@@ -8,13 +8,13 @@ from pathlib import Path
 
 from lxml import etree
 
-from services.validator.format.archive import ZIP_MAGIC, parse_zip
+from services.validator.format.archive import parse_zip
 from services.validator.format.checks import check_uais
 from services.validator.format.clear import ClearParser
 from services.validator.format.container import read_container
 from services.validator.format.context import AcceptedSoftware, Ctx, Limits, ParseResult, Reject
 from services.validator.format.stream import Guard, check_head, iterparse, local, syntax_problem
-from shared.timetable import CLEAR_ROOT, CONTAINER_ROOT, Timetable
+from shared.timetable import CLEAR_ROOT, CONTAINER_ROOT, ZIP_MAGIC, Timetable
 
 # -------------------------------------------------------------------------------------------- entry
 

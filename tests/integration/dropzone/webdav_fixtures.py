@@ -31,7 +31,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from services.dropzone.webdav import mount_webdav
+from services.dropzone.webdav import webdav_factory
+from shared.web import LazyMount
 
 SITE = "4817"
 ESTABLISHMENTS = ("1754", "4817")
@@ -144,7 +145,8 @@ def start_webdav_server(root: Path, gate: FakeGate | None = None, max_upload_byt
     gate = gate or FakeGate()
     app = FastAPI()
     root_dir = root / "webdav"
-    mount_webdav(app, root_dir, gate, max_upload_bytes=max_upload_bytes, workers=16)
+    # Mounted as the dropzone's Service.mounts are in production (shared.web.create_app).
+    app.mount("/webdav", LazyMount(webdav_factory(root_dir, gate, max_upload_bytes=max_upload_bytes, workers=16)))
     thread = _ServerThread(app).start()
     return WebdavServer(f"http://127.0.0.1:{thread.port}/webdav", root_dir, gate, max_upload_bytes), thread
 

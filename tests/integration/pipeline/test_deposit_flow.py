@@ -32,7 +32,7 @@ def test_rest_upload_travels_every_stage_to_done(stack: Stack) -> None:
     # A first import has no baseline: everything is "created" (100 %), shown as alerts, never blocking
     # a manual import.
     assert done["steps"][2]["status"] == "warning"
-    # Reconciliation (group creation itself is issue 6): no ENT directory uploaded, so nothing matched —
+    # Reconciliation: no ENT directory uploaded, so nothing matched —
     # a warning saying so, never a fake ok.
     assert done["steps"][3]["status"] == "warning" and "No ENT directory" in done["steps"][3]["message_en"]
     assert done["counts"]["groups"]["students"] == {"matched": 0, "unmatched": 60}

@@ -1,4 +1,4 @@
-"""Group creation and the manual wizard through the real pipeline, on SQLite and PostgreSQL (issue 6).
+"""Group creation and the manual wizard through the real pipeline, on SQLite and PostgreSQL.
 
 A generated M school and an ENT directory with homonyms, missing students, a misspelt name and a changed
 birth date: a manual import with the wizard (`review=true`) pauses at awaiting_selection with its preview;

@@ -17,14 +17,14 @@ import sqlalchemy as sa
 
 from deploy.migrate import upgrade
 from services.scheduler import store
-from services.scheduler.handlers import build_handlers
+from services.scheduler.handlers import SchedulerStage
 from shared.blobs import BlobStore
-from shared.bus import MemoryBus, Outbox
+from shared.bus import MemoryBus
 from shared.db import Database, as_utc
 from shared.messages import FileRef, Mode, StageCommand
+from shared.outbox import Outbox
 from shared.settings import Settings
 from shared.timetable import Timetable, dumps
-from shared.web import Runtime
 from tests.factory import make_school
 from tests.golden.scheduler import golden_timetable
 from tests.harness import database
@@ -45,21 +45,22 @@ class Stage:
     def __init__(self, url: str, tmp: Path) -> None:
         settings = Settings(database_url=url, blob_dir=tmp / "blobs", data_dir=tmp)
         self.db = Database(url)
-        self.rt = Runtime(settings, self.db, MemoryBus(), BlobStore(tmp / "blobs"))
-        self.handlers = build_handlers(self.rt, Outbox(self.db, store.outbox, self.rt.bus))
+        self.blobs = BlobStore(tmp / "blobs")
+        self.outbox = Outbox(self.db, store.outbox, MemoryBus())
+        self.stage = SchedulerStage(self.db, self.blobs, settings)
 
     def command(self, tt: Timetable, now: datetime, **kw: Any) -> StageCommand:
-        sha = self.rt.blobs.put_bytes(dumps(tt))[0]
+        sha = self.blobs.put_bytes(dumps(tt))[0]
         return StageCommand(import_id=uuid.uuid4().hex, site=SITE, establishment=EST, mode=Mode.MANUAL,
                             file=FileRef(name="f.xml", sha256=sha, size=1), received_at=now, started_at=now,
                             artifacts={"timetables": {EST: sha}, **kw.pop("artifacts", {})}, **kw)
 
     async def run(self, tt: Timetable, now: datetime, *, crash: bool = False, **kw: Any) -> dict[str, Any]:
         cmd = self.command(tt, now, **kw)
-        prepared = await self.handlers["prepare"](cmd)
+        prepared = await self.stage.prepare(cmd)
         try:
-            async with self.db.transaction() as conn:
-                result = await self.handlers["apply"](conn, cmd, prepared)
+            async with self.outbox.unit_of_work() as uow:
+                result = await self.stage.apply(uow, cmd, prepared)
                 if crash:
                     raise RuntimeError("process died mid-way")
         except RuntimeError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from services.dropzone.domain import (
+    LoginCache,
     LoginState,
     account_creation_refusal,
     after_failed_login,
@@ -101,3 +102,15 @@ def test_site_url_encrypted_file_is_site_wide_when_the_site_has_several_establis
     assert route.establishment is None and route.establishments == SITE
     single = route_deposit(None, "0490856P", [], {"1754": "0490856P"}, encrypted=True)
     assert single.establishment == "1754"
+
+
+def test_login_cache_remembers_successes_until_the_password_changes() -> None:
+    cache = LoginCache(ttl_s=60)
+    key = cache.key("emp.a.b", "$argon2$old", "secret")
+    assert not cache.hit(key, now=0.0)
+    cache.remember(key, now=0.0)
+    assert cache.hit(key, now=59.0)
+    assert not cache.hit(key, now=60.0)  # expired
+    # Keyed on the stored hash: a regenerated password (new hash) or another password is never a hit.
+    assert not cache.hit(cache.key("emp.a.b", "$argon2$new", "secret"), now=1.0)
+    assert not cache.hit(cache.key("emp.a.b", "$argon2$old", "other"), now=1.0)

@@ -1,10 +1,10 @@
-"""Group creation and the wizard's rules, pure (services/reconciler/wizard.py; seeds 002–003)."""
+"""Group creation and the wizard's rules, pure (services/reconciler/groups.py, wizard.py; seeds 002–003)."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from services.reconciler import wizard
+from services.reconciler import groups, wizard
 from shared.reconcile import Directory, DirectoryPerson, KindResult, Unmatched, reconcile
 from shared.timetable import Membership, Timetable, derive_courses
 from tests.factory import make_school
@@ -26,11 +26,11 @@ def test_the_same_export_again_creates_and_deletes_nothing() -> None:
     tt, directory = school_and_directory()
     results = reconcile(tt, directory)
     courses = derive_courses(tt)
-    want_g, want_m = wizard.desired(tt, results, everything(tt), courses)
-    first = wizard.diff({}, [], want_g, want_m)
+    want_g, want_m = groups.desired(tt, results, everything(tt), courses)
+    first = groups.diff({}, [], want_g, want_m)
     assert len(first.create_groups) == len(want_g) and len(first.create_members) == len(want_m)
     assert {g.kind for g in want_g.values()} == {"class", "part", "group", "course"}
-    again = wizard.diff(want_g, want_m.keys(), want_g, want_m)
+    again = groups.diff(want_g, want_m.keys(), want_g, want_m)
     assert not (again.create_groups or again.update_groups or again.delete_groups or again.create_members
                 or again.delete_members)
     assert [a["success"] for a in again.actions()] == [0, 0, 0, 0]
@@ -42,7 +42,7 @@ def test_only_matched_people_become_members_and_teachers_join_the_courses_they_t
     dropped_student = next(iter(tt.students))
     results["students"] = KindResult({k: v for k, v in results["students"].matched.items() if k != dropped_student})
     courses = derive_courses(tt)
-    _, members = wizard.desired(tt, results, everything(tt), courses)
+    _, members = groups.desired(tt, results, everything(tt), courses)
     assert not any(m.file_ident == dropped_student and m.person_kind == "student" for m in members.values())
     course = next(c for c in courses if c.teachers)
     teachers = {m.person_id for m in members.values() if m.group_key == f"course:{course.key}"}
@@ -53,13 +53,13 @@ def test_a_moved_student_changes_exactly_their_memberships() -> None:
     tt, directory = school_and_directory()
     courses = derive_courses(tt)
     results = reconcile(tt, directory)
-    before_g, before_m = wizard.desired(tt, results, everything(tt), courses)
+    before_g, before_m = groups.desired(tt, results, everything(tt), courses)
     student = next(s for s in tt.students.values() if len(s.classes) == 1)
     other = next(c for c in tt.classes.values() if c.ident != student.classes[0].ident)
     tt.students[student.ident] = dataclasses.replace(
         student, classes=(Membership(other.ident, student.classes[0].start, student.classes[0].end),), parts=())
-    after_g, after_m = wizard.desired(tt, reconcile(tt, directory), everything(tt), courses)
-    d = wizard.diff(before_g, before_m.keys(), after_g, after_m)
+    after_g, after_m = groups.desired(tt, reconcile(tt, directory), everything(tt), courses)
+    d = groups.diff(before_g, before_m.keys(), after_g, after_m)
     assert d.create_members and d.delete_members and not (d.create_groups or d.delete_groups)
     assert {m.file_ident for m in d.create_members} == {student.ident}
     assert {before_m[k].file_ident for k in d.delete_members} == {student.ident}

@@ -1,4 +1,4 @@
-"""The hot paths of session generation (issue 4 performance work) give exactly what the plain rules give:
+"""The hot paths of session generation give exactly what the plain rules give:
 `sessions_for_course` / `course_slot_weeks` against a per-week reference, the planner's streamed hashes
 against `session_id` and the documented fingerprint, the merge of two sessions with one key, the JSON fast
 path against `session_view`, and the GC pause's bookkeeping."""
@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from services.scheduler import domain
-from services.scheduler.handlers import session_records
+from services.scheduler.store import session_records
 from shared.blobs import gc_paused
 from shared.timetable import (
     Course,

@@ -1,0 +1,132 @@
+"""Group creation (seed 003), pure: no I/O here. Automatic and manual imports both run it.
+
+`desired`: the file's classes, parts of class and groups (linked to the ENT class/group when matched) and
+one group per kept course; memberships of matched people only — students in their classes, parts and
+groups with the file's entry/exit dates, teachers in the courses they teach. `diff` compares them with what
+is stored for the establishment, so a re-import creates and deletes only what changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from shared.reconcile import KindResult
+from shared.timetable import Course, Membership, Timetable, member_index
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    key: str
+    kind: str  # class | part | group | course
+    ident: str
+    name: str
+    parent: str | None = None
+    ent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    key: str
+    group_key: str
+    person_kind: str  # teacher | student
+    person_id: str  # ENT id
+    file_ident: str
+    start: date | None = None
+    end: date | None = None
+
+
+def group_key(kind: str, ident: str) -> str:
+    return f"{kind}:{ident}"
+
+
+def member_key(group: str, kind: str, ent_id: str, start: date | None, end: date | None) -> str:
+    return f"{group}#{kind}:{ent_id}#{start.isoformat() if start else ''}#{end.isoformat() if end else ''}"
+
+
+def desired(tt: Timetable, results: Mapping[str, KindResult], selection: Mapping[str, Mapping[str, bool]],
+            kept: Iterable[Course]) -> tuple[dict[str, GroupRow], dict[str, MemberRow]]:
+    """The groups and memberships the establishment should have after this import."""
+    classes_on, groups_on = selection.get("classes") or {}, selection.get("groups") or {}
+    students = results["students"].matched
+    teachers = results["teachers"].matched
+    out_g: dict[str, GroupRow] = {}
+    out_m: dict[str, MemberRow] = {}
+    index = member_index(tt)
+
+    def add(gk: str, kind: str, ident: str, start: date | None = None, end: date | None = None) -> None:
+        ent = (students if kind == "student" else teachers).get(ident)
+        if ent is None:  # unmatched people: their timetable is not imported
+            return
+        key = member_key(gk, kind, ent, start, end)
+        out_m.setdefault(key, MemberRow(key, gk, kind, ent, ident, start, end))
+
+    def add_all(gk: str, members: Iterable[Membership]) -> None:
+        for m in members:
+            add(gk, "student", m.ident, m.start, m.end)
+
+    for c in tt.classes.values():
+        if not classes_on.get(c.ident, True):
+            continue
+        ck = group_key("class", c.ident)
+        out_g[ck] = GroupRow(ck, "class", c.ident, c.name, None, results["classes"].matched.get(c.ident))
+        add_all(ck, index["class"].get(c.ident, ()))
+        for p in c.parts:
+            pk = group_key("part", p)
+            if pk not in out_g:
+                out_g[pk] = GroupRow(pk, "part", p, f"{c.name} ({p})", ck)
+                add_all(pk, index["part"].get(p, ()))
+    for g in tt.groups.values():
+        if not groups_on.get(g.ident, True):
+            continue
+        gk = group_key("group", g.ident)
+        out_g[gk] = GroupRow(gk, "group", g.ident, g.name, None, results["groups"].matched.get(g.ident))
+        for s in g.students:
+            add(gk, "student", s)
+        for c_ident in g.classes:
+            add_all(gk, index["class"].get(c_ident, ()))
+        for p in g.parts:
+            add_all(gk, index["part"].get(p, ()))
+    for course in kept:
+        k = group_key("course", course.key)
+        parent = group_key(course.kind, course.target)
+        out_g[k] = GroupRow(k, "course", course.key, course.label[:255], parent if parent in out_g else None)
+        for t in course.teachers:
+            add(k, "teacher", t)
+    return out_g, out_m
+
+
+@dataclass
+class Diff:
+    create_groups: list[GroupRow] = field(default_factory=list)
+    update_groups: list[GroupRow] = field(default_factory=list)
+    delete_groups: list[str] = field(default_factory=list)
+    create_members: list[MemberRow] = field(default_factory=list)
+    delete_members: list[str] = field(default_factory=list)
+
+    def actions(self) -> list[dict[str, Any]]:
+        """The bilan's lines (seed 003: « création de groupe », « création / suppression de hiérarchie »)."""
+        return [{"action": "groups_created", "success": len(self.create_groups), "error": 0},
+                {"action": "groups_deleted", "success": len(self.delete_groups), "error": 0},
+                {"action": "memberships_created", "success": len(self.create_members), "error": 0},
+                {"action": "memberships_deleted", "success": len(self.delete_members), "error": 0}]
+
+
+def diff(stored_groups: Mapping[str, GroupRow], stored_members: Iterable[str], want_groups: Mapping[str, GroupRow],
+         want_members: Mapping[str, MemberRow]) -> Diff:
+    """What to write so the stored groups and memberships become the wanted ones (a membership's key holds
+    everything that identifies it: group, person, dates)."""
+    have_m = set(stored_members)
+    out = Diff()
+    for key, g in want_groups.items():
+        old = stored_groups.get(key)
+        if old is None:
+            out.create_groups.append(g)
+        elif old != g:
+            out.update_groups.append(g)
+    out.delete_groups = sorted(k for k in stored_groups if k not in want_groups)
+    out.create_members = [m for k, m in want_members.items() if k not in have_m]
+    out.delete_members = sorted(k for k in have_m if k not in want_members)
+    return out
