@@ -22,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.blobs import BlobStore
+from shared.blobs import BlobStore, tune_gc
 from shared.bus import Bus, make_bus
 from shared.db import Database
 from shared.observability import ops_router, setup_logging
@@ -194,6 +194,7 @@ class Service:
 
 
 def build_runtime(settings: Settings) -> Runtime:
+    tune_gc()
     bus = make_bus(settings.broker_url, max_retries=settings.max_retries, backoff_s=settings.retry_backoff_s,
                    prefetch=settings.prefetch, management_url=settings.rabbitmq_management_url)
     return Runtime(settings, Database(settings.database_url), bus, BlobStore(settings.blob_dir))

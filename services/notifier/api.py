@@ -220,6 +220,7 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
     async def stream(where: Any, last_id: int, request: Request, once: bool) -> AsyncIterator[bytes]:
         yield b": edt-import event stream\n\n"
         while True:
+            growth = handlers.log_growth()
             async with db.read() as conn:
                 rows = (await conn.execute(sa.select(event_log).where(where, event_log.c.id > last_id)
                                            .order_by(event_log.c.id).limit(200))).all()
@@ -229,7 +230,7 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
             if once or await request.is_disconnected():
                 return
             if not rows:
-                await asyncio.sleep(0.3)
+                await handlers.wait_streams(growth)
 
     def sse(where: Any, request: Request, once: bool) -> StreamingResponse:
         header = request.headers.get("last-event-id", "0")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -56,6 +58,24 @@ class NotifierHandlers:
         self.db = db
         self.outbox = outbox
         self.settings = settings
+        self._log_grew = asyncio.Event()
+
+    def notify_streams(self) -> None:
+        """The event log grew (committed): wake every SSE stream of this process."""
+        event, self._log_grew = self._log_grew, asyncio.Event()
+        event.set()
+
+    def log_growth(self) -> asyncio.Event:
+        """Set the next time the event log grows: take it before reading the log, wait on it after."""
+        return self._log_grew
+
+    @staticmethod
+    async def wait_streams(growth: asyncio.Event) -> None:
+        """Until the event log grows here, or a second has passed (another notifier process may have written:
+        the stream looks in the database again)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await growth.wait()
 
     async def on_status(self, delivery: Delivery) -> None:
         event = StatusEvent.from_bytes(delivery.body)
@@ -89,7 +109,7 @@ class NotifierHandlers:
         await conn.execute(steps.insert().values(
             import_id=event.import_id, stage=Stage.DEPOSIT.value, status=event.step_status.value,
             started_at=event.at, ended_at=event.at, message=event.message, message_en=event.message_en))
-        await self._log(conn, event.import_id, event.site, status, stage=Stage.DEPOSIT, step=event.step_status,
+        await self._log(uow, event.import_id, event.site, status, stage=Stage.DEPOSIT, step=event.step_status,
                         message=event.message)
         if rejected:
             await self._lifecycle(uow, event.import_id)
@@ -146,7 +166,7 @@ class NotifierHandlers:
                 status=ImportStatus.RECEIVED.value, started_at=now, queued_stage=Stage.VALIDATION.value,
                 queued_at=now))
             await uow.emit(command.to(Stage.VALIDATION))
-            await self._log(conn, row.id, row.site, ImportStatus.RECEIVED)
+            await self._log(uow, row.id, row.site, ImportStatus.RECEIVED)
         return [s.id for s in started]
 
     async def redispatch(self) -> None:
@@ -186,7 +206,7 @@ class NotifierHandlers:
             await self._finish(uow, row.id, status, event.message, event.message_en)
             await self.dispatch(uow)
         elif status is not current or event.step_status is not StepStatus.RUNNING:
-            await self._log(conn, row.id, row.site, status, stage=event.stage, step=event.step_status,
+            await self._log(uow, row.id, row.site, status, stage=event.stage, step=event.step_status,
                             message=event.message)
 
     async def _record_step(self, conn: AsyncConnection, event: StatusEvent) -> None:
@@ -220,7 +240,7 @@ class NotifierHandlers:
             status=status.value, ended_at=now, message=message, message_en=message_en, no_change=no_change,
             queued_stage=None, queued_at=None))
         row = (await conn.execute(sa.select(imports.c.site).where(imports.c.id == import_id))).one()
-        await self._log(conn, import_id, row.site, status, message=message)
+        await self._log(uow, import_id, row.site, status, message=message)
         await self._lifecycle(uow, import_id)
 
     async def _lifecycle(self, uow: UnitOfWork, import_id: str) -> None:
@@ -232,14 +252,16 @@ class NotifierHandlers:
                                 no_change=row.no_change)
         await uow.emit(event)
 
-    async def _log(self, conn: AsyncConnection, import_id: str, site: str, status: ImportStatus, *,
+    async def _log(self, uow: UnitOfWork, import_id: str, site: str, status: ImportStatus, *,
                    stage: Stage | None = None, step: StepStatus | None = None, message: str | None = None) -> None:
+        """One line of the event log behind the SSE streams; the streams of this process wake after commit."""
         now = utcnow()
         short, long = domain.label_for(status)
         payload = {"import_id": import_id, "site": site, "status": status.value, "label": short,
                    "label_detail": long, "stage": stage.value if stage else None,
                    "step_status": step.value if step else None, "message": message, "at": now.isoformat()}
-        await conn.execute(event_log.insert().values(import_id=import_id, site=site, at=now, payload=payload))
+        await uow.conn.execute(event_log.insert().values(import_id=import_id, site=site, at=now, payload=payload))
+        uow.after_commit(self.notify_streams)
 
     # --- user actions -----------------------------------------------------------------------------
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from services.reconciler import wizard
-from shared.messages import ImportStatus, StageCommand, StepStatus
+from services.reconciler import groups, wizard
+from shared.messages import ImportStatus, Mode, StageCommand, StepStatus
 from shared.reconcile import (
     KINDS,
     NO_DIRECTORY,
@@ -404,6 +404,35 @@ def plan_establishment(est: str, tt: Timetable, snapshot: str | None, directory:
         else wizard.empty_results()
     matching = establishment_matching(est, tt, snapshot, results if raw is not None else None)
     return EstPlan(est, tt, derive_courses(tt), snapshot, directory, raw, results, matching, stored, decisions)
+
+
+@dataclass
+class GroupWork:
+    """What group creation will write for one establishment, computed before the transaction: the selection
+    that applies, the courses kept and those waiting, the groups and memberships wanted."""
+
+    plan: EstPlan
+    selection: wizard.Selection
+    kept: list[Course]
+    late: list[Course]
+    want_groups: dict[str, groups.GroupRow]
+    want_members: dict[str, groups.MemberRow]
+
+
+def group_work(plan: EstPlan, mode: Mode) -> GroupWork:
+    """A manual import without the wizard is confirmed with the default selection (everything on); an
+    automatic one re-syncs only what the last manual import selected, and the courses that appeared since
+    wait for a manual import (seed 001)."""
+    if mode is Mode.MANUAL:
+        return selected_work(plan, wizard.default_selection(plan.tt, plan.courses, plan.stored, keep_previous=False))
+    return selected_work(plan, dict(plan.stored or {}), unknown_wait=plan.stored is not None)
+
+
+def selected_work(plan: EstPlan, selection: wizard.Selection, *, unknown_wait: bool = False) -> GroupWork:
+    """The groups and memberships of a given selection (the wizard's confirm, or `group_work`'s)."""
+    kept, late = wizard.kept_courses(plan.courses, selection, unknown_wait=unknown_wait)
+    want_g, want_m = groups.desired(plan.tt, plan.results, selection, kept)
+    return GroupWork(plan, selection, kept, late, want_g, want_m)
 
 
 @dataclass

@@ -8,10 +8,11 @@ is stored for the establishment, so a re-import creates and deletes only what ch
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.reconcile import KindResult
 from shared.timetable import Course, Membership, Timetable, member_index
@@ -25,10 +26,12 @@ class GroupRow:
     name: str
     parent: str | None = None
     ent_id: str | None = None
+    members_fp: str | None = None  # digest of its membership keys (`with_fingerprints`)
 
 
-@dataclass(frozen=True, slots=True)
-class MemberRow:
+class MemberRow(NamedTuple):
+    """A membership (a NamedTuple: an L school has ~16k of them, built on every import)."""
+
     key: str
     group_key: str
     person_kind: str  # teacher | student
@@ -42,8 +45,9 @@ def group_key(kind: str, ident: str) -> str:
     return f"{kind}:{ident}"
 
 
-def member_key(group: str, kind: str, ent_id: str, start: date | None, end: date | None) -> str:
-    return f"{group}#{kind}:{ent_id}#{start.isoformat() if start else ''}#{end.isoformat() if end else ''}"
+def member_key(group: str, kind: str, ent_id: str, start: str, end: str) -> str:
+    """A membership's key: group, person and the ISO dates of entry and exit ('' when open)."""
+    return f"{group}#{kind}:{ent_id}#{start}#{end}"
 
 
 def desired(tt: Timetable, results: Mapping[str, KindResult], selection: Mapping[str, Mapping[str, bool]],
@@ -56,12 +60,20 @@ def desired(tt: Timetable, results: Mapping[str, KindResult], selection: Mapping
     out_m: dict[str, MemberRow] = {}
     index = member_index(tt)
 
+    iso: dict[date | None, str] = {None: ""}  # a school has a handful of distinct entry and exit dates
+
     def add(gk: str, kind: str, ident: str, start: date | None = None, end: date | None = None) -> None:
         ent = (students if kind == "student" else teachers).get(ident)
         if ent is None:  # unmatched people: their timetable is not imported
             return
-        key = member_key(gk, kind, ent, start, end)
-        out_m.setdefault(key, MemberRow(key, gk, kind, ent, ident, start, end))
+        s, e = iso.get(start), iso.get(end)
+        if s is None:
+            s = iso[start] = start.isoformat()  # type: ignore[union-attr]
+        if e is None:
+            e = iso[end] = end.isoformat()  # type: ignore[union-attr]
+        key = member_key(gk, kind, ent, s, e)
+        if key not in out_m:
+            out_m[key] = MemberRow(key, gk, kind, ent, ident, start, end)
 
     def add_all(gk: str, members: Iterable[Membership]) -> None:
         for m in members:
@@ -95,7 +107,26 @@ def desired(tt: Timetable, results: Mapping[str, KindResult], selection: Mapping
         out_g[k] = GroupRow(k, "course", course.key, course.label[:255], parent if parent in out_g else None)
         for t in course.teachers:
             add(k, "teacher", t)
-    return out_g, out_m
+    return with_fingerprints(out_g, out_m), out_m
+
+
+def with_fingerprints(want_groups: Mapping[str, GroupRow], want_members: Mapping[str, MemberRow]) -> dict[
+        str, GroupRow]:
+    """Each group with the digest of its membership keys: equal digests, equal memberships."""
+    keys: dict[str, list[str]] = {}
+    for m in want_members.values():
+        keys.setdefault(m.group_key, []).append(m.key)
+    return {k: replace(g, members_fp=hashlib.blake2b("\n".join(sorted(keys.get(k, ()))).encode(),
+                                                     digest_size=16).hexdigest())
+            for k, g in want_groups.items()}
+
+
+def changed_groups(stored_groups: Mapping[str, GroupRow], want_groups: Mapping[str, GroupRow]) -> set[str]:
+    """Groups whose memberships may differ from what is stored: new, removed, or another digest (a group
+    stored before digests existed has none: it is diffed in full once)."""
+    out = {k for k, g in want_groups.items() if (old := stored_groups.get(k)) is None or old.members_fp is None
+           or old.members_fp != g.members_fp}
+    return out | {k for k in stored_groups if k not in want_groups}
 
 
 @dataclass
@@ -117,7 +148,8 @@ class Diff:
 def diff(stored_groups: Mapping[str, GroupRow], stored_members: Iterable[str], want_groups: Mapping[str, GroupRow],
          want_members: Mapping[str, MemberRow]) -> Diff:
     """What to write so the stored groups and memberships become the wanted ones (a membership's key holds
-    everything that identifies it: group, person, dates)."""
+    everything that identifies it: group, person, dates). The memberships may be those of some groups only
+    (`changed_groups`) on both sides."""
     have_m = set(stored_members)
     out = Diff()
     for key, g in want_groups.items():

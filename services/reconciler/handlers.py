@@ -21,7 +21,7 @@ from typing import Any
 from services.reconciler import domain, groups, store, wizard
 from services.reconciler.domain import EstPlan
 from services.reconciler.wizard import WizardError
-from shared.blobs import BlobStore
+from shared.blobs import BlobStore, gc_paused
 from shared.bus import Delivery
 from shared.db import Database
 from shared.messages import DirectoryUpdated, ImportLifecycle, ImportStatus, Mode, StageCommand, utcnow
@@ -29,7 +29,7 @@ from shared.messages import Stage as StageName
 from shared.outbox import Outbox
 from shared.reconcile import ALLOWED_KINDS, Directory, reconcile_snapshot
 from shared.stage import StageResult, UnitOfWork
-from shared.timetable import Course, loads
+from shared.timetable import loads
 from shared.worker import finish_step
 
 log = logging.getLogger("edt.reconciler")
@@ -42,6 +42,7 @@ LIFECYCLE_KEYS = ("import.history.cancelled",)
 class Prepared:
     plans: list[EstPlan]
     site: str
+    work: list[domain.GroupWork]  # empty when the import pauses for the wizard
 
     @property
     def matchings(self) -> list[domain.EstablishmentMatching]:
@@ -67,13 +68,16 @@ class ReconcilerStage:
             latest = await store.latest_snapshots(conn, cmd.site, ests)
             stored, decisions = await store.load_stored(conn, cmd.site, ests)
 
-        def compute() -> list[EstPlan]:
-            out = []
-            for est, sha in sorted(parts.items()):
-                out.append(self._plan(est, sha, latest.get(est), stored.get(est), decisions.get(est, {})))
-            return out
+        pauses = cmd.mode is Mode.MANUAL and cmd.review
 
-        return Prepared(await asyncio.to_thread(compute), cmd.site)
+        def compute() -> Prepared:
+            with gc_paused():  # tens of thousands of memberships, all kept: no collection while they are built
+                plans = [self._plan(est, sha, latest.get(est), stored.get(est), decisions.get(est, {}))
+                         for est, sha in sorted(parts.items())]
+                work = [] if pauses else [domain.group_work(plan, cmd.mode) for plan in plans]
+            return Prepared(plans, cmd.site, work)
+
+        return await asyncio.to_thread(compute)  # CPU work off the event loop, outside the transaction
 
     async def apply(self, uow: UnitOfWork, cmd: StageCommand, prepared: Prepared) -> StageResult:
         conn = uow.conn
@@ -83,19 +87,12 @@ class ReconcilerStage:
         per_est: list[list[dict[str, Any]]] = []
         kept_keys: set[str] = set()
         waiting: list[domain.Waiting] = []
-        for plan in prepared.plans:
-            if cmd.mode is Mode.MANUAL:
-                # Without the wizard a manual import is confirmed with the default selection: everything on.
-                selection = wizard.default_selection(plan.tt, plan.courses, plan.stored, keep_previous=False)
-                await store.save_selection(conn, cmd.site, plan.est, selection, cmd.import_id)
-                kept, late = wizard.kept_courses(plan.courses, selection, unknown_wait=False)
-            else:
-                # Automatic: only what the last manual import selected; new courses wait for a manual one.
-                selection = dict(plan.stored or {})
-                kept, late = wizard.kept_courses(plan.courses, selection, unknown_wait=plan.stored is not None)
-            kept_keys.update(c.key for c in kept)
-            waiting += [domain.Waiting(plan.est, c.key, c.label) for c in late]
-            per_est.append(await self._write_groups(uow, cmd.site, plan, selection, kept, cmd.import_id))
+        for work in prepared.work:
+            if cmd.mode is Mode.MANUAL:  # its selection becomes the establishment's (reused by automatic imports)
+                await store.save_selection(conn, cmd.site, work.plan.est, work.selection, cmd.import_id)
+            kept_keys.update(c.key for c in work.kept)
+            waiting += [domain.Waiting(work.plan.est, c.key, c.label) for c in work.late]
+            per_est.append(await self._write_groups(uow, cmd.site, work, cmd.import_id))
         result = domain.decide(prepared.matchings, actions=domain.sum_actions(per_est), kept=len(kept_keys),
                                waiting=waiting)
         result.artifacts["courses_kept"] = sorted(kept_keys)
@@ -113,15 +110,19 @@ class ReconcilerStage:
                                  selection)
         return domain.decide(prepared.matchings, paused=True)
 
-    async def _write_groups(self, uow: UnitOfWork, site: str, plan: EstPlan, selection: wizard.Selection,
-                            kept: list[Course], import_id: str) -> list[dict[str, Any]]:
+    async def _write_groups(self, uow: UnitOfWork, site: str, work: domain.GroupWork,
+                            import_id: str) -> list[dict[str, Any]]:
         """Diff the establishment's stored groups and memberships against what this import wants; write only
         the difference (same export again: nothing). Returns the bilan's action lines."""
-        await self.db.advisory_lock(uow.conn, "groups", site, plan.est)
-        want_g, want_m = groups.desired(plan.tt, plan.results, selection, kept)
-        have_g, have_m = await store.stored_groups(uow.conn, site, plan.est)
-        d = groups.diff(have_g, have_m, want_g, want_m)
-        await store.write_group_diff(uow.conn, site, plan.est, d, import_id)
+        est = work.plan.est
+        await self.db.advisory_lock(uow.conn, "groups", site, est)
+        have_g = await store.stored_groups(uow.conn, site, est)
+        # Only the groups whose membership digest changed are diffed member by member.
+        changed = groups.changed_groups(have_g, work.want_groups)
+        have_m = await store.stored_memberships(uow.conn, site, est, changed)
+        want_m = {k: m for k, m in work.want_members.items() if m.group_key in changed}
+        d = groups.diff(have_g, have_m, work.want_groups, want_m)
+        await store.write_group_diff(uow.conn, site, est, d, import_id)
         return d.actions()
 
     def close(self) -> None:
@@ -246,27 +247,28 @@ class ReconcilerStage:
         snaps = {e["establishment"]: e["directory"] for e in row.preview["establishments"]}
         chosen: dict[str, wizard.Selection] = row.selection
 
-        def compute() -> list[EstPlan]:
+        def compute() -> list[domain.GroupWork]:
             out = []
-            for est, sha in sorted(parts.items()):
-                decisions = wizard.decisions_from_selection(chosen.get(est) or {})
-                out.append(self._plan(est, sha, snaps.get(est), None, decisions))
+            with gc_paused():
+                for est, sha in sorted(parts.items()):
+                    selection = chosen.get(est) or {}
+                    decisions = wizard.decisions_from_selection(selection)
+                    out.append(domain.selected_work(self._plan(est, sha, snaps.get(est), None, decisions), selection))
             return out
 
-        plans = await asyncio.to_thread(compute)
+        works = await asyncio.to_thread(compute)
+        plans = [w.plan for w in works]
         per_est: list[list[dict[str, Any]]] = []
         kept_keys: set[str] = set()
         async with self.outbox.unit_of_work() as uow:
             if not await store.update_awaiting_preview(uow.conn, row.import_id, status="confirmed"):
                 raise WizardError(409, "not_awaiting_selection", "The import is no longer awaiting its selection.")
             await store.save_results(self.db, uow.conn, cmd.import_id, cmd.site, [p.matching for p in plans])
-            for plan in plans:
-                selection = chosen.get(plan.est) or {}
-                await store.save_selection(uow.conn, cmd.site, plan.est, selection, cmd.import_id)
-                await store.save_decisions(self.db, uow.conn, cmd.site, plan.est, selection, cmd.import_id)
-                kept, _ = wizard.kept_courses(plan.courses, selection, unknown_wait=False)
-                kept_keys.update(c.key for c in kept)
-                per_est.append(await self._write_groups(uow, cmd.site, plan, selection, kept, cmd.import_id))
+            for work in works:
+                await store.save_selection(uow.conn, cmd.site, work.plan.est, work.selection, cmd.import_id)
+                await store.save_decisions(self.db, uow.conn, cmd.site, work.plan.est, work.selection, cmd.import_id)
+                kept_keys.update(c.key for c in work.kept)
+                per_est.append(await self._write_groups(uow, cmd.site, work, cmd.import_id))
             result = domain.decide([p.matching for p in plans], actions=domain.sum_actions(per_est),
                                    kept=len(kept_keys))
             result.artifacts["courses_kept"] = sorted(kept_keys)

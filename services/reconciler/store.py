@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -97,6 +98,8 @@ groups = sa.Table(
     sa.Column("ent_id", sa.String(128), nullable=True),  # the ENT class/group it is linked to
     sa.Column("import_id", sa.String(32), nullable=False),  # last import that created or changed it
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # digest of its membership keys: a re-import diffs the memberships of the groups whose digest changed
+    sa.Column("members_fp", sa.String(32), nullable=True),
 )
 
 # Memberships (« rattachements / hiérarchie »): matched people only, by ENT id; students in classes,
@@ -114,6 +117,7 @@ memberships = sa.Table(
     sa.Column("start", sa.Date, nullable=True),
     sa.Column("end", sa.Date, nullable=True),
     sa.Column("import_id", sa.String(32), nullable=False),
+    sa.Index("ix_reconciler_memberships_group", "site", "establishment", "group_key"),
 )
 
 # The selection of the last manual import of each establishment (subjects, classes, groups, courses on or
@@ -298,14 +302,21 @@ async def save_results(db: Database, conn: AsyncConnection, import_id: str, site
 # --- groups and memberships -----------------------------------------------------------------------------
 
 
-async def stored_groups(conn: AsyncConnection, site: str, est: str) -> tuple[dict[str, GroupRow], list[str]]:
-    """The establishment's groups (by key) and membership keys as they are now."""
-    have_g = {r.key: GroupRow(r.key, r.kind, r.ident, r.name, r.parent, r.ent_id)
-              for r in (await conn.execute(sa.select(groups).where(
-                  groups.c.site == site, groups.c.establishment == est))).all()}
-    have_m = [r.key for r in (await conn.execute(sa.select(memberships.c.key).where(
-        memberships.c.site == site, memberships.c.establishment == est))).all()]
-    return have_g, have_m
+async def stored_groups(conn: AsyncConnection, site: str, est: str) -> dict[str, GroupRow]:
+    """The establishment's groups (by key) as they are now, with their membership digests."""
+    return {r.key: GroupRow(r.key, r.kind, r.ident, r.name, r.parent, r.ent_id, r.members_fp)
+            for r in (await conn.execute(sa.select(groups).where(
+                groups.c.site == site, groups.c.establishment == est))).all()}
+
+
+async def stored_memberships(conn: AsyncConnection, site: str, est: str, group_keys: Iterable[str]) -> list[str]:
+    """The membership keys of these groups of the establishment."""
+    out: list[str] = []
+    for chunk in _chunks(sorted(group_keys)):
+        out += (await conn.execute(sa.select(memberships.c.key).where(
+            memberships.c.site == site, memberships.c.establishment == est,
+            memberships.c.group_key.in_(chunk)))).scalars()
+    return out
 
 
 async def write_group_diff(conn: AsyncConnection, site: str, est: str, d: Diff, import_id: str) -> None:
@@ -318,12 +329,13 @@ async def write_group_diff(conn: AsyncConnection, site: str, est: str, d: Diff, 
         await conn.execute(groups.delete().where(*where_g, groups.c.key.in_(chunk)))
     for g in d.update_groups:
         await conn.execute(groups.update().where(*where_g, groups.c.key == g.key).values(
-            kind=g.kind, ident=g.ident, name=g.name, parent=g.parent, ent_id=g.ent_id, import_id=import_id,
-            updated_at=now))
+            kind=g.kind, ident=g.ident, name=g.name, parent=g.parent, ent_id=g.ent_id, members_fp=g.members_fp,
+            import_id=import_id, updated_at=now))
     if d.create_groups:
         await conn.execute(groups.insert(), [
             {"site": site, "establishment": est, "key": g.key, "kind": g.kind, "ident": g.ident,
-             "name": g.name, "parent": g.parent, "ent_id": g.ent_id, "import_id": import_id, "updated_at": now}
+             "name": g.name, "parent": g.parent, "ent_id": g.ent_id, "members_fp": g.members_fp,
+             "import_id": import_id, "updated_at": now}
             for g in d.create_groups])
     rows = [{"site": site, "establishment": est, "key": m.key, "group_key": m.group_key,
              "person_kind": m.person_kind, "person_id": m.person_id, "file_ident": m.file_ident, "start": m.start,

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scheduler import domain
 from services.scheduler.domain import Memo, Plan, SessionRow, Stored, json_lists
-from shared.db import Database, as_utc, outbox_table, service_metadata, stage_runs_table, upsert
+from shared.blobs import gc_paused
+from shared.db import Database, outbox_table, service_metadata, stage_runs_table, upsert
 from shared.messages import utcnow
 
 metadata = service_metadata("scheduler")
@@ -184,10 +185,21 @@ async def stored_state(conn: AsyncConnection, site: str, est: str, cutoff: datet
         list[Stored], dict[str, tuple[str, bool]]]:
     """What the establishment has now: its sessions from the day before `cutoff` on (same-day keys may sit
     just before the cutoff, frozen) and every course's (fp, active)."""
-    s = sessions
-    result = await conn.execute(sa.select(s.c.id, s.c.key, s.c.fp, s.c.start).where(
-        s.c.site == site, s.c.establishment == est, s.c.start > cutoff - timedelta(days=1)))
-    stored = [Stored(r.id, r.key, r.fp, as_utc(r.start)) for r in result]
+    since = cutoff - timedelta(days=1)
+    # Raw rows: tens of thousands on an L school, whose type processing (SQLAlchemy's, then as_utc) cost
+    # more than the rest of the stage. SQLite stores naive UTC text in one fixed width, PostgreSQL hands
+    # aware datetimes.
+    sqlite = conn.dialect.name == "sqlite"
+    table = sessions.name if sqlite else f"{sessions.schema}.{sessions.name}"
+    query = sa.text(f"SELECT id, key, fp, start FROM {table} "  # noqa: S608 - names are ours, values bound
+                    "WHERE site = :site AND establishment = :est AND start > :since")
+    rows = (await conn.execute(query, {"site": site, "est": est,
+                                       "since": _sqlite_ts(since) if sqlite else since})).all()
+    with gc_paused():  # tens of thousands of tuples that all live on: collections here only walk them
+        if sqlite:
+            stored = [Stored(i, k, f, datetime.fromisoformat(t + "+00:00")) for i, k, f, t in rows]
+        else:
+            stored = [Stored(i, k, f, t) for i, k, f, t in rows]
     c = courses
     stored_courses = {r.key: (r.fp, r.active) for r in await conn.execute(
         sa.select(c.c.key, c.c.fp, c.c.active).where(c.c.site == site, c.c.establishment == est))}

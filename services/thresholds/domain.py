@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from shared.messages import ImportStatus, Mode, StageCommand, StepStatus
 from shared.stage import StageResult
-from shared.timetable import Timetable, derive_closure_weeks, derive_courses, sessions_for_course, slot_targets
+from shared.timetable import Timetable, count_sessions, derive_closure_weeks, derive_courses, slot_targets
 
 # --- the controls and their defaults (seed 001 "Seuils et Contrôles"; seed 000 for sessions_changed) ----
 
@@ -158,7 +158,7 @@ def facts_of(tt: Timetable) -> Facts:
                 cancelled >>= 1
                 week += 1
         courses[course.key] = (tuple(sorted(set(course.teachers))), tuple(sorted(slots)))
-        n = sum(1 for _ in sessions_for_course(tt, course))
+        n = count_sessions(tt, course)
         sessions += n
         if not course.teachers or not members.get((course.kind, course.target)):
             incomplete += n

@@ -7,11 +7,12 @@ automatic-import precondition come from them, never from another service's table
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from zoneinfo import ZoneInfo
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 
 from services.thresholds import domain, store
 from services.thresholds.store import active, directories, directory_barriers, lifecycle, mails, models
-from shared.blobs import BlobStore
+from shared.blobs import BlobStore, gc_paused
 from shared.bus import Bus, Delivery
 from shared.db import Database, as_utc, upsert
 from shared.messages import (
@@ -74,21 +75,41 @@ class ThresholdsStage:
         self.blobs = blobs
         self.settings = settings
         self.mail_sent = mail_sent  # wakes the mail relay once an e-mail to send has been committed
+        # What a stage waits for (a previous import's lifecycle event, a barrier marker), by key: set by this
+        # process's consumers after their commit, so the wait ends at once; another process's consumer may
+        # handle it instead, hence the slower look in the database too.
+        self._arrived: dict[str, asyncio.Event] = {}
+
+    def _arrival(self, key: str) -> None:
+        event = self._arrived.get(key)
+        if event is not None:
+            event.set()
+
+    async def _wait(self, key: str, seen: Callable[[], Awaitable[bool]], what: str) -> None:
+        """Until `seen()` (bounded by thresholds_lifecycle_wait_s): woken by this process's consumer, else
+        by looking in the database every 0.25 s."""
+        event = self._arrived.setdefault(key, asyncio.Event())
+        deadline = time.monotonic() + self.settings.thresholds_lifecycle_wait_s
+        try:
+            while not await seen():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.warning("%s not seen; deciding without it", what)
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), timeout=min(0.25, left))
+        finally:
+            self._arrived.pop(key, None)
 
     async def _wait_for_lifecycle(self, import_id: str) -> None:
         """The previous import's `import.history.done` is published when the next import is admitted: it
         may still be on its way. Wait (bounded) so that the baseline and the precondition see it."""
-        deadline = time.monotonic() + self.settings.thresholds_lifecycle_wait_s
-        while True:
+        async def seen() -> bool:
             async with self.db.read() as conn:
-                seen = (await conn.execute(sa.select(lifecycle.c.import_id)
-                                           .where(lifecycle.c.import_id == import_id))).first()
-            if seen is not None:
-                return
-            if time.monotonic() > deadline:
-                log.warning("lifecycle of previous import %s not seen; deciding without it", import_id)
-                return
-            await asyncio.sleep(0.05)
+                return (await conn.execute(sa.select(lifecycle.c.import_id)
+                                           .where(lifecycle.c.import_id == import_id))).first() is not None
+
+        await self._wait(f"lifecycle:{import_id}", seen, f"lifecycle of previous import {import_id}")
 
     async def _directory_barrier(self, import_id: str) -> None:
         """A directory uploaded just before this import must count. Its event was on the broker before the
@@ -101,20 +122,18 @@ class ThresholdsStage:
         redelivered command sends a fresh one — while through the outbox it would need a transaction of
         its own and a relay round before the stage could even start waiting."""
         marker = f"{import_id}:{uuid.uuid4().hex[:8]}"
-        await self.bus.publish("", DIRECTORY_QUEUE, DirectoryBarrier(barrier=marker).to_bytes())
-        deadline = time.monotonic() + self.settings.thresholds_lifecycle_wait_s
-        while True:
+
+        async def seen() -> bool:
             async with self.db.read() as conn:
-                seen = (await conn.execute(sa.select(directory_barriers.c.id)
-                                           .where(directory_barriers.c.id == marker))).first()
-            if seen is not None:
-                async with self.db.transaction() as conn:
-                    await conn.execute(directory_barriers.delete().where(directory_barriers.c.id == marker))
-                return
-            if time.monotonic() > deadline:
-                log.warning("directory barrier %s not seen; deciding with the directories known", marker)
-                return
-            await asyncio.sleep(0.02)
+                return (await conn.execute(sa.select(directory_barriers.c.id)
+                                           .where(directory_barriers.c.id == marker))).first() is not None
+
+        key = f"barrier:{marker}"
+        self._arrived[key] = asyncio.Event()  # before the marker can come back
+        await self.bus.publish("", DIRECTORY_QUEUE, DirectoryBarrier(barrier=marker).to_bytes())
+        await self._wait(key, seen, f"directory barrier {marker}")
+        async with self.db.transaction() as conn:
+            await conn.execute(directory_barriers.delete().where(directory_barriers.c.id == marker))
 
     async def prepare(self, cmd: StageCommand) -> Prepared:
         previous = cmd.artifacts.get("previous_import")
@@ -151,7 +170,11 @@ class ThresholdsStage:
                 checks.append(domain.EstablishmentCheck(est, base_id, domain.evaluate(settings, found), refusal))
             return checks
 
-        checks = await asyncio.to_thread(compute)  # CPU work off the event loop
+        def compute_paused() -> list[domain.EstablishmentCheck]:
+            with gc_paused():  # the facts and the matching build thousands of objects that all survive
+                return compute()
+
+        checks = await asyncio.to_thread(compute_paused)  # CPU work off the event loop
         return Prepared(checks, emails, parts, missing_model=not parts)
 
     def facts(self, sha: str) -> domain.Facts:
@@ -209,6 +232,7 @@ class ThresholdsStage:
                     await conn.execute(models.update().where(models.c.import_id == event.import_id,
                                                              models.c.integrated_at.is_(None))
                                        .values(integrated_at=event.at))
+            self._arrival(f"lifecycle:{event.import_id}")
             return
         status = StatusEvent.from_bytes(delivery.body)
         async with self.db.transaction() as conn:
@@ -232,6 +256,7 @@ class ThresholdsStage:
                     directory_barriers.c.seen_at < now - timedelta(hours=1)))
                 await conn.execute(upsert(self.db, directory_barriers, {"id": marker.barrier, "seen_at": now},
                                           ["id"]))
+            self._arrival(f"barrier:{marker.barrier}")
             return
         event = DirectoryUpdated.model_validate(obj)
         async with self.db.transaction() as conn:

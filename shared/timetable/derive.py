@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
-from shared.timetable.model import MAX_WEEK, Membership, Ref, Slot, Timetable
+from shared.timetable.model import MAX_WEEK, Membership, Place, Ref, Slot, Timetable
 
 # ---------------------------------------------------------------------------------------- weeks
 
@@ -183,14 +183,18 @@ def _weeks_starting(week1: date, first_day: date, last_day: date,
     return mask, starts
 
 
-def course_slot_weeks(tt: Timetable, course: Course) -> list[SlotWeeks]:
-    """`sessions_for_course` column-wise, one `SlotWeeks` per slot that makes sessions (same rules, same
-    order: slot by slot, weeks ascending); what the scheduler plans from without a tuple per session."""
+_SessionWeeks = tuple[int, Slot, int, Place, Place, tuple[datetime, ...]]
+
+
+def _session_weeks(tt: Timetable, course: Course) -> Iterator[_SessionWeeks]:
+    """The one rule of which weeks make a session (design.md §8a): for each slot of the course, the weeks
+    whose bit the course's own class or group element sets and the slot does not cancel, whose day falls
+    within DateDebut–DateFin, on a slot whose places are on the grid — with those places and the naive
+    start of every week."""
     places = {p.number: p for p in tt.grid.places}
     year = tt.school_year
     group = course.kind == "group"
     target = course.target
-    out: list[SlotWeeks] = []
     for index in course.slots:
         slot = tt.slots[index]
         weeks = 0
@@ -205,8 +209,20 @@ def course_slot_weeks(tt: Timetable, course: Course) -> list[SlotWeeks]:
         start_off = timedelta(days=slot.day - 1, minutes=first.start)
         valid, week_starts = _weeks_starting(year.week1, year.start, year.end, start_off)
         weeks &= valid
-        if not weeks:
-            continue
+        if weeks:
+            yield index, slot, weeks, first, last, week_starts
+
+
+def count_sessions(tt: Timetable, course: Course) -> int:
+    """How many sessions `sessions_for_course` yields, without building them."""
+    return sum(weeks.bit_count() for _, _, weeks, *_ in _session_weeks(tt, course))
+
+
+def course_slot_weeks(tt: Timetable, course: Course) -> list[SlotWeeks]:
+    """`sessions_for_course` column-wise, one `SlotWeeks` per slot that makes sessions (same rules, same
+    order: slot by slot, weeks ascending); what the scheduler plans from without a tuple per session."""
+    out: list[SlotWeeks] = []
+    for index, slot, weeks, first, last, week_starts in _session_weeks(tt, course):
         kept = []
         m = weeks
         while m:

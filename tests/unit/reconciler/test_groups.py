@@ -66,6 +66,32 @@ def test_a_moved_student_changes_exactly_their_memberships() -> None:
     assert any(m.group_key == f"class:{other.ident}" for m in d.create_members)
 
 
+def test_only_the_groups_whose_members_changed_are_diffed_member_by_member() -> None:
+    """A re-import reads and diffs the memberships of the groups whose digest changed — and finds exactly
+    what a diff of every membership finds."""
+    tt, directory = school_and_directory()
+    courses = derive_courses(tt)
+    before_g, before_m = groups.desired(tt, reconcile(tt, directory), everything(tt), courses)
+    assert groups.changed_groups(before_g, before_g) == set()
+    student = next(s for s in tt.students.values() if len(s.classes) == 1)
+    other = next(c for c in tt.classes.values() if c.ident != student.classes[0].ident)
+    tt.students[student.ident] = dataclasses.replace(
+        student, classes=(Membership(other.ident, student.classes[0].start, student.classes[0].end),))
+    after_g, after_m = groups.desired(tt, reconcile(tt, directory), everything(tt), courses)
+    changed = groups.changed_groups(before_g, after_g)
+    assert {f"class:{student.classes[0].ident}", f"class:{other.ident}"} <= changed
+    touched = {m.group_key for m in (*before_m.values(), *after_m.values()) if m.file_ident == student.ident}
+    assert changed <= touched  # a group is diffed only if the moved student is (or was) in it
+    partial = groups.diff(before_g, [k for k, m in before_m.items() if m.group_key in changed], after_g,
+                          {k: m for k, m in after_m.items() if m.group_key in changed})
+    full = groups.diff(before_g, before_m.keys(), after_g, after_m)
+    assert (sorted(m.key for m in partial.create_members), partial.delete_members) == (
+        sorted(m.key for m in full.create_members), full.delete_members)
+    # groups stored before digests existed are diffed in full once
+    legacy = {k: dataclasses.replace(g, members_fp=None) for k, g in before_g.items()}
+    assert groups.changed_groups(legacy, after_g) == set(after_g)
+
+
 def test_accepted_overrides_win_over_the_rules_and_refused_people_stay_unmatched() -> None:
     tt, directory = school_and_directory()
     results = reconcile(tt, directory)

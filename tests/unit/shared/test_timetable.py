@@ -314,3 +314,13 @@ def test_sniff_refuses_zip_with_two_xml_and_zip_bombs(tmp_path: Path, school_xml
 
 def test_sniff_missing_file_is_unknown(tmp_path: Path) -> None:
     assert sniff_export(tmp_path / "nope.xml").kind == "unknown"
+
+
+def test_count_sessions_equals_the_sessions_derived() -> None:
+    """The threshold facts count sessions without building them: the same rule, the same number."""
+    from shared.timetable import count_sessions
+    from tests.factory import make_school
+
+    school = make_school("S", 4, newer=True)  # with cancellations
+    for course in derive_courses(school.timetable):
+        assert count_sessions(school.timetable, course) == sum(1 for _ in sessions_for_course(school.timetable, course))
