@@ -9,13 +9,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv migrate run run-distributed nginx check-services test bench lint
+.PHONY: help venv migrate run run-distributed nginx check-services test test-real bench lint
 
 help:
 	@echo "make run              embedded all-in-one on 127.0.0.1:8000 (SQLite, in-process bus, demo site)"
 	@echo "make run-distributed  six services on RabbitMQ + PostgreSQL behind nginx on 127.0.0.1:8000"
 	@echo "make test             unit, integration and e2e tests (needs PostgreSQL and RabbitMQ)"
-	@echo "make bench            the load benchmark"
+	@echo "make test-real        the real exports through the pipeline (needs them: tests/fixtures/real/README.md)"
+	@echo "make bench            the benchmarks, each with its floor and PASS/FAIL"
 	@echo "make lint             ruff + mypy + the import contracts (lint-imports)"
 	@echo "make migrate          bring EDT_DATABASE_URL (default: the embedded SQLite file) to the latest schema"
 	@echo "make venv             create .venv and install the project (again only when pyproject.toml changed)"
@@ -48,6 +49,10 @@ check-services: venv
 
 test: venv check-services
 	$(BIN)/python -m pytest -p no:cacheprovider -q tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
+
+# Real exports are third-party files, not in the repository: EDT_REAL_CORPUS (default tests/fixtures/real).
+test-real: venv
+	$(BIN)/python -m pytest -p no:cacheprovider -q tests/real $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python -m tests.bench

@@ -14,9 +14,10 @@ Rules, in order, one function each (the first rule that yields a candidate decid
 4. `by_name` — last + first name normalised (`normalise`: case, accents, hyphens, apostrophes, spaces), plus
    the birth date for students (seed 003 "nom, prénom (date de naissance pour les apprenants)").
 
-Never a guess: two candidates — or two people of the file claiming the same directory entry by name — leave
-the person unmatched as `ambiguous`; no candidate at all is `not_found`. An id rule pointing at an entry that
-is absent from the directory (or of another kind) yields no candidate and the next rule is tried.
+Never a guess: two candidates — or two people of the file claiming the same directory entry, by an id or by
+name — leave the person unmatched as `ambiguous`; no candidate at all is `not_found`. An id rule pointing at
+an entry that is absent from the directory (or of another kind) yields no candidate and the next rule is
+tried.
 Teachers match directory persons of kind teacher or staff, students kind student. Classes and groups match
 by normalised name (`match_named`).
 """
@@ -265,8 +266,18 @@ def match_persons(people: Iterable[FilePerson], directory: Directory, kind: Kind
                 break
         else:
             pending.append(person)
+    # Two people of the file claiming one entry by an id (a PRONOTE id reused in the file): neither gets it.
+    claimed: dict[str, list[str]] = {}
+    for ident, ent_id in result.matched.items():
+        claimed.setdefault(ent_id, []).append(ident)
+    for ent_id, idents in claimed.items():
+        if len(idents) > 1:
+            for ident in idents:
+                del result.matched[ident]
+                del result.rules[ident]
+                result.unmatched.append(Unmatched(ident, AMBIGUOUS, (ent_id,)))
     # Names: among directory entries not already taken by an id, and never two file people for one entry.
-    taken = set(result.matched.values())
+    taken = set(claimed)
     with_birth = kind == "students"
     found_by: dict[str, list[str]] = {
         fp.ident: _distinct(by_name(fp, index, with_birth_date=with_birth, taken=taken)) for fp in pending}

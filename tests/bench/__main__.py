@@ -1,4 +1,5 @@
-"""`make bench`: every benchmark, each printing its figures beside its floor/twin measured in the same run."""
+"""`make bench`: every benchmark, each printing its figures beside its floor/twin measured in the same run,
+with PASS/FAIL against its target; the exit status is non-zero when any target is missed."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import subprocess
 import sys
 
 BENCHES = [
-    [sys.executable, "-m", "tests.bench.pipeline", "--runs", "10"],
+    [sys.executable, "-m", "tests.bench.pipeline", "--runs", "5", "--distributed"],
+    [sys.executable, "-m", "tests.bench.reconcile"],
     [sys.executable, "-m", "tests.bench.parse"],
     [sys.executable, "-m", "tests.bench.sessions"],
 ]

@@ -222,36 +222,38 @@ def measure_size(size: str, runs: int, mode: str = "embedded") -> Line:
     return line
 
 
-def real_files(directory: Path | None) -> list[Path]:
-    if directory is None or not directory.is_dir():
-        return []
-    out = []
-    for path in sorted(directory.rglob("*.xml")):
-        with open(path, "rb") as fh:
-            if b"ExportEmploiDuTemps" in fh.read(2048):
-                out.append(path)
-    return out
+def real_files(directory: Path) -> list[Path]:
+    """The clear real exports of the corpus present under `directory` (tests/factory/real.py lists them)."""
+    from tests.factory.real import CORPUS
+
+    return [directory / f.path for f in CORPUS if f.kind == "clear" and (directory / f.path).is_file()]
 
 
 def measure_real(path: Path) -> Line:
+    """A real export, moved to the next school year (its sessions ahead of today), imported by hand with its
+    ENT directory uploaded: deposit → done."""
     from services.validator.domain import parse_export
+    from tests.factory.real import to_school_year
 
-    result = parse_export(path, partner_name="EDT-IMPORT", private_key=None)
-    tt = result.timetable
-    if tt is None:
-        raise SystemExit(f"{path.name}: {[p.code for p in result.errors]}")
-    line = Line(f"real {path.name[:38]}", len(tt.students), session_count(tt), floor_seconds(path, tt))
-    with tempfile.TemporaryDirectory() as tmp_s, embedded(Path(tmp_s)) as api:
-        api.create_site(SITE, {ESTS[0]: tt.uai})
-        directory = make_directory(tt)
-        api.ok("PUT", f"/sites/{SITE}/establishments/{ESTS[0]}/directory", json=directory.body)
-        api.ok("POST", f"/sites/{SITE}/establishments/{ESTS[0]}/pronote-ids?mode=complete",
-               json=directory.associations)
-        start = time.perf_counter()
-        item = wait_done(api, api.upload(SITE, ESTS[0], path.read_bytes(), name=path.name))
-        line.first_s = time.perf_counter() - start
-        for stage, seconds in step_seconds(item).items():
-            line.stages[stage].append(seconds)
+    with tempfile.TemporaryDirectory() as tmp_s:
+        shifted = Path(tmp_s) / path.name
+        shifted.write_bytes(to_school_year(path.read_bytes()))
+        result = parse_export(shifted, partner_name="EDT-IMPORT", private_key=None)
+        tt = result.timetable
+        if tt is None:
+            raise SystemExit(f"{path.name}: {[p.code for p in result.errors]}")
+        line = Line(f"real {path.name[:38]}", len(tt.students), session_count(tt), floor_seconds(shifted, tt))
+        with embedded(Path(tmp_s)) as api:
+            api.create_site(SITE, {ESTS[0]: tt.uai})
+            directory = make_directory(tt)
+            api.ok("PUT", f"/sites/{SITE}/establishments/{ESTS[0]}/directory", json=directory.body)
+            api.ok("POST", f"/sites/{SITE}/establishments/{ESTS[0]}/pronote-ids?mode=complete",
+                   json=directory.associations)
+            start = time.perf_counter()
+            item = wait_done(api, api.upload(SITE, ESTS[0], shifted.read_bytes(), name=path.name))
+            line.first_s = time.perf_counter() - start
+            for stage, seconds in step_seconds(item).items():
+                line.stages[stage].append(seconds)
     return line
 
 
