@@ -1,7 +1,9 @@
-"""The HTTP edge common to every service's api.py: problem+json errors, bearer auth, cursors.
+"""The HTTP edge common to every service's api.py: problem+json errors (raised, rendered and declared in
+the OpenAPI), bearer tokens, list pages and cursors, and the app every service is served by.
 
 Site tokens are signed (HMAC with EDT_SECRET_KEY) so that each service checks them on its own,
-without reading the dropzone's tables (design.md §2: no service reads another's tables).
+without reading the dropzone's tables (design.md §2: no service reads another's tables). The route
+dependencies built on them (CurrentPrincipal, SitePrincipal…) are in shared/deps.py.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.blobs import BlobStore
@@ -60,10 +64,13 @@ def not_found(what: str = "Resource") -> Problem:
     return Problem(404, "Not Found", f"{what} not found", code="not_found")
 
 
-def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
+def problem_response(problem: Problem, request: Request | None = None,
+                     headers: Mapping[str, str] | None = None) -> JSONResponse:
+    headers = dict(headers or {})
+    if problem.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(problem.body(str(request.url.path) if request else None), status_code=problem.status,
-                        media_type=PROBLEM_JSON,
-                        headers={"WWW-Authenticate": "Bearer"} if problem.status == 401 else None)
+                        media_type=PROBLEM_JSON, headers=headers or None)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -73,13 +80,101 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(Problem(exc.status_code, str(exc.detail)), request)
+        # Keeps the framework's headers, e.g. `Allow` on a 405 (RFC 9110 §15.5.6).
+        return problem_response(Problem(exc.status_code, str(exc.detail)), request, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
         return problem_response(Problem(422, "Unprocessable Content", "Request validation failed",
                                         code="validation_error", errors=errors), request)
+
+
+class ValidationIssue(BaseModel):
+    """One invalid field of a request: where (`loc`: body, query or path, then the field's path), what."""
+
+    model_config = ConfigDict(extra="allow")  # uploads add `line` (CSV), checks may add context
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ProblemDetails(BaseModel):
+    """An error, as every route answers it (RFC 9457, `application/problem+json`)."""
+
+    model_config = ConfigDict(extra="allow")  # problem types carry their own members, e.g. `detail_en`
+    type: str = Field(examples=["https://edt-import/problems/not_found"])
+    title: str
+    status: int = Field(ge=400, le=599)
+    detail: str | None = None
+    instance: str | None = None
+    code: str | None = Field(default=None, description="Stable machine-readable cause, e.g. `validation_error`")
+    errors: list[ValidationIssue] | None = Field(default=None, description="Each invalid field (422)")
+
+
+PROBLEM_DESCRIPTIONS = {
+    400: "Malformed request (unreadable body, invalid cursor or parameter)",
+    401: "Missing or invalid bearer token",
+    403: "The admin token is required",
+    404: "Not found, or another site's (cross-site access is 404)",
+    409: "Conflict with the resource's current state",
+    410: "Gone",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Request validation failed: `errors` names each field",
+    423: "Locked while an import of the site or establishment runs",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` of a route: each error status it may answer, as a ProblemDetails. The OpenAPI serves
+    them as application/problem+json (see `problem_openapi`)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in sorted(set(statuses)):
+        entry: dict[str, Any] = {"model": ProblemDetails, "description": PROBLEM_DESCRIPTIONS[status]}
+        if status == 401:
+            entry["headers"] = {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}
+        out[status] = entry
+    return out
+
+
+def media(description: str, *media_types: str) -> dict[str, Any]:
+    """A success response that is not JSON (CSV, iCal, zip, SSE): its media types, as text or bytes."""
+    return {"description": description,
+            "content": {m: {"schema": {"type": "string"} if m.startswith("text/") else
+                            {"type": "string", "format": "binary"}} for m in media_types}}
+
+
+_COMPONENTS = "x-edt-components"  # models of a hand-documented body, moved to the components
+
+
+def request_body(model: type[BaseModel], description: str, other_media: dict[str, Any]) -> dict[str, Any]:
+    """`openapi_extra=` of a route that reads its body itself, by media type: `model` for JSON, plus
+    `other_media` (media type → OpenAPI media object, e.g. text/csv)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = {**schema.pop("$defs", {}), model.__name__: schema}
+    content: dict[str, Any] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}
+    return {"requestBody": {"required": True, "description": description, "content": {**content, **other_media}},
+            _COMPONENTS: components}
+
+
+def problem_openapi(app: FastAPI) -> dict[str, Any]:
+    """The app's OpenAPI with every error response as application/problem+json — what the problem
+    handlers answer — instead of the application/json FastAPI assumes for a response model."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            components.update(operation.pop(_COMPONENTS, {}))
+            for response in operation.get("responses", {}).values():
+                content = response.get("content") or {}
+                ref = (content.get("application/json") or {}).get("schema", {}).get("$ref", "")
+                if ref.endswith("/ProblemDetails"):
+                    content[PROBLEM_JSON] = content.pop("application/json")
+    app.openapi_schema = schema
+    return schema
 
 
 # --- tokens -------------------------------------------------------------------------------------
@@ -131,10 +226,9 @@ def principal_from_token(settings: Settings, token: str) -> Principal | None:
     return None
 
 
-def authenticate(settings: Settings, request: Request) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+def authenticate(settings: Settings, token: str | None) -> Principal:
+    """The principal of a bearer token; 401 (problem+json, `WWW-Authenticate: Bearer`) without one."""
+    if not token:
         raise Problem(401, "Unauthorized", "Bearer token required", code="unauthorized")
     principal = principal_from_token(settings, token.strip())
     if principal is None:
@@ -155,20 +249,43 @@ def require_admin(principal: Principal) -> None:
 
 # --- pagination ---------------------------------------------------------------------------------
 
+ItemT = TypeVar("ItemT")
+
+# An instant in a response: ISO 8601 in UTC with a Z, as `shared.messages.iso` writes it (design.md §5).
+Instant = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
+class Page(BaseModel, Generic[ItemT]):
+    """A list (design.md §5): one page of items and the cursor of the next (null on the last page)."""
+
+    items: list[ItemT]
+    next_cursor: str | None = None
+
+
 def encode_cursor(values: list[Any]) -> str:
     return _b64(json.dumps(values, default=str).encode())
 
 
-def decode_cursor(cursor: str | None) -> list[Any] | None:
+def invalid_cursor() -> Problem:
+    return Problem(400, "Bad Request", "Invalid cursor", code="invalid_cursor")
+
+
+def decode_cursor(cursor: str | None, *kinds: type) -> list[Any] | None:
+    """The values `encode_cursor` wrote, or None for the first page; 400 for anything else. `kinds`: the
+    type of each value the route expects (e.g. `str, str`), so that a forged cursor is a 400 too."""
     if not cursor:
         return None
     try:
         value = json.loads(_unb64(cursor))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Problem(400, "Bad Request", "Invalid cursor", code="invalid_cursor") from exc
-    if not isinstance(value, list):
-        raise Problem(400, "Bad Request", "Invalid cursor", code="invalid_cursor")
+        raise invalid_cursor() from exc
+    if not isinstance(value, list) or (kinds and (len(value) != len(kinds) or not all(
+            isinstance(v, k) and not isinstance(v, bool) for v, k in zip(value, kinds, strict=True)))):
+        raise invalid_cursor()
     return value
+
+
+CursorQuery = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
 
 
 # --- composition plumbing (each service's main.py and the embedded all-in-one use it) ---------------
@@ -226,6 +343,7 @@ def create_app(runtime: Runtime, services: list[Service]) -> FastAPI:
 
     app = FastAPI(title="edt-import", version="1", lifespan=lifespan,
                   description="Automated timetable import (EDT / PRONOTE) for ENTs")
+    app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
     install_problem_handlers(app)
     app.include_router(ops_router(ready))
     app.include_router(ops_router(ready), prefix="/api/v1", include_in_schema=False)
