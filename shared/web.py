@@ -13,22 +13,25 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import json
+import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import RouteContext, iter_route_contexts
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from shared.blobs import BlobStore
 from shared.bus import Bus, make_bus
-from shared.db import Database
+from shared.db import Database, as_utc
 from shared.observability import ops_router, setup_logging
 from shared.settings import Settings
 
@@ -80,14 +83,30 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # Keeps the framework's headers, e.g. `Allow` on a 405 (RFC 9110 §15.5.6).
-        return problem_response(Problem(exc.status_code, str(exc.detail)), request, exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # RFC 9110 §15.5.6: every method of the path, not only one route's
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope))
+        return problem_response(Problem(exc.status_code, str(exc.detail)), request, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
         return problem_response(Problem(422, "Unprocessable Content", "Request validation failed",
                                         code="validation_error", errors=errors), request)
+
+
+def api_routes(app: FastAPI) -> Iterator[RouteContext]:
+    """Every route of the app with its full path, through the included routers."""
+    yield from iter_route_contexts(app.routes)
+
+
+def allowed_methods(app: FastAPI, scope: Any) -> list[str]:
+    """The methods the routes of this path answer (each route of a path serves one method)."""
+    methods: set[str] = set()
+    for route in api_routes(app):
+        if route.path and route.methods and compile_path(route.path)[0].match(scope["path"]):
+            methods |= route.methods
+    return sorted(methods)
 
 
 class ValidationIssue(BaseModel):
@@ -148,13 +167,14 @@ def media(description: str, *media_types: str) -> dict[str, Any]:
 _COMPONENTS = "x-edt-components"  # models of a hand-documented body, moved to the components
 
 
-def request_body(model: type[BaseModel], description: str, other_media: dict[str, Any]) -> dict[str, Any]:
-    """`openapi_extra=` of a route that reads its body itself, by media type: `model` for JSON, plus
-    `other_media` (media type → OpenAPI media object, e.g. text/csv)."""
+def request_body(model: type[BaseModel], description: str) -> dict[str, Any]:
+    """`openapi_extra=` of a route that reads its body itself (e.g. JSON or CSV, by media type): `model`
+    is the JSON one. Another media type it takes is said in `description` only, when JSON Schema cannot
+    state which texts are valid (a CSV file)."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     components = {**schema.pop("$defs", {}), model.__name__: schema}
     content: dict[str, Any] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}
-    return {"requestBody": {"required": True, "description": description, "content": {**content, **other_media}},
+    return {"requestBody": {"required": True, "description": description, "content": content},
             _COMPONENTS: components}
 
 
@@ -170,9 +190,10 @@ def problem_openapi(app: FastAPI) -> dict[str, Any]:
             components.update(operation.pop(_COMPONENTS, {}))
             for response in operation.get("responses", {}).values():
                 content = response.get("content") or {}
-                ref = (content.get("application/json") or {}).get("schema", {}).get("$ref", "")
-                if ref.endswith("/ProblemDetails"):
-                    content[PROBLEM_JSON] = content.pop("application/json")
+                # FastAPI files a response model under the route's own media type (JSON, CSV, SSE…).
+                for media_type in [m for m, v in content.items()
+                                   if v.get("schema", {}).get("$ref", "").endswith("/ProblemDetails")]:
+                    content[PROBLEM_JSON] = content.pop(media_type)
     app.openapi_schema = schema
     return schema
 
@@ -262,8 +283,36 @@ class Page(BaseModel, Generic[ItemT]):
     next_cursor: str | None = None
 
 
-def encode_cursor(values: list[Any]) -> str:
-    return _b64(json.dumps(values, default=str).encode())
+# A cursor is opaque to clients but has a grammar, so that the OpenAPI can say exactly which values are
+# well formed (every one of them is honoured): its values joined by ".", each a text (base64url, no
+# padding), an integer, or an instant (microseconds since 1970, UTC).
+_CURSOR_PARTS: dict[type, str] = {str: r"(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?", int: r"[0-9]{1,18}",
+                                  datetime: r"[0-9]{1,17}"}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+def cursor_pattern(*kinds: type) -> str:
+    """Empty (the first page), or the values of `kinds`."""
+    return "^(" + r"\.".join(_CURSOR_PARTS[k] for k in kinds) + ")?$"
+
+
+def cursor_query(*kinds: type) -> Any:
+    """The `cursor` query parameter of a list whose cursors hold values of these types."""
+    return Query(description="`next_cursor` of the previous page",
+                 json_schema_extra={"pattern": cursor_pattern(*kinds)})
+
+
+def encode_cursor(*values: str | int | datetime) -> str:
+    parts = []
+    for value in values:
+        if isinstance(value, datetime):
+            parts.append(str((as_utc(value) - _EPOCH) // _MICRO))
+        elif isinstance(value, int):
+            parts.append(str(value))
+        else:
+            parts.append(_b64(value.encode()))
+    return ".".join(parts)
 
 
 def invalid_cursor() -> Problem:
@@ -271,21 +320,21 @@ def invalid_cursor() -> Problem:
 
 
 def decode_cursor(cursor: str | None, *kinds: type) -> list[Any] | None:
-    """The values `encode_cursor` wrote, or None for the first page; 400 for anything else. `kinds`: the
-    type of each value the route expects (e.g. `str, str`), so that a forged cursor is a 400 too."""
+    """The values `encode_cursor` wrote (of the given types), or None for the first page; 400 when the
+    cursor is not well formed."""
     if not cursor:
         return None
-    try:
-        value = json.loads(_unb64(cursor))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise invalid_cursor() from exc
-    if not isinstance(value, list) or (kinds and (len(value) != len(kinds) or not all(
-            isinstance(v, k) and not isinstance(v, bool) for v, k in zip(value, kinds, strict=True)))):
+    if not re.match(cursor_pattern(*kinds), cursor):
         raise invalid_cursor()
-    return value
-
-
-CursorQuery = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
+    values: list[Any] = []
+    for part, kind in zip(cursor.split("."), kinds, strict=True):
+        if kind is str:
+            values.append(_unb64(part).decode("utf-8", "replace"))
+        elif kind is int:
+            values.append(int(part))
+        else:
+            values.append(_EPOCH + int(part) * _MICRO)
+    return values
 
 
 # --- composition plumbing (each service's main.py and the embedded all-in-one use it) ---------------

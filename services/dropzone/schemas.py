@@ -3,7 +3,7 @@ deposit accounts, REST uploads."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from shared.messages import ID_PATTERN
 from shared.web import Instant, Page
@@ -14,12 +14,12 @@ UAI_PATTERN = r"^[0-9]{7}[A-Za-z]$"
 class SiteCreate(BaseModel):
     id: str = Field(pattern=ID_PATTERN, examples=["4817"])
     name: str = Field(min_length=1, max_length=255)
-    require_encryption: bool = False
+    require_encryption: StrictBool = False
 
 
 class SiteUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=255)
-    require_encryption: bool | None = None
+    require_encryption: StrictBool | None = None
 
 
 class EstablishmentCreate(BaseModel):
@@ -75,11 +75,11 @@ class AccountCreate(BaseModel):
     display_name: str | None = Field(default=None, max_length=255)
     first_name: str = Field(min_length=1, max_length=120)
     last_name: str = Field(min_length=1, max_length=120)
-    notify: bool = True
+    notify: StrictBool = True
 
 
 class AccountUpdate(BaseModel):
-    notify: bool | None = None
+    notify: StrictBool | None = None
     display_name: str | None = Field(default=None, max_length=255)
 
 

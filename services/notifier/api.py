@@ -34,12 +34,11 @@ from shared.deps import AdminPrincipal, CurrentPrincipal, SiteId, SitePrincipal
 from shared.messages import PIPELINE, STAGE_QUEUES, ImportStatus, Stage, StepStatus, iso, utcnow
 from shared.settings import Settings
 from shared.web import (
-    CursorQuery,
     Principal,
     Problem,
+    cursor_query,
     decode_cursor,
     encode_cursor,
-    invalid_cursor,
     media,
     not_found,
     problems,
@@ -142,8 +141,10 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
                       status: Annotated[str | None, Query(
                           description="One status or several, comma-separated",
                           json_schema_extra={"pattern": STATUS_LIST_PATTERN})] = None,
-                      mode: Annotated[str | None, Query(json_schema_extra={"enum": ["auto", "manual"]})] = None,
-                      limit: Annotated[int, Query(ge=1, le=500)] = 50, cursor: CursorQuery = None) -> ImportList:
+                      mode: Annotated[str | None, Query(description="auto or manual (empty: both)",
+                                                        json_schema_extra={"enum": ["auto", "manual", ""]})] = None,
+                      limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                      cursor: Annotated[str | None, cursor_query(datetime, str)] = None) -> ImportList:
         wanted = None
         if status:
             wanted = status.split(",")
@@ -152,11 +153,8 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
                 raise Problem(400, "Bad Request", f"Unknown status: {', '.join(unknown)}", code="invalid_status")
         if mode and mode not in ("auto", "manual"):
             raise Problem(400, "Bad Request", "mode is auto or manual", code="invalid_mode")
-        after = decode_cursor(cursor, str, str)
-        try:
-            page_after = (datetime.fromisoformat(after[0]), str(after[1])) if after else None
-        except ValueError as exc:
-            raise invalid_cursor() from exc
+        after = decode_cursor(cursor, datetime, str)
+        page_after = (after[0], after[1]) if after else None
         async with db.read() as conn:
             rows = await store.history_page(conn, site, establishment=establishment, statuses=wanted, mode=mode or None,
                                             after=page_after, limit=limit + 1)
@@ -167,7 +165,7 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
         next_cursor = None
         if len(rows) > limit:
             last = page[-1]
-            next_cursor = encode_cursor([as_utc(last.created_at).isoformat(), last.id])
+            next_cursor = encode_cursor(last.created_at, last.id)
         return ImportList(items=items, next_cursor=next_cursor)
 
     @router.get("/imports/{import_id}", response_model=ImportRead,

@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.messages import ImportStatus, Mode, Stage, StepStatus
 from shared.web import Instant, Page
 
-# Values of `status` in GET /sites/{site}/imports: one status or several, comma-separated.
+# Values of `status` in GET /sites/{site}/imports: one status or several, comma-separated (empty: all).
 _STATUS = "|".join(s.value for s in ImportStatus)
-STATUS_LIST_PATTERN = rf"^({_STATUS})(,({_STATUS}))*$"
+STATUS_LIST_PATTERN = rf"^(({_STATUS})(,({_STATUS}))*)?$"
 
 
 class FileRead(BaseModel):

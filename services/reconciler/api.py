@@ -34,9 +34,9 @@ from shared.messages import iso
 from shared.reconcile import KINDS
 from shared.settings import Settings
 from shared.web import (
-    CursorQuery,
     Principal,
     Problem,
+    cursor_query,
     decode_cursor,
     encode_cursor,
     media,
@@ -49,6 +49,7 @@ MAX_BODY = 50 * 1024 * 1024
 CSV_MEDIA = ("text/csv", "application/csv", "text/plain")
 JSON_MEDIA = ("application/json", "text/json")
 Limit = Annotated[int, Query(ge=1, le=1000)]
+KeyCursor = Annotated[str | None, cursor_query(str)]
 
 
 class CsvResponse(Response):
@@ -96,15 +97,15 @@ async def parsed_upload(request: Request, from_csv: Callable[[bytes], Any], from
     return upload
 
 
-def _csv_body(description: str) -> dict[str, Any]:
-    return {m: {"schema": {"type": "string"}, "example": example} for m, example in (("text/csv", description),)}
-
-
-DIRECTORY_BODY = request_body(DirectoryCreate, "The ENT directory, as JSON or as one CSV file", _csv_body(
-    "type;id;last_name;first_name;birth_date;pronote_id;cas_id;name\nstudent;e1;MARTIN;Léa;04/03/2012;PN1;;\n"
-    "class;c1;;;;;;3 A\n"))
-PRONOTE_IDS_BODY = request_body(PronoteIdsCreate, "The IdPN export, as JSON or as CSV lines `pronote_id;ent_id`",
-                                _csv_body("pronote_id;ent_id\nPN1;e1\n"))
+DIRECTORY_BODY = request_body(DirectoryCreate, (
+    "The ENT directory as JSON, or as one CSV file (`Content-Type: text/csv`, `;` or `,`, UTF-8 or "
+    "Windows-1252, a header line naming the columns in any order: `type` (teacher, staff, student, class, "
+    "group), `id`, `last_name`, `first_name`, `birth_date` (YYYY-MM-DD or DD/MM/YYYY), `pronote_id`, "
+    "`cas_id`, `name`; French aliases nom, prenom, date_naissance, idpn, idcas, libelle). Errors name the "
+    "line and the column."))
+PRONOTE_IDS_BODY = request_body(PronoteIdsCreate, (
+    "The IdPN export as JSON, or as CSV (`Content-Type: text/csv`): one `pronote_id;ent_id` per line "
+    "(`;` or `,`), a first line naming those columns being a header."))
 UPLOAD_ERRORS = problems(400, 401, 404, 413, 415, 422)
 
 
@@ -131,7 +132,7 @@ def build_router(db: Database, settings: Settings, directories: Directories, wiz
     async def get_directory(site: SiteId, est: EstablishmentId, _: SitePrincipal,
                             section: Literal["persons", "classes", "groups"] = "persons",
                             kind: Literal["teacher", "staff", "student"] | None = None,
-                            limit: Limit = 100, cursor: CursorQuery = None) -> DirectoryRead:
+                            limit: Limit = 100, cursor: KeyCursor = None) -> DirectoryRead:
         """Persons by default (filter `kind`), ordered by id. 404 when none was uploaded."""
         after = decode_cursor(cursor, str)
         async with db.read() as conn:
@@ -152,7 +153,7 @@ def build_router(db: Database, settings: Settings, directories: Directories, wiz
         return DirectoryRead.model_validate({
             "site": site, "establishment": est, "sha256": snap.sha256, "updated_at": iso(snap.updated_at),
             "counts": snap.counts, "section": section, "items": items,
-            "next_cursor": encode_cursor([rows[-1].id]) if more and rows else None})
+            "next_cursor": encode_cursor(rows[-1].id) if more and rows else None})
 
     @router.post("/sites/{site}/establishments/{est}/pronote-ids", response_model=PronoteIdsUpdated,
                  summary="Upload the IdPN export (PRONOTE ids ↔ ENT persons)", openapi_extra=PRONOTE_IDS_BODY,
@@ -241,7 +242,7 @@ def build_router(db: Database, settings: Settings, directories: Directories, wiz
     async def list_groups(site: SiteId, est: EstablishmentId, _: SitePrincipal,
                           kind: Literal["class", "part", "group", "course"] | None = None,
                           include: Literal["members"] | None = None,
-                          limit: Limit = 100, cursor: CursorQuery = None) -> GroupList:
+                          limit: Limit = 100, cursor: KeyCursor = None) -> GroupList:
         """Classes, parts of class, groups and courses, ordered by key, with `members` (count);
         `include=members` lists them (`{kind, id, file_ident, start, end}`: ENT ids of matched people, the
         file's entry/exit dates)."""
@@ -263,6 +264,6 @@ def build_router(db: Database, settings: Settings, directories: Directories, wiz
                     key=lambda x: (x.kind, x.id, x.start or "", x.end or ""))
             items.append(item)
         return GroupList(site=site, establishment=est, items=items,
-                         next_cursor=encode_cursor([rows[-1].key]) if more and rows else None)
+                         next_cursor=encode_cursor(rows[-1].key) if more and rows else None)
 
     return router

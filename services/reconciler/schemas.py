@@ -27,7 +27,10 @@ from shared.web import Instant, Page
 
 # --- uploads: the ENT directory and the IdPN associations ------------------------------------------
 
-_NON_BLANK = r"\S"
+# The characters str.strip() removes: written out, since `\s` differs between Python and JSON Schema.
+_SPACE = "\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_NON_BLANK = f"[^{_SPACE}]"
+_BLANK = {"type": "string", "pattern": f"^[{_SPACE}]*$"}  # "not given"
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -59,17 +62,17 @@ def _text_schema(max_length: int, *, required: bool) -> dict[str, Any]:
     text: dict[str, Any] = {"type": "string", "maxLength": max_length}
     if required:
         text.update(minLength=1, pattern=_NON_BLANK)
-    return {"anyOf": [text, {"type": "number"}] + ([] if required else [{"type": "null"}])}
+    return {"anyOf": [text, {"type": "number"}] + ([] if required else [_BLANK, {"type": "null"}])}
 
 
 Id = Annotated[str, BeforeValidator(_required_text), Field(max_length=domain.MAX_ID),
                WithJsonSchema(_text_schema(domain.MAX_ID, required=True))]
-OptionalId = Annotated[str | None, BeforeValidator(_text_or_none), Field(max_length=domain.MAX_ID),
+OptionalId = Annotated[Annotated[str, Field(max_length=domain.MAX_ID)] | None, BeforeValidator(_text_or_none),
                        WithJsonSchema(_text_schema(domain.MAX_ID, required=False))]
 Name = Annotated[str, BeforeValidator(_required_text), Field(max_length=domain.MAX_NAME),
                  WithJsonSchema(_text_schema(domain.MAX_NAME, required=True))]
 BirthDate = Annotated[date | None, BeforeValidator(_birth_date), WithJsonSchema(
-    {"anyOf": [{"type": "string", "format": "date"}, {"type": "null"}],
+    {"anyOf": [{"type": "string", "format": "date"}, _BLANK, {"type": "null"}],
      "description": "YYYY-MM-DD (DD/MM/YYYY is accepted too)"})]
 
 

@@ -22,17 +22,20 @@ from shared.db import Database, as_utc
 from shared.deps import EstablishmentId, SiteId, SitePrincipal
 from shared.messages import iso
 from shared.settings import Settings
-from shared.web import CursorQuery, Problem, decode_cursor, encode_cursor, invalid_cursor, media, not_found, problems
+from shared.web import Problem, cursor_query, decode_cursor, encode_cursor, media, not_found, problems
 
 MAX_LIMIT = 1000
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 # `from`/`to` and `person` are checked by parse_bound / parse_person (400 otherwise); the schema says what
 # they accept.
+DATE_OR_INSTANT: dict[str, Any] = {"anyOf": [{"type": "string", "format": "date"},
+                                             {"type": "string", "format": "date-time"},
+                                             {"type": "string", "maxLength": 0, "description": "no bound"}]}
 From = Annotated[str | None, Query(alias="from", description="A date (a local day) or an instant: sessions "
                                    "starting then or later",
-                                   json_schema_extra={"anyOf": [{"format": "date"}, {"format": "date-time"}]})]
+                                   json_schema_extra=DATE_OR_INSTANT)]
 To = Annotated[str | None, Query(description="A date (inclusive) or an instant (exclusive)",
-                                 json_schema_extra={"anyOf": [{"format": "date"}, {"format": "date-time"}]})]
+                                 json_schema_extra=DATE_OR_INSTANT)]
 
 
 class CalendarResponse(Response):
@@ -88,13 +91,14 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
     @router.get("/sites/{site}/establishments/{est}/courses", response_model=CourseList,
                 summary="The establishment's courses", responses=problems(400, 401, 404, 422))
     async def list_courses(site: SiteId, est: EstablishmentId, _: SitePrincipal, active: bool | None = None,
-                           limit: Limit = 100, cursor: CursorQuery = None) -> CourseList:
+                           limit: Limit = 100,
+                           cursor: Annotated[str | None, cursor_query(str)] = None) -> CourseList:
         """The courses of the establishment's integrated timetable: subject + class or group (design.md §7)."""
         after = decode_cursor(cursor, str)
         async with db.read() as conn:
             rows = await store.courses_page(conn, site, est, active, after[0] if after else None, limit + 1)
         return CourseList(items=[course_view(r) for r in rows[:limit]],
-                          next_cursor=encode_cursor([rows[limit - 1].key]) if len(rows) > limit else None)
+                          next_cursor=encode_cursor(rows[limit - 1].key) if len(rows) > limit else None)
 
     @router.get("/sites/{site}/establishments/{est}/sessions", response_model=SessionList,
                 summary="Dated sessions, by start then id; filters combine (AND)",
@@ -105,20 +109,16 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
                                 description="`teacher:<id>`, `staff:<id>`, `student:<id>` or a bare id",
                                 json_schema_extra={"pattern": PERSON_PATTERN})] = None,
                             klass: Annotated[str | None, Query(alias="class")] = None, group: str | None = None,
-                            limit: Limit = 100, cursor: CursorQuery = None) -> SessionList:
+                            limit: Limit = 100,
+                            cursor: Annotated[str | None, cursor_query(datetime, str)] = None) -> SessionList:
         f = store.SessionFilter(start=parse_bound(from_, tz, upper=False), end=parse_bound(to, tz, upper=True),
                                 course=course, klass=klass, group=group, person=parse_person(person))
-        after = decode_cursor(cursor, str, str)
-        page_after = None
-        if after:
-            try:
-                page_after = (datetime.fromisoformat(after[0].replace("Z", "+00:00")).astimezone(UTC), after[1])
-            except (ValueError, OverflowError) as exc:
-                raise invalid_cursor() from exc
+        after = decode_cursor(cursor, datetime, str)
+        page_after = (after[0], after[1]) if after else None
         async with db.read() as conn:
             rows = await store.sessions_page(conn, site, est, f, page_after, limit + 1)
         items = [SessionRead.model_validate(domain.session_view(r)) for r in rows[:limit]]
-        nxt = encode_cursor([items[-1].start, items[-1].id]) if len(rows) > limit else None
+        nxt = encode_cursor(rows[limit - 1].start, rows[limit - 1].id) if len(rows) > limit else None
         return SessionList(items=items, next_cursor=nxt)
 
     @router.get("/sites/{site}/establishments/{est}/calendar/{kind}/{ident}.ics", response_class=CalendarResponse,

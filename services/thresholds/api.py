@@ -26,7 +26,7 @@ from shared.db import Database
 from shared.deps import EstablishmentId, SiteId, SitePrincipal
 from shared.messages import iso, utcnow
 from shared.settings import Settings
-from shared.web import CursorQuery, Principal, Problem, decode_cursor, encode_cursor, problems
+from shared.web import Principal, Problem, cursor_query, decode_cursor, encode_cursor, problems
 
 EdtUser = Annotated[str | None, Header(alias="x-edt-user", description="Who, in the ENT, made the change "
                                                                        "(kept in the audit trail)")]
@@ -134,12 +134,12 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
     @router.get("/sites/{site}/thresholds/audit", response_model=AuditList,
                 summary="Who changed which control, when (newest first)", responses=problems(400, 401, 404, 422))
     async def get_audit(site: SiteId, _: SitePrincipal, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                        cursor: CursorQuery = None) -> AuditList:
+                        cursor: Annotated[str | None, cursor_query(int)] = None) -> AuditList:
         after = decode_cursor(cursor, int)
         async with db.read() as conn:
             rows = await store.audit_page(conn, site, int(after[0]) if after else None, limit + 1)
         items = [AuditRead(id=r.id, at=iso(r.at), actor=r.actor, control=r.control, field=r.field, old=r.old,
                            new=r.new) for r in rows[:limit]]
-        return AuditList(items=items, next_cursor=encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None)
+        return AuditList(items=items, next_cursor=encode_cursor(rows[limit - 1].id) if len(rows) > limit else None)
 
     return router

@@ -7,13 +7,26 @@ import re
 from datetime import date
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, create_model, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    WithJsonSchema,
+    create_model,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from services.thresholds import domain
 from shared.web import Instant, Page
 
-EMAIL_PATTERN = r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$"
+# No space nor control character (spelt out: `\s` differs between Python and JSON Schema), nor , ; < >.
+_ADDRESS_CHAR = r"[^@\x00-\x20\x7f-\x9f,;<>]"
+EMAIL_PATTERN = rf"^{_ADDRESS_CHAR}+@{_ADDRESS_CHAR}+\.{_ADDRESS_CHAR}+$"
 _EMAIL = re.compile(EMAIL_PATTERN)
 MAX_EMAILS = 20
 
@@ -30,7 +43,7 @@ def _no_value(value: int | None) -> None:
 
 
 def _email(text: str) -> str:
-    if not _EMAIL.match(text):
+    if not _EMAIL.fullmatch(text):
         raise PydanticCustomError("email", "not an e-mail address")
     return text
 
@@ -39,9 +52,9 @@ class PercentControlUpdate(BaseModel):
     """A percentage control: its value (%, exceeded iff the computed % is strictly greater) and blocking."""
 
     model_config = ConfigDict(extra="forbid")
-    value: int | None = Field(default=None, ge=0, le=100)
-    blocking: bool | None = None
-    enabled: Annotated[bool | None, AfterValidator(_never_off),
+    value: StrictInt | None = Field(default=None, ge=0, le=100)
+    blocking: StrictBool | None = None
+    enabled: Annotated[StrictBool | None, AfterValidator(_never_off),
                        WithJsonSchema({"enum": [True, None], "description": "cannot be disabled"})] = None
 
 
@@ -49,9 +62,9 @@ class CheckControlUpdate(BaseModel):
     """The on/off control (closure coherence): no value."""
 
     model_config = ConfigDict(extra="forbid")
-    value: Annotated[int | None, AfterValidator(_no_value), WithJsonSchema({"type": "null"})] = None
-    blocking: bool | None = None
-    enabled: bool | None = None
+    value: Annotated[StrictInt | None, AfterValidator(_no_value), WithJsonSchema({"type": "null"})] = None
+    blocking: StrictBool | None = None
+    enabled: StrictBool | None = None
 
 
 # One optional field per control of design.md §6, so that the OpenAPI names them all.
@@ -119,9 +132,24 @@ class AuditList(Page[AuditRead]):
     pass
 
 
+def _iso_date(value: Any) -> date:
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        raise PydanticCustomError("date_parsing", "a date YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise PydanticCustomError("date_parsing", "a date YYYY-MM-DD") from None
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+IsoDate = Annotated[date, BeforeValidator(_iso_date), WithJsonSchema({"type": "string", "format": "date"})]
+
+
 class ClosureCreate(BaseModel):
-    start: date
-    end: date = Field(description="On or after `start`")
+    start: IsoDate
+    end: IsoDate = Field(description="On or after `start`")
     label: str = Field(default="", max_length=255)
 
     @model_validator(mode="after")
