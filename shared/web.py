@@ -157,11 +157,19 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
+# One Server-Sent Event (OpenAPI 3.1: the schema of a text/event-stream describes each event).
+SSE_EVENT = {"type": "object", "required": ["event", "data"],
+             "properties": {"id": {"type": "string"}, "event": {"type": "string"},
+                            "data": {"type": "string", "contentMediaType": "application/json"}}}
+
+
 def media(description: str, *media_types: str) -> dict[str, Any]:
     """A success response that is not JSON (CSV, iCal, zip, SSE): its media types, as text or bytes."""
-    return {"description": description,
-            "content": {m: {"schema": {"type": "string"} if m.startswith("text/") else
-                            {"type": "string", "format": "binary"}} for m in media_types}}
+    def schema(media_type: str) -> dict[str, Any]:
+        if media_type == "text/event-stream":
+            return SSE_EVENT
+        return {"type": "string"} if media_type.startswith("text/") else {"type": "string", "format": "binary"}
+    return {"description": description, "content": {m: {"schema": schema(m)} for m in media_types}}
 
 
 _COMPONENTS = "x-edt-components"  # models of a hand-documented body, moved to the components

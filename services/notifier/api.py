@@ -243,7 +243,8 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
         return EventStream(stream(last_id, request, once, import_id, site),
                            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    events = media("`event: status` per status change; `Last-Event-ID` resumes", "text/event-stream")
+    events = media("`event: status` per status change, `data` the status (import_id, site, status, label, "
+                   "label_detail, stage, step_status, message, at); `Last-Event-ID` resumes", "text/event-stream")
 
     @router.get("/imports/{import_id}/events", response_class=EventStream, summary="Status events of an import",
                 responses={200: events, **problems(401, 404, 422)})

@@ -18,13 +18,13 @@ from services.reconciler.schemas import (
     DirectoryPersonRead,
     DirectoryRead,
     DirectoryUnitRead,
-    DirectoryUpdated,
+    DirectoryUploadRead,
     GroupList,
     GroupRead,
     MemberRead,
     PreviewRead,
     PronoteIdsCreate,
-    PronoteIdsUpdated,
+    PronoteIdsUploadRead,
     SelectionRead,
     SelectionUpdate,
 )
@@ -112,11 +112,11 @@ UPLOAD_ERRORS = problems(400, 401, 404, 413, 415, 422)
 def build_router(db: Database, settings: Settings, directories: Directories, wizard: Wizard) -> APIRouter:
     router = APIRouter()
 
-    @router.put("/sites/{site}/establishments/{est}/directory", response_model=DirectoryUpdated,
+    @router.put("/sites/{site}/establishments/{est}/directory", response_model=DirectoryUploadRead,
                 summary="Upload the establishment's ENT directory", openapi_extra=DIRECTORY_BODY,
                 responses=UPLOAD_ERRORS)
     async def put_directory(site: SiteId, est: EstablishmentId, request: Request, _: SitePrincipal,
-                            mode: Literal["replace", "merge"] = "replace") -> DirectoryUpdated:
+                            mode: Literal["replace", "merge"] = "replace") -> DirectoryUploadRead:
         """JSON `{"persons": [{"id", "kind" (teacher|staff|student), "last_name", "first_name",
         "birth_date"?, "pronote_id"?, "cas_id"?}], "classes": [{"id", "name"}], "groups": [{"id", "name"}]}`,
         or `text/csv` (one file, `type` column: teacher|staff|student|class|group; see
@@ -124,7 +124,7 @@ def build_router(db: Database, settings: Settings, directories: Directories, wiz
         or updates the entries given by id. Validation errors: 422 problem+json naming line and field."""
         upload = await parsed_upload(request, domain.parse_directory_csv, schemas.parse_directory_json,
                                      "Directory rejected")
-        return DirectoryUpdated.model_validate(await directories.put_directory(site, est, upload, mode))
+        return DirectoryUploadRead.model_validate(await directories.put_directory(site, est, upload, mode))
 
     @router.get("/sites/{site}/establishments/{est}/directory", response_model=DirectoryRead,
                 summary="The stored ENT directory: counts and one page of a section",
@@ -155,17 +155,17 @@ def build_router(db: Database, settings: Settings, directories: Directories, wiz
             "counts": snap.counts, "section": section, "items": items,
             "next_cursor": encode_cursor(rows[-1].id) if more and rows else None})
 
-    @router.post("/sites/{site}/establishments/{est}/pronote-ids", response_model=PronoteIdsUpdated,
+    @router.post("/sites/{site}/establishments/{est}/pronote-ids", response_model=PronoteIdsUploadRead,
                  summary="Upload the IdPN export (PRONOTE ids ↔ ENT persons)", openapi_extra=PRONOTE_IDS_BODY,
                  responses=UPLOAD_ERRORS)
     async def post_pronote_ids(site: SiteId, est: EstablishmentId, request: Request, _: SitePrincipal,
-                               mode: Literal["complete", "partial"]) -> PronoteIdsUpdated:
+                               mode: Literal["complete", "partial"]) -> PronoteIdsUploadRead:
         """Seed 004: `mode=complete` at the start of the year replaces every association, `mode=partial`
         adds or updates (newcomers). JSON `[{"pronote_id", "ent_id"}]` or `text/csv` lines
         `pronote_id;ent_id` (optional header)."""
         upload = await parsed_upload(request, domain.parse_pronote_ids_csv, schemas.parse_pronote_ids_json,
                                      "PRONOTE ids rejected")
-        return PronoteIdsUpdated.model_validate(await directories.post_pronote_ids(site, est, upload, mode))
+        return PronoteIdsUploadRead.model_validate(await directories.post_pronote_ids(site, est, upload, mode))
 
     @router.get("/imports/{import_id}/unreconciled", response_class=CsvResponse,
                 summary="The people, classes or groups of the import not linked to the ENT directory",

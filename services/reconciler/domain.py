@@ -123,7 +123,10 @@ def duplicate_id(errors: list[dict[str, Any]], seen: dict[str, set[str]], sectio
     """An id is given once per section: True (and an error) for a second entry with the same id, even when
     one of the two entries is otherwise invalid; else the id is remembered."""
     ids = seen.setdefault(section, set())
-    key = str(raw_id).strip() if isinstance(raw_id, str | int) else None
+    try:
+        key = clean_text(raw_id)  # the id as it is stored: 7, "7" and " 7 " are one id
+    except TypeError:
+        key = None
     if key:
         if key in ids:
             add_error(errors, [*loc, "id"], f"duplicate id {key!r} in {section}", "duplicate", line)

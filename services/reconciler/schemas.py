@@ -188,7 +188,7 @@ class StoredDirectoryCounts(DirectoryCounts):
     pronote_ids: int
 
 
-class DirectoryUpdated(BaseModel):
+class DirectoryUploadRead(BaseModel):
     site: str
     establishment: str
     sha256: str = Field(description="The directory snapshot the next imports match against")
@@ -198,7 +198,7 @@ class DirectoryUpdated(BaseModel):
     received: DirectoryCounts
 
 
-class PronoteIdsUpdated(BaseModel):
+class PronoteIdsUploadRead(BaseModel):
     site: str
     establishment: str
     mode: Literal["complete", "partial"]

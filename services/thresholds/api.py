@@ -13,13 +13,13 @@ from services.thresholds.schemas import (
     AuditList,
     AuditRead,
     ClosureCreate,
-    ClosuresCreate,
-    ClosuresPut,
-    ClosuresRead,
+    ClosureList,
+    ClosureListCreate,
     ControlRead,
+    StoredClosureList,
     ThresholdsRead,
     ThresholdsUpdate,
-    ThresholdsUpdated,
+    ThresholdsUpdateRead,
     ThresholdsWarning,
 )
 from shared.db import Database
@@ -74,10 +74,10 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
             locked = await site_is_locked(conn, site, lock_ttl)
         return view(site, current, emails, row, locked)
 
-    @router.put("/sites/{site}/thresholds", response_model=ThresholdsUpdated, summary="Change the site's controls",
+    @router.put("/sites/{site}/thresholds", response_model=ThresholdsUpdateRead, summary="Change the site's controls",
                 responses=problems(400, 401, 404, 413, 422, 423))
     async def put_thresholds(site: SiteId, body: ThresholdsUpdate, principal: SitePrincipal,
-                             x_edt_user: EdtUser = None) -> ThresholdsUpdated:
+                             x_edt_user: EdtUser = None) -> ThresholdsUpdateRead:
         who = actor_of(principal, x_edt_user)
         async with db.transaction() as conn:
             if await site_is_locked(conn, site, lock_ttl):
@@ -98,28 +98,28 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
         if domain.weakens_closure_coherence(current, new):
             fr, en = domain.CLOSURE_COHERENCE_WARNING
             warnings.append(ThresholdsWarning(code="closure_coherence_not_blocking", message=fr, message_en=en))
-        return ThresholdsUpdated(**view(site, new, new_emails, row, False).model_dump(), warnings=warnings)
+        return ThresholdsUpdateRead(**view(site, new, new_emails, row, False).model_dump(), warnings=warnings)
 
-    @router.get("/sites/{site}/establishments/{est}/closures", response_model=ClosuresRead,
+    @router.get("/sites/{site}/establishments/{est}/closures", response_model=StoredClosureList,
                 summary="The establishment's closure periods", responses=problems(401, 404, 422))
-    async def get_closures(site: SiteId, est: EstablishmentId, _: SitePrincipal) -> ClosuresRead:
+    async def get_closures(site: SiteId, est: EstablishmentId, _: SitePrincipal) -> StoredClosureList:
         """Closure periods set by the establishment (holidays and closures the file does not carry)."""
         async with db.read() as conn:
             row = await store.get_closures(conn, site, est)
             locked = await establishment_is_locked(conn, site, est, lock_ttl)
-        return ClosuresRead.model_validate({
+        return StoredClosureList.model_validate({
             "items": list(row.periods) if row else [], "next_cursor": None, "locked": locked,
             "updated_at": iso(row.updated_at) if row else None, "updated_by": row.updated_by if row else None})
 
-    @router.put("/sites/{site}/establishments/{est}/closures", response_model=ClosuresPut,
+    @router.put("/sites/{site}/establishments/{est}/closures", response_model=ClosureList,
                 summary="Replace the establishment's closure periods",
                 responses=problems(400, 401, 404, 413, 422, 423))
-    async def put_closures(site: SiteId, est: EstablishmentId, body: list[ClosureCreate] | ClosuresCreate,
-                           principal: SitePrincipal, x_edt_user: EdtUser = None) -> ClosuresPut:
+    async def put_closures(site: SiteId, est: EstablishmentId, body: list[ClosureCreate] | ClosureListCreate,
+                           principal: SitePrincipal, x_edt_user: EdtUser = None) -> ClosureList:
         """`[{start, end, label}]`, or `{"items": [...]}`; 423 while an import of the establishment runs
         (design.md §5, §7)."""
         who = actor_of(principal, x_edt_user)
-        periods = body.items if isinstance(body, ClosuresCreate) else body
+        periods = body.items if isinstance(body, ClosureListCreate) else body
         stored = [{"start": p.start.isoformat(), "end": p.end.isoformat(), "label": p.label}
                   for p in sorted(periods, key=lambda p: (p.start, p.end))]
         async with db.transaction() as conn:
@@ -129,7 +129,7 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
                               detail_en="An import of this establishment is running: its closure periods are "
                               "locked until it ends.")
             await store.put_closures(db, conn, site, est, stored, utcnow(), who)
-        return ClosuresPut.model_validate({"items": stored, "next_cursor": None, "locked": False})
+        return ClosureList.model_validate({"items": stored, "next_cursor": None, "locked": False})
 
     @router.get("/sites/{site}/thresholds/audit", response_model=AuditList,
                 summary="Who changed which control, when (newest first)", responses=problems(400, 401, 404, 422))

@@ -42,6 +42,14 @@ def _no_value(value: int | None) -> None:
         raise PydanticCustomError("value_not_allowed", "this control has no value (on/off)")
 
 
+def _integral(value: Any) -> Any:
+    """JSON Schema's integer: 45 or 45.0, not "45" nor true."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Integer = Annotated[StrictInt, BeforeValidator(_integral)]
+
+
 def _email(text: str) -> str:
     if not _EMAIL.fullmatch(text):
         raise PydanticCustomError("email", "not an e-mail address")
@@ -52,7 +60,7 @@ class PercentControlUpdate(BaseModel):
     """A percentage control: its value (%, exceeded iff the computed % is strictly greater) and blocking."""
 
     model_config = ConfigDict(extra="forbid")
-    value: StrictInt | None = Field(default=None, ge=0, le=100)
+    value: Integer | None = Field(default=None, ge=0, le=100)
     blocking: StrictBool | None = None
     enabled: Annotated[StrictBool | None, AfterValidator(_never_off),
                        WithJsonSchema({"enum": [True, None], "description": "cannot be disabled"})] = None
@@ -62,7 +70,7 @@ class CheckControlUpdate(BaseModel):
     """The on/off control (closure coherence): no value."""
 
     model_config = ConfigDict(extra="forbid")
-    value: Annotated[StrictInt | None, AfterValidator(_no_value), WithJsonSchema({"type": "null"})] = None
+    value: Annotated[Integer | None, AfterValidator(_no_value), WithJsonSchema({"type": "null"})] = None
     blocking: StrictBool | None = None
     enabled: StrictBool | None = None
 
@@ -114,7 +122,7 @@ class ThresholdsRead(BaseModel):
     locked: bool = Field(description="An import of the site runs: PUT answers 423")
 
 
-class ThresholdsUpdated(ThresholdsRead):
+class ThresholdsUpdateRead(ThresholdsRead):
     warnings: list[ThresholdsWarning]
 
 
@@ -159,7 +167,7 @@ class ClosureCreate(BaseModel):
         return self
 
 
-class ClosuresCreate(BaseModel):
+class ClosureListCreate(BaseModel):
     items: list[ClosureCreate] = Field(max_length=500)
 
 
@@ -169,10 +177,10 @@ class ClosureRead(BaseModel):
     label: str
 
 
-class ClosuresPut(Page[ClosureRead]):
+class ClosureList(Page[ClosureRead]):
     locked: bool
 
 
-class ClosuresRead(ClosuresPut):
+class StoredClosureList(ClosureList):
     updated_at: Instant | None
     updated_by: str | None

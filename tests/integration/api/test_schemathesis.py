@@ -25,8 +25,10 @@ def test_every_operation_passes_schemathesis_stateless_checks(sqlite_stack: Stac
     cmd = [sys.executable, "-m", "schemathesis.cli", "run", f"{stack.url}/openapi.json",
            "--header", f"Authorization: Bearer {stack.settings.admin_token}",
            "--checks", "all", "--phases", "examples,coverage,fuzzing", "--max-examples", str(MAX_EXAMPLES),
-           "--seed", SEED, "--workers", "2", "--request-timeout", "10", "--generation-database", "none",
-           "--no-color", "--report", "junit", "--report-dir", str(tmp_path)]
+           # One worker: the server shares the machine's two cores, and schemathesis' coverage phase is not
+           # reliable in several threads on Python 3.11 (AST recursion errors).
+           "--seed", SEED, "--workers", "1", "--request-timeout", "10", "--generation-database", "none",
+           "--no-color"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env, cwd=tmp_path)
     out = run.stdout + run.stderr
     summary = out[out.rfind("SUMMARY"):] if "SUMMARY" in out else out[-4000:]
@@ -34,5 +36,5 @@ def test_every_operation_passes_schemathesis_stateless_checks(sqlite_stack: Stac
     assert run.returncode == 0, out[-30000:]
     tested = re.search(r"Tested: (\d+)", summary)
     assert tested and int(tested.group(1)) >= 40, summary  # every operation of the API ran
-    assert re.search(r"\d+ generated, \d+ passed", summary) or "0 failures" in summary or "passed" in summary, \
-        summary
+    cases = re.search(r"(\d+) generated, (\d+) passed", summary)
+    assert cases and int(cases.group(1)) == int(cases.group(2)) > 1000, summary

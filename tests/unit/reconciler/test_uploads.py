@@ -95,3 +95,10 @@ def test_stage_decision_counts_and_the_bilan_actions() -> None:
     none = domain.decide([domain.establishment_matching("1754", tt, None, None)])
     assert none.step_status is StepStatus.WARNING and "No ENT directory" in (none.message_en or "")
     assert none.counts is not None and none.counts["students"]["unmatched"] == len(tt.students)
+
+
+def test_directory_json_an_id_written_as_a_number_or_as_text_is_one_id() -> None:
+    classes = [{"id": 7, "name": "a"}, {"id": " 7 ", "name": "b"}, {"id": 7.5, "name": "c"}, {"id": "7.5", "name": "d"}]
+    up = schemas.parse_directory_json(json.dumps({"classes": classes}).encode())
+    assert [(e["loc"], e["type"]) for e in up.errors] == [(["body", "classes", 1, "id"], "duplicate"),
+                                                         (["body", "classes", 3, "id"], "duplicate")]
