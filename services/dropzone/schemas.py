@@ -107,7 +107,7 @@ class AccountList(Page[AccountRead]):
     pass
 
 
-class ImportLinks(BaseModel):
+class UploadLinks(BaseModel):
     import_: str = Field(alias="import")
 
 
@@ -115,4 +115,4 @@ class ImportAccepted(BaseModel):
     """202: the import is recorded (readable at once at `links.import`) and on its way."""
 
     import_id: str
-    links: ImportLinks
+    links: UploadLinks

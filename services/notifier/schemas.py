@@ -75,8 +75,8 @@ class ImportList(Page[ImportRead]):
 class ReportAction(BaseModel):
     model_config = ConfigDict(extra="allow")  # a stage may say more about its action
     action: str = Field(examples=["sessions_created"])
-    success: int
-    error: int
+    success: int = 0
+    error: int = 0
 
 
 class ReportRead(BaseModel):

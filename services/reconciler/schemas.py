@@ -121,7 +121,7 @@ class PronoteIdItems(BaseModel):
 
 
 class PronoteIdsCreate(RootModel[list[PronoteIdCreate] | PronoteIdItems]):
-    """`[{"pronote_id", "ent_id"}, …]` (or `{"items": [...]}`)."""
+    """`[{"pronote_id", "ent_id"}, …]` (or `{"items": [...]}`); a PRONOTE id is given one ENT id."""
 
 
 _PRONOTE_ID_LIST = TypeAdapter(list[PronoteIdCreate])

@@ -48,6 +48,7 @@ def _integral(value: Any) -> Any:
 
 
 Integer = Annotated[StrictInt, BeforeValidator(_integral)]
+Percent = Annotated[StrictInt, Field(ge=0, le=100), BeforeValidator(_integral)]
 
 
 def _email(text: str) -> str:
@@ -60,7 +61,7 @@ class PercentControlUpdate(BaseModel):
     """A percentage control: its value (%, exceeded iff the computed % is strictly greater) and blocking."""
 
     model_config = ConfigDict(extra="forbid")
-    value: Integer | None = Field(default=None, ge=0, le=100)
+    value: Percent | None = None
     blocking: StrictBool | None = None
     enabled: Annotated[StrictBool | None, AfterValidator(_never_off),
                        WithJsonSchema({"enum": [True, None], "description": "cannot be disabled"})] = None
