@@ -8,11 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
+
+# Site and establishment ids (the REST paths, the WebDAV paths, every message's `site`/`establishment`).
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 # Exchanges and queues (design.md §2).
 STATUS_EXCHANGE = "edt.status"
@@ -116,6 +119,17 @@ class Envelope:
 
     def to_bytes(self) -> bytes:
         return self.body
+@overload
+def iso(value: datetime) -> str: ...
+@overload
+def iso(value: None) -> None: ...
+def iso(value: datetime | None) -> str | None:
+    """An instant as the API and the events write it: ISO 8601 in UTC with a `Z` (design.md §5). A naive
+    value is UTC (SQLite hands those back)."""
+    if value is None:
+        return None
+    moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 class Message(BaseModel):

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel
 
 MESSAGES = Counter("edt_messages_total", "Messages handled", ["service", "queue", "outcome"])
 STAGE_SECONDS = Histogram("edt_stage_seconds", "Time a stage handler takes", ["service", "stage"],
@@ -28,23 +29,29 @@ def setup_logging(service: str) -> None:
     logging.getLogger("wsgidav").setLevel(logging.ERROR)
 
 
+class HealthRead(BaseModel):
+    status: str
+
+
 def ops_router(ready: Callable[[], Awaitable[bool]]) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/metrics", include_in_schema=False)
+    @router.get("/metrics", include_in_schema=False, response_class=Response,
+                responses={200: {"description": "Prometheus metrics", "content": {CONTENT_TYPE_LATEST: {}}}})
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @router.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @router.get("/healthz", response_model=HealthRead, summary="Liveness")
+    async def healthz() -> HealthRead:
+        return HealthRead(status="ok")
 
-    @router.get("/readyz")
-    async def readyz(response: Response) -> dict[str, str]:
+    @router.get("/readyz", response_model=HealthRead, summary="Readiness (the database answers)",
+                responses={503: {"model": HealthRead, "description": "Not ready"}})
+    async def readyz(response: Response) -> HealthRead:
         if await ready():
-            return {"status": "ready"}
+            return HealthRead(status="ready")
         response.status_code = 503
-        return {"status": "not ready"}
+        return HealthRead(status="not ready")
 
     return router
 

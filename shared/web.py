@@ -1,7 +1,9 @@
-"""The HTTP edge common to every service's api.py: problem+json errors, bearer auth, cursors.
+"""The HTTP edge common to every service's api.py: problem+json errors (raised, rendered and declared in
+the OpenAPI), bearer tokens, list pages and cursors, and the app every service is served by.
 
 Site tokens are signed (HMAC with EDT_SECRET_KEY) so that each service checks them on its own,
-without reading the dropzone's tables (design.md §2: no service reads another's tables).
+without reading the dropzone's tables (design.md §2: no service reads another's tables). The route
+dependencies built on them (CurrentPrincipal, SitePrincipal…) are in shared/deps.py.
 """
 
 from __future__ import annotations
@@ -11,20 +13,25 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import json
+import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import RouteContext, iter_route_contexts
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from shared.blobs import BlobStore, tune_gc
 from shared.bus import Bus, make_bus
-from shared.db import Database
+from shared.db import Database, as_utc
 from shared.observability import ops_router, setup_logging
 from shared.settings import Settings
 
@@ -60,10 +67,13 @@ def not_found(what: str = "Resource") -> Problem:
     return Problem(404, "Not Found", f"{what} not found", code="not_found")
 
 
-def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
+def problem_response(problem: Problem, request: Request | None = None,
+                     headers: Mapping[str, str] | None = None) -> JSONResponse:
+    headers = dict(headers or {})
+    if problem.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(problem.body(str(request.url.path) if request else None), status_code=problem.status,
-                        media_type=PROBLEM_JSON,
-                        headers={"WWW-Authenticate": "Bearer"} if problem.status == 401 else None)
+                        media_type=PROBLEM_JSON, headers=headers or None)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -73,13 +83,127 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(Problem(exc.status_code, str(exc.detail)), request)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # RFC 9110 §15.5.6: every method of the path, not only one route's
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope))
+        return problem_response(Problem(exc.status_code, str(exc.detail)), request, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
         return problem_response(Problem(422, "Unprocessable Content", "Request validation failed",
                                         code="validation_error", errors=errors), request)
+
+
+def api_routes(app: FastAPI) -> Iterator[RouteContext]:
+    """Every route of the app with its full path, through the included routers."""
+    yield from iter_route_contexts(app.routes)
+
+
+def allowed_methods(app: FastAPI, scope: Any) -> list[str]:
+    """The methods the routes of this path answer (each route of a path serves one method)."""
+    methods: set[str] = set()
+    for route in api_routes(app):
+        if route.path and route.methods and compile_path(route.path)[0].match(scope["path"]):
+            methods |= route.methods
+    return sorted(methods)
+
+
+class ValidationIssue(BaseModel):
+    """One invalid field of a request: where (`loc`: body, query or path, then the field's path), what."""
+
+    model_config = ConfigDict(extra="allow")  # uploads add `line` (CSV), checks may add context
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ProblemDetails(BaseModel):
+    """An error, as every route answers it (RFC 9457, `application/problem+json`)."""
+
+    model_config = ConfigDict(extra="allow")  # problem types carry their own members, e.g. `detail_en`
+    type: str = Field(examples=["https://edt-import/problems/not_found"])
+    title: str
+    status: int = Field(ge=400, le=599)
+    detail: str | None = None
+    instance: str | None = None
+    code: str | None = Field(default=None, description="Stable machine-readable cause, e.g. `validation_error`")
+    errors: list[ValidationIssue] | None = Field(default=None, description="Each invalid field (422)")
+
+
+PROBLEM_DESCRIPTIONS = {
+    400: "Malformed request (unreadable body, invalid cursor or parameter)",
+    401: "Missing or invalid bearer token",
+    403: "The admin token is required",
+    404: "Not found, or another site's (cross-site access is 404)",
+    409: "Conflict with the resource's current state",
+    410: "Gone",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Request validation failed: `errors` names each field",
+    423: "Locked while an import of the site or establishment runs",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` of a route: each error status it may answer, as a ProblemDetails. The OpenAPI serves
+    them as application/problem+json (see `problem_openapi`)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in sorted(set(statuses)):
+        entry: dict[str, Any] = {"model": ProblemDetails, "description": PROBLEM_DESCRIPTIONS[status]}
+        if status == 401:
+            entry["headers"] = {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}
+        out[status] = entry
+    return out
+
+
+# One Server-Sent Event (OpenAPI 3.1: the schema of a text/event-stream describes each event).
+SSE_EVENT = {"type": "object", "required": ["event", "data"],
+             "properties": {"id": {"type": "string"}, "event": {"type": "string"},
+                            "data": {"type": "string", "contentMediaType": "application/json"}}}
+
+
+def media(description: str, *media_types: str) -> dict[str, Any]:
+    """A success response that is not JSON (CSV, iCal, zip, SSE): its media types, as text or bytes."""
+    def schema(media_type: str) -> dict[str, Any]:
+        if media_type == "text/event-stream":
+            return SSE_EVENT
+        return {"type": "string"} if media_type.startswith("text/") else {"type": "string", "format": "binary"}
+    return {"description": description, "content": {m: {"schema": schema(m)} for m in media_types}}
+
+
+_COMPONENTS = "x-edt-components"  # models of a hand-documented body, moved to the components
+
+
+def request_body(model: type[BaseModel], description: str) -> dict[str, Any]:
+    """`openapi_extra=` of a route that reads its body itself (e.g. JSON or CSV, by media type): `model`
+    is the JSON one. Another media type it takes is said in `description` only, when JSON Schema cannot
+    state which texts are valid (a CSV file)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = {**schema.pop("$defs", {}), model.__name__: schema}
+    content: dict[str, Any] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}
+    return {"requestBody": {"required": True, "description": description, "content": content},
+            _COMPONENTS: components}
+
+
+def problem_openapi(app: FastAPI) -> dict[str, Any]:
+    """The app's OpenAPI with every error response as application/problem+json — what the problem
+    handlers answer — instead of the application/json FastAPI assumes for a response model."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            components.update(operation.pop(_COMPONENTS, {}))
+            for response in operation.get("responses", {}).values():
+                content = response.get("content") or {}
+                # FastAPI files a response model under the route's own media type (JSON, CSV, SSE…).
+                for media_type in [m for m, v in content.items()
+                                   if v.get("schema", {}).get("$ref", "").endswith("/ProblemDetails")]:
+                    content[PROBLEM_JSON] = content.pop(media_type)
+    app.openapi_schema = schema
+    return schema
 
 
 # --- tokens -------------------------------------------------------------------------------------
@@ -131,10 +255,9 @@ def principal_from_token(settings: Settings, token: str) -> Principal | None:
     return None
 
 
-def authenticate(settings: Settings, request: Request) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+def authenticate(settings: Settings, token: str | None) -> Principal:
+    """The principal of a bearer token; 401 (problem+json, `WWW-Authenticate: Bearer`) without one."""
+    if not token:
         raise Problem(401, "Unauthorized", "Bearer token required", code="unauthorized")
     principal = principal_from_token(settings, token.strip())
     if principal is None:
@@ -155,20 +278,71 @@ def require_admin(principal: Principal) -> None:
 
 # --- pagination ---------------------------------------------------------------------------------
 
-def encode_cursor(values: list[Any]) -> str:
-    return _b64(json.dumps(values, default=str).encode())
+ItemT = TypeVar("ItemT")
+
+# An instant in a response: ISO 8601 in UTC with a Z, as `shared.messages.iso` writes it (design.md §5).
+Instant = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
-def decode_cursor(cursor: str | None) -> list[Any] | None:
+class Page(BaseModel, Generic[ItemT]):
+    """A list (design.md §5): one page of items and the cursor of the next (null on the last page)."""
+
+    items: list[ItemT]
+    next_cursor: str | None = None
+
+
+# A cursor is opaque to clients but has a grammar, so that the OpenAPI can say exactly which values are
+# well formed (every one of them is honoured): its values joined by ".", each a text (base64url, no
+# padding), an integer, or an instant (microseconds since 1970, UTC).
+_CURSOR_PARTS: dict[type, str] = {str: r"(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?", int: r"[0-9]{1,18}",
+                                  datetime: r"[0-9]{1,17}"}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+def cursor_pattern(*kinds: type) -> str:
+    """Empty (the first page), or the values of `kinds`."""
+    return "^(" + r"\.".join(_CURSOR_PARTS[k] for k in kinds) + ")?$"
+
+
+def cursor_query(*kinds: type) -> Any:
+    """The `cursor` query parameter of a list whose cursors hold values of these types."""
+    return Query(description="`next_cursor` of the previous page",
+                 json_schema_extra={"pattern": cursor_pattern(*kinds)})
+
+
+def encode_cursor(*values: str | int | datetime) -> str:
+    parts = []
+    for value in values:
+        if isinstance(value, datetime):
+            parts.append(str((as_utc(value) - _EPOCH) // _MICRO))
+        elif isinstance(value, int):
+            parts.append(str(value))
+        else:
+            parts.append(_b64(value.encode()))
+    return ".".join(parts)
+
+
+def invalid_cursor() -> Problem:
+    return Problem(400, "Bad Request", "Invalid cursor", code="invalid_cursor")
+
+
+def decode_cursor(cursor: str | None, *kinds: type) -> list[Any] | None:
+    """The values `encode_cursor` wrote (of the given types), or None for the first page; 400 when the
+    cursor is not well formed."""
     if not cursor:
         return None
-    try:
-        value = json.loads(_unb64(cursor))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Problem(400, "Bad Request", "Invalid cursor", code="invalid_cursor") from exc
-    if not isinstance(value, list):
-        raise Problem(400, "Bad Request", "Invalid cursor", code="invalid_cursor")
-    return value
+    if not re.match(cursor_pattern(*kinds), cursor):
+        raise invalid_cursor()
+    values: list[Any] = []
+    for part, kind in zip(cursor.split("."), kinds, strict=True):
+        if kind is str:
+            values.append(_unb64(part).decode("utf-8", "replace"))
+        elif kind is int:
+            values.append(int(part))
+        else:
+            values.append(_EPOCH + int(part) * _MICRO)
+    return values
 
 
 # --- composition plumbing (each service's main.py and the embedded all-in-one use it) ---------------
@@ -227,6 +401,7 @@ def create_app(runtime: Runtime, services: list[Service]) -> FastAPI:
 
     app = FastAPI(title="edt-import", version="1", lifespan=lifespan,
                   description="Automated timetable import (EDT / PRONOTE) for ENTs")
+    app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
     install_problem_handlers(app)
     app.include_router(ops_router(ready))
     app.include_router(ops_router(ready), prefix="/api/v1", include_in_schema=False)

@@ -1,8 +1,12 @@
-"""Dropzone tables: sites, establishments, deposit accounts, site tokens, deposits."""
+"""Dropzone tables (sites, establishments, deposit accounts, site tokens, deposits) and their queries."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db import outbox_table, service_metadata
 
@@ -87,3 +91,76 @@ notified = sa.Table(
 )
 
 outbox = outbox_table(metadata)
+
+
+# --- queries (the routes' and the handlers'; each takes the caller's connection) ---------------------
+
+
+async def get_site(conn: AsyncConnection, site: str) -> Any:
+    return (await conn.execute(sa.select(sites).where(sites.c.id == site))).first()
+
+
+async def site_exists(conn: AsyncConnection, site: str) -> bool:
+    return (await conn.execute(sa.select(sites.c.id).where(sites.c.id == site))).first() is not None
+
+
+async def insert_site(conn: AsyncConnection, site: str, name: str, require_encryption: bool, at: datetime) -> None:
+    await conn.execute(sites.insert().values(id=site, name=name, require_encryption=require_encryption,
+                                             created_at=at))
+
+
+async def update_site(conn: AsyncConnection, site: str, values: dict[str, Any]) -> bool:
+    """False when there is no such site."""
+    result = await conn.execute(sites.update().where(sites.c.id == site).values(**values))
+    return bool(result.rowcount)
+
+
+async def site_establishments(conn: AsyncConnection, site: str) -> list[Any]:
+    return list((await conn.execute(sa.select(establishments).where(establishments.c.site == site)
+                                    .order_by(establishments.c.id))).all())
+
+
+async def uai_owner(conn: AsyncConnection, site: str, uai: str, other_than: str) -> str | None:
+    """The establishment of the site, other than `other_than`, that has this UAI."""
+    row = (await conn.execute(sa.select(establishments.c.id).where(
+        establishments.c.site == site, establishments.c.uai == uai, establishments.c.id != other_than))).first()
+    return str(row.id) if row else None
+
+
+async def put_establishment(conn: AsyncConnection, site: str, est: str, uai: str, name: str) -> bool:
+    """Create or replace an establishment; True when it is new."""
+    key = (establishments.c.site == site) & (establishments.c.id == est)
+    if (await conn.execute(sa.select(establishments.c.id).where(key))).first():
+        await conn.execute(establishments.update().where(key).values(uai=uai, name=name))
+        return False
+    await conn.execute(establishments.insert().values(site=site, id=est, uai=uai, name=name))
+    return True
+
+
+async def insert_token(conn: AsyncConnection, token_id: str, site: str, hashed: str, label: str | None,
+                       at: datetime) -> None:
+    await conn.execute(tokens.insert().values(id=token_id, site=site, token_hash=hashed, label=label,
+                                              created_at=at))
+
+
+async def count_accounts(conn: AsyncConnection, site: str) -> int:
+    return int((await conn.execute(sa.select(sa.func.count()).select_from(accounts)
+                                   .where(accounts.c.site == site))).scalar_one())
+
+
+async def site_accounts(conn: AsyncConnection, site: str) -> list[Any]:
+    return list((await conn.execute(sa.select(accounts).where(accounts.c.site == site)
+                                    .order_by(accounts.c.created_at, accounts.c.login))).all())
+
+
+async def update_account(conn: AsyncConnection, site: str, login: str, values: dict[str, Any]) -> Any:
+    """The account after the update (None when the site has no such account)."""
+    key = (accounts.c.site == site) & (accounts.c.login == login)
+    if values:
+        await conn.execute(accounts.update().where(key).values(**values))
+    return (await conn.execute(sa.select(accounts).where(key))).first()
+
+
+async def delete_account(conn: AsyncConnection, site: str, login: str) -> bool:
+    result = await conn.execute(accounts.delete().where(accounts.c.site == site, accounts.c.login == login))
+    return bool(result.rowcount)

@@ -83,11 +83,12 @@ from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from services.dropzone.domain import is_deposit_candidate
+from shared.messages import ID_PATTERN
 
 log = logging.getLogger("edt.dropzone.webdav")
 
 REALM = "edt-import"
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # site and establishment ids (api.ID_PATTERN)
+ID_RE = re.compile(ID_PATTERN)  # site and establishment ids, as the API validates them
 STATE_DIR = ".dav"
 HTTP_CONTENT_TOO_LARGE = 413
 HTTP_SERVICE_UNAVAILABLE = 503

@@ -1,10 +1,16 @@
-"""Notifier tables: the import history, its steps, and the event log behind the SSE streams."""
+"""Notifier tables (the import history, its steps, the event log behind the SSE streams) and the history
+API's queries."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+from datetime import datetime
+from typing import Any
 
-from shared.db import outbox_table, service_metadata
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.db import as_utc, outbox_table, service_metadata
+from shared.messages import ImportStatus
 
 metadata = service_metadata("notifier")
 
@@ -69,3 +75,71 @@ event_log = sa.Table(
 )
 
 outbox = outbox_table(metadata)
+
+
+# --- queries of the history API (each takes the caller's connection) ---------------------------------
+
+
+async def get_import(conn: AsyncConnection, import_id: str) -> Any:
+    return (await conn.execute(sa.select(imports).where(imports.c.id == import_id))).first()
+
+
+async def steps_of(conn: AsyncConnection, import_ids: list[str]) -> dict[str, list[Any]]:
+    """The recorded steps of each import (those not started yet have no row)."""
+    out: dict[str, list[Any]] = {i: [] for i in import_ids}
+    if import_ids:
+        for row in (await conn.execute(sa.select(steps).where(steps.c.import_id.in_(import_ids)))).all():
+            out[row.import_id].append(row)
+    return out
+
+
+async def history_page(conn: AsyncConnection, site: str, *, establishment: str | None, statuses: list[str] | None,
+                       mode: str | None, after: tuple[datetime, str] | None, limit: int) -> list[Any]:
+    """Up to `limit` imports of the site, newest first, after the (created_at, id) of a previous page.
+    `establishment` None: all; `"*"` or `"Tous"`: the site-wide imports only."""
+    query = sa.select(imports).where(imports.c.site == site)
+    if establishment is not None:
+        query = query.where(imports.c.establishment.is_(None) if establishment in ("*", "Tous")
+                            else imports.c.establishment == establishment)
+    if statuses:
+        query = query.where(imports.c.status.in_(statuses))
+    if mode:
+        query = query.where(imports.c.mode == mode)
+    if after:
+        at, last_id = after
+        query = query.where(sa.or_(imports.c.created_at < at,
+                                   sa.and_(imports.c.created_at == at, imports.c.id < last_id)))
+    query = query.order_by(imports.c.created_at.desc(), imports.c.id.desc()).limit(limit)
+    return list((await conn.execute(query)).all())
+
+
+async def recent_durations(conn: AsyncConnection, n: int = 20) -> list[float]:
+    """Seconds taken by the last `n` integrated imports that changed something (for the ETAs)."""
+    rows = (await conn.execute(sa.select(imports.c.started_at, imports.c.ended_at).where(
+        imports.c.status == ImportStatus.DONE.value, imports.c.started_at.is_not(None),
+        imports.c.no_change.is_(False)).order_by(imports.c.ended_at.desc()).limit(n))).all()
+    return [(as_utc(r.ended_at) - as_utc(r.started_at)).total_seconds() for r in rows if r.ended_at and r.started_at]
+
+
+async def events_after(conn: AsyncConnection, last_id: int, *, import_id: str | None = None,
+                       site: str | None = None, limit: int = 200) -> list[Any]:
+    """The status events of one import (or of one site) logged after `last_id`, in order."""
+    where = event_log.c.import_id == import_id if import_id is not None else event_log.c.site == site
+    return list((await conn.execute(sa.select(event_log).where(where, event_log.c.id > last_id)
+                                    .order_by(event_log.c.id).limit(limit))).all())
+
+
+async def oldest_queued_at(conn: AsyncConnection, stage: str) -> datetime | None:
+    value = (await conn.execute(sa.select(sa.func.min(imports.c.queued_at)).where(
+        imports.c.queued_stage == stage))).scalar()
+    return as_utc(value) if value else None
+
+
+async def steps_ended_since(conn: AsyncConnection, stage: str, since: datetime) -> int:
+    return int((await conn.execute(sa.select(sa.func.count()).select_from(steps).where(
+        steps.c.stage == stage, steps.c.ended_at >= since))).scalar() or 0)
+
+
+async def count_waiting(conn: AsyncConnection) -> int:
+    return int((await conn.execute(sa.select(sa.func.count()).select_from(imports).where(
+        imports.c.status == ImportStatus.WAITING.value))).scalar() or 0)

@@ -1,6 +1,7 @@
-"""Reconciler rules, pure: reading and checking the ENT directory and IdPN uploads (JSON or CSV), each
-establishment's plan (the matching of `shared.reconcile` with the wizard's decisions on top), the stage's
-decision, and the unreconciled CSV.
+"""Reconciler rules, pure: reading and checking the ENT directory and IdPN uploads sent as CSV, the rules
+a JSON upload (read by services/reconciler/schemas.py) shares with them (one id per entry, one ENT id
+per PRONOTE id), each establishment's plan (the matching of `shared.reconcile` with the wizard's decisions
+on top) and its group work, the stage's decision, and the unreconciled CSV.
 
 Group creation is `services/reconciler/groups.py`; the manual wizard's rules `services/reconciler/wizard.py`."""
 
@@ -63,7 +64,8 @@ class DirectoryUpload:
         return {"persons": len(self.persons), **out, "classes": len(self.classes), "groups": len(self.groups)}
 
 
-def _error(errors: list[dict[str, Any]], loc: list[Any], msg: str, kind: str, line: int | None = None) -> None:
+def add_error(errors: list[dict[str, Any]], loc: list[Any], msg: str, kind: str, line: int | None = None) -> None:
+    """One error of an upload (`loc`, `msg`, `type`, and `line` for CSV), at most MAX_ERRORS of them."""
     if len(errors) < MAX_ERRORS:
         errors.append({"loc": loc, "msg": msg, "type": kind, **({"line": line} if line is not None else {})})
 
@@ -76,7 +78,8 @@ def parse_date(value: Any) -> date:
     return date.fromisoformat(text)
 
 
-def _text(value: Any) -> str | None:
+def clean_text(value: Any) -> str | None:
+    """An upload's text field: trimmed, a number taken as its text, blank = None; TypeError otherwise."""
     if value is None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -96,46 +99,56 @@ def _entry(raw: Mapping[str, Any], section: str, loc: list[Any], errors: list[di
     optional = ("birth_date", "pronote_id", "cas_id") if section == "persons" else ()
     for name in required + optional:
         try:
-            value = _text(raw.get(name))
+            value = clean_text(raw.get(name))
         except TypeError:
-            _error(errors, [*loc, name], "must be a string", "string_type", line)
+            add_error(errors, [*loc, name], "must be a string", "string_type", line)
             ok = False
             continue
         if value is None:
             if name in required and not (name == "first_name" and name in raw):
-                _error(errors, [*loc, name], "field required", "missing", line)
+                add_error(errors, [*loc, name], "field required", "missing", line)
                 ok = False
             out[name] = "" if name == "first_name" else None
             continue
         limit = MAX_NAME if name in ("last_name", "first_name", "name") else MAX_ID
         if len(value) > limit:
-            _error(errors, [*loc, name], f"at most {limit} characters", "string_too_long", line)
+            add_error(errors, [*loc, name], f"at most {limit} characters", "string_too_long", line)
             ok = False
         out[name] = value
     if section == "persons":
         if out.get("kind") is not None and out["kind"] not in PERSON_KINDS:
-            _error(errors, [*loc, "kind"], "must be one of teacher, staff, student", "enum", line)
+            add_error(errors, [*loc, "kind"], "must be one of teacher, staff, student", "enum", line)
             ok = False
         if out.get("birth_date"):
             try:
                 out["birth_date"] = parse_date(out["birth_date"])
             except ValueError:
-                _error(errors, [*loc, "birth_date"], "not a date (YYYY-MM-DD or DD/MM/YYYY)", "date_parsing", line)
+                add_error(errors, [*loc, "birth_date"], "not a date (YYYY-MM-DD or DD/MM/YYYY)", "date_parsing", line)
                 ok = False
     return out if ok else None
 
 
-def _collect(upload: DirectoryUpload, section: str, entry: dict[str, Any] | None, raw_id: Any,
-             seen: dict[str, set[str]], loc: list[Any], line: int | None) -> None:
-    """Keep a valid entry; report a duplicate id even when one of the two entries is otherwise invalid."""
+def duplicate_id(errors: list[dict[str, Any]], seen: dict[str, set[str]], section: str, raw_id: Any,
+                 loc: list[Any], line: int | None = None) -> bool:
+    """An id is given once per section: True (and an error) for a second entry with the same id, even when
+    one of the two entries is otherwise invalid; else the id is remembered."""
     ids = seen.setdefault(section, set())
-    key = str(raw_id).strip() if isinstance(raw_id, str | int) else None
+    try:
+        key = clean_text(raw_id)  # the id as it is stored: 7, "7" and " 7 " are one id
+    except TypeError:
+        key = None
     if key:
         if key in ids:
-            _error(upload.errors, [*loc, "id"], f"duplicate id {key!r} in {section}", "duplicate", line)
-            return
+            add_error(errors, [*loc, "id"], f"duplicate id {key!r} in {section}", "duplicate", line)
+            return True
         ids.add(key)
-    if entry is None:
+    return False
+
+
+def _collect(upload: DirectoryUpload, section: str, entry: dict[str, Any] | None, raw_id: Any,
+             seen: dict[str, set[str]], loc: list[Any], line: int | None) -> None:
+    """Keep a valid entry that is not a duplicate."""
+    if duplicate_id(upload.errors, seen, section, raw_id, loc, line) or entry is None:
         return
     if section == "persons":
         upload.persons.append(DirectoryPerson(entry["id"], entry["kind"], entry["last_name"], entry["first_name"],
@@ -158,30 +171,6 @@ def load_json(data: bytes) -> Any:
         return json.loads(decode_text(data))
     except (ValueError, UnicodeDecodeError) as exc:
         raise UploadError(f"Body is not valid JSON: {exc}") from exc
-
-
-def parse_directory_json(data: bytes) -> DirectoryUpload:
-    obj = load_json(data)
-    upload = DirectoryUpload()
-    if not isinstance(obj, dict):
-        _error(upload.errors, ["body"], "must be an object with persons, classes and groups", "object_type")
-        return upload
-    for key in obj:
-        if key not in ("persons", "classes", "groups"):
-            _error(upload.errors, ["body", key], "unknown field", "extra_forbidden")
-    seen: dict[str, set[str]] = {}
-    for section in ("persons", "classes", "groups"):
-        items = obj.get(section, [])
-        if not isinstance(items, list):
-            _error(upload.errors, ["body", section], "must be a list", "list_type")
-            continue
-        for i, raw in enumerate(items):
-            loc: list[Any] = ["body", section, i]
-            if not isinstance(raw, dict):
-                _error(upload.errors, loc, "must be an object", "object_type")
-                continue
-            _collect(upload, section, _entry(raw, section, loc, upload.errors, None), raw.get("id"), seen, loc, None)
-    return upload
 
 
 def _csv_rows(data: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -207,11 +196,11 @@ def parse_directory_csv(data: bytes) -> DirectoryUpload:
     upload = DirectoryUpload()
     unknown = [h for h, c in zip(header, columns, strict=True) if c not in CSV_COLUMNS]
     for h in unknown:
-        _error(upload.errors, ["header", h], "unknown column", "unknown_column", 1)
+        add_error(upload.errors, ["header", h], "unknown column", "unknown_column", 1)
     if "type" not in columns:
-        _error(upload.errors, ["header", "type"], "a type (or kind) column is required", "missing", 1)
+        add_error(upload.errors, ["header", "type"], "a type (or kind) column is required", "missing", 1)
     if "id" not in columns:
-        _error(upload.errors, ["header", "id"], "an id column is required", "missing", 1)
+        add_error(upload.errors, ["header", "id"], "an id column is required", "missing", 1)
     if upload.errors:
         return upload
     seen: dict[str, set[str]] = {}
@@ -225,7 +214,7 @@ def parse_directory_csv(data: bytes) -> DirectoryUpload:
             section = "persons"
             entry = _entry({**raw, "kind": kind}, section, ["line", line], upload.errors, line)
         else:
-            _error(upload.errors, ["line", line, "type"], "must be teacher, staff, student, class or group", "enum",
+            add_error(upload.errors, ["line", line, "type"], "must be teacher, staff, student, class or group", "enum",
                    line)
             continue
         _collect(upload, section, entry, raw.get("id"), seen, ["line", line], line)
@@ -241,41 +230,26 @@ class PronoteIdsUpload:
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _association(upload: PronoteIdsUpload, pronote: Any, ent: Any, loc: list[Any], line: int | None) -> None:
+def add_association(upload: PronoteIdsUpload, pronote: Any, ent: Any, loc: list[Any], line: int | None) -> None:
+    """One PRONOTE id → ENT id line; a PRONOTE id given twice with different ENT ids is an error."""
     ok = True
     values = {}
     for name, value in (("pronote_id", pronote), ("ent_id", ent)):
         try:
-            text = _text(value)
+            text = clean_text(value)
         except TypeError:
             text = None
         if text is None or len(text) > MAX_ID:
-            _error(upload.errors, [*loc, name], "required, at most 128 characters", "missing", line)
+            add_error(upload.errors, [*loc, name], "required, at most 128 characters", "missing", line)
             ok = False
         values[name] = text
     if not ok:
         return
     p, e = str(values["pronote_id"]), str(values["ent_id"])
     if upload.associations.get(p, e) != e:
-        _error(upload.errors, [*loc, "pronote_id"], f"{p!r} given twice with different ENT ids", "duplicate", line)
+        add_error(upload.errors, [*loc, "pronote_id"], f"{p!r} given twice with different ENT ids", "duplicate", line)
         return
     upload.associations[p] = e
-
-
-def parse_pronote_ids_json(data: bytes) -> PronoteIdsUpload:
-    """`[{"pronote_id", "ent_id"}, …]` (or `{"items": [...]}`)."""
-    obj = load_json(data)
-    upload = PronoteIdsUpload()
-    items = obj.get("items") if isinstance(obj, dict) else obj
-    if not isinstance(items, list):
-        _error(upload.errors, ["body"], "must be a list of {pronote_id, ent_id}", "list_type")
-        return upload
-    for i, raw in enumerate(items):
-        if not isinstance(raw, dict):
-            _error(upload.errors, ["body", i], "must be an object", "object_type")
-            continue
-        _association(upload, raw.get("pronote_id"), raw.get("ent_id"), ["body", i], None)
-    return upload
 
 
 def parse_pronote_ids_csv(data: bytes) -> PronoteIdsUpload:
@@ -296,9 +270,9 @@ def parse_pronote_ids_csv(data: bytes) -> PronoteIdsUpload:
             order = (lowered.index("pronote_id"), lowered.index("ent_id"))
             continue
         if len(cells) <= max(order):
-            _error(upload.errors, ["line", line], "expected pronote_id;ent_id", "columns", line)
+            add_error(upload.errors, ["line", line], "expected pronote_id;ent_id", "columns", line)
             continue
-        _association(upload, cells[order[0]], cells[order[1]], ["line", line], line)
+        add_association(upload, cells[order[0]], cells[order[1]], ["line", line], line)
     return upload
 
 

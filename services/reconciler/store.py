@@ -1,4 +1,4 @@
-"""Tables owned by the reconciler service, and the queries of its handlers."""
+"""Tables owned by the reconciler service, and the queries of its handlers and routes."""
 
 from __future__ import annotations
 
@@ -366,3 +366,55 @@ async def update_awaiting_preview(conn: AsyncConnection, import_id: str, **value
                                                       previews.c.status == "awaiting")
                               .values(**values, updated_at=utcnow()))
     return bool(done.rowcount == 1)
+
+
+# --- queries of the routes (each takes the caller's connection) ---------------------------------------
+
+
+async def get_snapshot(conn: AsyncConnection, site: str, est: str) -> Any:
+    return (await conn.execute(sa.select(snapshots).where(snapshots.c.site == site,
+                                                          snapshots.c.establishment == est))).first()
+
+
+async def directory_page(conn: AsyncConnection, site: str, est: str, section: str, kind: str | None,
+                         after_id: str | None, limit: int) -> list[Any]:
+    """One page of the stored directory, by id: persons (of one kind if given), classes or groups."""
+    if section == "persons":
+        table = persons
+        q = sa.select(persons).where(persons.c.site == site, persons.c.establishment == est)
+        if kind:
+            q = q.where(persons.c.kind == kind)
+    else:
+        table = units
+        q = sa.select(units).where(units.c.site == site, units.c.establishment == est,
+                                   units.c.kind == ("class" if section == "classes" else "group"))
+    if after_id is not None:
+        q = q.where(table.c.id > after_id)
+    return list((await conn.execute(q.order_by(table.c.id).limit(limit))).all())
+
+
+async def results_of(conn: AsyncConnection, import_id: str) -> list[Any]:
+    """The matching results of an import, one per establishment."""
+    return list((await conn.execute(sa.select(results).where(results.c.import_id == import_id)
+                                    .order_by(results.c.establishment))).all())
+
+
+async def groups_page(conn: AsyncConnection, site: str, est: str, kind: str | None, after_key: str | None,
+                      limit: int) -> list[Any]:
+    q = sa.select(groups).where(groups.c.site == site, groups.c.establishment == est)
+    if kind:
+        q = q.where(groups.c.kind == kind)
+    if after_key is not None:
+        q = q.where(groups.c.key > after_key)
+    return list((await conn.execute(q.order_by(groups.c.key).limit(limit))).all())
+
+
+async def members_of(conn: AsyncConnection, site: str, est: str, keys: list[str]) -> dict[str, list[Any]]:
+    """The memberships of each group key."""
+    out: dict[str, list[Any]] = {k: [] for k in keys}
+    for i in range(0, len(keys), 500):
+        for m in (await conn.execute(sa.select(memberships).where(
+                memberships.c.site == site, memberships.c.establishment == est,
+                memberships.c.group_key.in_(keys[i:i + 500])))).all():
+            out[m.group_key].append(m)
+    return out

@@ -11,20 +11,35 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from services.scheduler import domain, store
+from services.scheduler.schemas import FEED_KINDS, PERSON_PATTERN, CourseList, CourseRead, SessionList, SessionRead
 from shared.db import Database, as_utc
+from shared.deps import EstablishmentId, SiteId, SitePrincipal
+from shared.messages import iso
 from shared.settings import Settings
-from shared.web import Problem, authenticate, decode_cursor, encode_cursor, not_found, require_site
+from shared.web import Problem, cursor_query, decode_cursor, encode_cursor, media, not_found, problems
 
 MAX_LIMIT = 1000
-PERSON_KINDS = ("teacher", "staff", "student")
-FEED_KINDS = {"class": "classes", "group": "groups", "teacher": "teachers", "student": "students"}
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+# `from`/`to` and `person` are checked by parse_bound / parse_person (400 otherwise); the schema says what
+# they accept.
+DATE_OR_INSTANT: dict[str, Any] = {"anyOf": [{"type": "string", "format": "date"},
+                                             {"type": "string", "format": "date-time"},
+                                             {"type": "string", "maxLength": 0, "description": "no bound"}]}
+From = Annotated[str | None, Query(alias="from", description="A date (a local day) or an instant: sessions "
+                                   "starting then or later",
+                                   json_schema_extra=DATE_OR_INSTANT)]
+To = Annotated[str | None, Query(description="A date (inclusive) or an instant (exclusive)",
+                                 json_schema_extra=DATE_OR_INSTANT)]
+
+
+class CalendarResponse(Response):
+    media_type = "text/calendar"
 
 
 def _bad(detail: str) -> Problem:
@@ -32,148 +47,100 @@ def _bad(detail: str) -> Problem:
 
 
 def parse_bound(value: str | None, tz: ZoneInfo, *, upper: bool) -> datetime | None:
-    """A date is a whole local day (`to` includes it); an instant is taken as is (naive = UTC)."""
+    """A date is a whole local day (`to` includes it); an instant is taken as is (naive = UTC). A bound
+    beyond what a datetime holds is the earliest or latest instant: nothing lies past it."""
     if not value:
         return None
     try:
         if len(value) == 10:
-            day = date.fromisoformat(value) + (timedelta(days=1) if upper else timedelta())
-            return datetime.combine(day, time(), tz).astimezone(UTC)
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            day = date.fromisoformat(value)
+            try:
+                return datetime.combine(day + (timedelta(days=1) if upper else timedelta()), time(), tz).astimezone(UTC)
+            except OverflowError:
+                return datetime.max.replace(tzinfo=UTC) if upper else datetime.min.replace(tzinfo=UTC)
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError as exc:
         raise _bad(f"not a date or an ISO 8601 instant: {value!r}") from exc
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    try:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC) if moment.year > 1 else datetime.min.replace(tzinfo=UTC)
+
+
+def parse_person(person: str | None) -> tuple[tuple[str, ...], str] | None:
+    if not person:
+        return None
+    kind, _, ident = person.rpartition(":")
+    if kind and kind not in store.PERSON_KINDS:
+        raise _bad(f"person kind must be one of {', '.join(store.PERSON_KINDS)}: {person!r}")
+    return ((kind,) if kind else store.PERSON_KINDS), ident
+
+
+def course_view(row: Any) -> CourseRead:
+    return CourseRead.model_validate({
+        "id": row.key, "key": row.key, "subject": row.subject, "kind": row.kind, "target": row.target,
+        "class": row.target if row.kind == "class" else None, "group": row.target if row.kind == "group" else None,
+        "label": row.label, "teachers": row.teachers, "classes": row.classes, "students": row.students,
+        "active": row.active, "import_id": row.import_id, "updated_at": iso(as_utc(row.updated_at))})
 
 
 def build_router(db: Database, settings: Settings) -> APIRouter:
     router = APIRouter()
     tz = ZoneInfo(settings.timezone)
-    s, c, m, cs = store.sessions, store.courses, store.course_members, store.class_students
 
-    def members_of(site: str, est: str, kind: str, ident: str) -> Any:
-        return sa.select(m.c.course).where(m.c.site == site, m.c.establishment == est, m.c.kind == kind,
-                                           m.c.ident == ident)
-
-    def json_has(column: sa.Column[Any], value: str) -> Any:
-        """`value` is one of the JSON list column's items (exact per-session check, e.g. a substitute)."""
-        name = f"jv_{column.name}"
-        if db.is_postgres:
-            return sa.text(f"EXISTS (SELECT 1 FROM json_array_elements_text(scheduler.scheduler_sessions.{column.name})"
-                           f" AS j(v) WHERE j.v = :{name})").bindparams(sa.bindparam(name, value))
-        return sa.text(f"EXISTS (SELECT 1 FROM json_each(scheduler_sessions.{column.name}) "
-                       f"WHERE json_each.value = :{name})").bindparams(sa.bindparam(name, value))
-
-    def person_filter(site: str, est: str, person: str) -> Any:
-        kind, _, ident = person.rpartition(":")
-        if kind and kind not in PERSON_KINDS:
-            raise _bad(f"person kind must be one of {', '.join(PERSON_KINDS)}: {person!r}")
-        kinds = (kind,) if kind else PERSON_KINDS
-        clauses: list[Any] = []
-        for k in kinds:
-            if k == "student":  # named one by one, or through a class or part they belong to that day
-                start_day = sa.func.date(s.c.start) if not db.is_postgres else sa.cast(s.c.start, sa.Date)
-                clauses.append(sa.exists().where(
-                    m.c.site == site, m.c.establishment == est, m.c.course == s.c.course, m.c.kind == "student",
-                    m.c.ident == ident))
-                clauses.append(sa.exists().where(
-                    m.c.site == site, m.c.establishment == est, m.c.course == s.c.course,
-                    m.c.kind.in_(("sclass", "part")), cs.c.site == site, cs.c.establishment == est,
-                    cs.c.kind == m.c.kind, cs.c.ident == m.c.ident, cs.c.student == ident,
-                    sa.or_(cs.c.start.is_(None), cs.c.start <= start_day),
-                    sa.or_(cs.c.end.is_(None), cs.c.end >= start_day)))
-            else:  # the course names them, and they take part in that very session
-                column = s.c.teachers if k == "teacher" else s.c.staff
-                clauses.append(sa.and_(s.c.course.in_(members_of(site, est, k, ident)), json_has(column, ident)))
-        return sa.or_(*clauses)
-
-    def session_query(site: str, est: str, *, start: datetime | None, end: datetime | None, course: str | None,
-                      person: str | None, klass: str | None, group: str | None) -> Any:
-        q = sa.select(s).where(s.c.site == site, s.c.establishment == est)
-        if start is not None:
-            q = q.where(s.c.start >= start)
-        if end is not None:
-            q = q.where(s.c.start < end)
-        if course:
-            q = q.where(s.c.course == course)
-        if klass:
-            q = q.where(s.c.course.in_(members_of(site, est, "class", klass)))
-        if group:
-            q = q.where(s.c.course.in_(members_of(site, est, "group", group)))
-        if person:
-            q = q.where(person_filter(site, est, person))
-        return q
-
-    @router.get("/sites/{site}/establishments/{est}/courses")
-    async def list_courses(site: str, est: str, request: Request, active: bool | None = None,
-                           limit: int = Query(100, ge=1, le=MAX_LIMIT), cursor: str | None = None) -> dict[str, Any]:
+    @router.get("/sites/{site}/establishments/{est}/courses", response_model=CourseList,
+                summary="The establishment's courses", responses=problems(400, 401, 404, 422))
+    async def list_courses(site: SiteId, est: EstablishmentId, _: SitePrincipal, active: bool | None = None,
+                           limit: Limit = 100,
+                           cursor: Annotated[str | None, cursor_query(str)] = None) -> CourseList:
         """The courses of the establishment's integrated timetable: subject + class or group (design.md §7)."""
-        require_site(authenticate(settings, request), site)
-        q = sa.select(c).where(c.c.site == site, c.c.establishment == est)
-        if active is not None:
-            q = q.where(c.c.active.is_(active))
-        after = decode_cursor(cursor)
-        if after:
-            q = q.where(c.c.key > str(after[0]))
+        after = decode_cursor(cursor, str)
         async with db.read() as conn:
-            rows = (await conn.execute(q.order_by(c.c.key).limit(limit + 1))).all()
-        items = [{"id": r.key, "key": r.key, "subject": r.subject, "kind": r.kind, "target": r.target,
-                  "class": r.target if r.kind == "class" else None, "group": r.target if r.kind == "group" else None,
-                  "label": r.label, "teachers": r.teachers, "classes": r.classes, "students": r.students,
-                  "active": r.active, "import_id": r.import_id, "updated_at": domain.iso(as_utc(r.updated_at))}
-                 for r in rows[:limit]]
-        return {"items": items, "next_cursor": encode_cursor([rows[limit - 1].key]) if len(rows) > limit else None}
+            rows = await store.courses_page(conn, site, est, active, after[0] if after else None, limit + 1)
+        return CourseList(items=[course_view(r) for r in rows[:limit]],
+                          next_cursor=encode_cursor(rows[limit - 1].key) if len(rows) > limit else None)
 
-    @router.get("/sites/{site}/establishments/{est}/sessions")
-    async def list_sessions(site: str, est: str, request: Request,
-                            from_: str | None = Query(None, alias="from"), to: str | None = None,
-                            course: str | None = None, person: str | None = None,
-                            klass: str | None = Query(None, alias="class"), group: str | None = None,
-                            limit: int = Query(100, ge=1, le=MAX_LIMIT), cursor: str | None = None) -> dict[str, Any]:
-        """Dated sessions, by start then id; filters combine (AND)."""
-        require_site(authenticate(settings, request), site)
-        q = session_query(site, est, start=parse_bound(from_, tz, upper=False), end=parse_bound(to, tz, upper=True),
-                          course=course, person=person, klass=klass, group=group)
-        after = decode_cursor(cursor)
-        if after:
-            try:
-                at = datetime.fromisoformat(str(after[0]).replace("Z", "+00:00")).astimezone(UTC)
-                last_id = str(after[1])
-            except (ValueError, IndexError) as exc:
-                raise Problem(400, "Bad Request", "Invalid cursor", code="invalid_cursor") from exc
-            q = q.where(sa.or_(s.c.start > at, sa.and_(s.c.start == at, s.c.id > last_id)))
+    @router.get("/sites/{site}/establishments/{est}/sessions", response_model=SessionList,
+                summary="Dated sessions, by start then id; filters combine (AND)",
+                responses=problems(400, 401, 404, 422))
+    async def list_sessions(site: SiteId, est: EstablishmentId, _: SitePrincipal, from_: From = None, to: To = None,
+                            course: str | None = None,
+                            person: Annotated[str | None, Query(
+                                description="`teacher:<id>`, `staff:<id>`, `student:<id>` or a bare id",
+                                json_schema_extra={"pattern": PERSON_PATTERN})] = None,
+                            klass: Annotated[str | None, Query(alias="class")] = None, group: str | None = None,
+                            limit: Limit = 100,
+                            cursor: Annotated[str | None, cursor_query(datetime, str)] = None) -> SessionList:
+        f = store.SessionFilter(start=parse_bound(from_, tz, upper=False), end=parse_bound(to, tz, upper=True),
+                                course=course, klass=klass, group=group, person=parse_person(person))
+        after = decode_cursor(cursor, datetime, str)
+        page_after = (after[0], after[1]) if after else None
         async with db.read() as conn:
-            rows = (await conn.execute(q.order_by(s.c.start, s.c.id).limit(limit + 1))).all()
-        items = [domain.session_view(r) for r in rows[:limit]]
-        nxt = None
-        if len(rows) > limit:
-            nxt = encode_cursor([items[-1]["start"], items[-1]["id"]])
-        return {"items": items, "next_cursor": nxt}
+            rows = await store.sessions_page(conn, site, est, f, page_after, limit + 1)
+        items = [SessionRead.model_validate(domain.session_view(r)) for r in rows[:limit]]
+        nxt = encode_cursor(rows[limit - 1].start, rows[limit - 1].id) if len(rows) > limit else None
+        return SessionList(items=items, next_cursor=nxt)
 
-    @router.get("/sites/{site}/establishments/{est}/calendar/{kind}/{ident}.ics")
-    async def calendar(site: str, est: str, kind: str, ident: str, request: Request,
-                       from_: str | None = Query(None, alias="from"), to: str | None = None) -> Response:
-        """RFC 5545 feed of a class, group, teacher or student: every stored session (or `from`–`to`)."""
-        require_site(authenticate(settings, request), site)
+    @router.get("/sites/{site}/establishments/{est}/calendar/{kind}/{ident}.ics", response_class=CalendarResponse,
+                summary="iCal feed of a class, group, teacher or student",
+                responses={200: media("RFC 5545 calendar", "text/calendar"), **problems(400, 401, 404, 422)})
+    async def calendar(site: SiteId, est: EstablishmentId, _: SitePrincipal,
+                       kind: Annotated[str, Path(json_schema_extra={"enum": list(FEED_KINDS)})], ident: str,
+                       from_: From = None, to: To = None) -> CalendarResponse:
+        """Every stored session (or those `from`–`to`)."""
         if kind not in FEED_KINDS:
             raise not_found("Calendar")
-        e = store.establishments
+        f = store.SessionFilter(start=parse_bound(from_, tz, upper=False), end=parse_bound(to, tz, upper=True),
+                                klass=ident if kind == "class" else None, group=ident if kind == "group" else None,
+                                person=((kind,), ident) if kind in store.PERSON_KINDS else None)
         async with db.read() as conn:
-            info = (await conn.execute(sa.select(e.c.names).where(e.c.site == site, e.c.establishment == est))).first()
-            names: dict[str, dict[str, str]] = info.names if info is not None else {}
-            if info is None or ident not in names.get(FEED_KINDS[kind], {}):
+            names = await store.display_names(conn, site, est)
+            if names is None or ident not in names.get(FEED_KINDS[kind], {}):
                 raise not_found("Calendar")
-            args: dict[str, Any] = {"klass": None, "group": None, "person": None}
-            args[{"class": "klass", "group": "group"}.get(kind, "person")] = (
-                ident if kind in ("class", "group") else f"{kind}:{ident}")
-            q = session_query(site, est, start=parse_bound(from_, tz, upper=False),
-                              end=parse_bound(to, tz, upper=True), course=None, **args)
-            rows = (await conn.execute(q.order_by(s.c.start, s.c.id))).all()
-            course_keys = {r.course for r in rows}
-            labels = {r.key: r.label for r in await conn.execute(sa.select(c.c.key, c.c.label).where(
-                c.c.site == site, c.c.establishment == est))} if course_keys else {}
+            rows = await store.all_sessions(conn, site, est, f)
+            labels = await store.course_labels(conn, site, est) if rows else {}
         body = domain.ical_feed(name=names[FEED_KINDS[kind]][ident], sessions=rows, labels=labels, names=names,
                                 now=datetime.now(UTC))
-        return Response(body, media_type="text/calendar; charset=utf-8",
-                        headers={"Content-Disposition": f'inline; filename="{kind}-{ident}.ics"'})
+        return CalendarResponse(body, headers={"Content-Disposition": f'inline; filename="{kind}-{ident}.ics"'})
 
     return router

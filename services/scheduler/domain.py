@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from shared.messages import ImportStatus, StepStatus
+from shared.messages import iso as shared_iso
 from shared.stage import StageResult
 from shared.timetable import (
     ClosurePeriod,
@@ -396,15 +397,11 @@ def decide(per_establishment: Mapping[str, Mapping[str, int]], *, dry_run: bool,
 # ----------------------------------------------------------------------------------------- views
 
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-_isos = Memo(_iso, 200_000)  # session instants repeat a lot
+_isos = Memo(shared_iso, 200_000)  # session instants repeat a lot
 
 
 def iso(value: datetime) -> str:
-    """ISO 8601 in UTC with a Z (cached: session instants repeat a lot)."""
+    """`shared.messages.iso`, cached: session instants repeat a lot."""
     return _isos[value]
 
 

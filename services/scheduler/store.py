@@ -1,4 +1,5 @@
-"""Tables owned by the scheduler service (session generation, stage 5), and the stage's bulk writes.
+"""Tables owned by the scheduler service (session generation, stage 5), the stage's bulk writes and the
+results routes' queries.
 
 Idents in the list columns are the timetable's own (`Ident` attributes, one space per kind); instants
 are aware UTC. A session's `id` is derived from (site, establishment, key), so it is known before the
@@ -8,6 +9,7 @@ row is written (bulk COPY, change events) and stays the same across re-imports (
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -279,3 +281,113 @@ async def write_establishment(db: Database, conn: AsyncConnection, import_id: st
         "site": site, "establishment": est, "import_id": import_id, "timetable_sha256": sha,
         "names": plan.names, "class_students_fp": plan.class_students_fp, "updated_at": utcnow()},
         ["site", "establishment"], ["import_id", "timetable_sha256", "names", "class_students_fp", "updated_at"]))
+# --- queries of the results routes (each takes the caller's connection) -------------------------------
+
+PERSON_KINDS = ("teacher", "staff", "student")
+
+
+@dataclass(frozen=True)
+class SessionFilter:
+    """What GET …/sessions and the iCal feeds select; every filter given must hold (AND)."""
+
+    start: datetime | None = None  # sessions starting at or after
+    end: datetime | None = None  # sessions starting before
+    course: str | None = None
+    klass: str | None = None
+    group: str | None = None
+    person: tuple[tuple[str, ...], str] | None = None  # (kinds it may be, ident)
+
+
+def _named_by(site: str, est: str, kind: str, ident: str) -> Any:
+    m = course_members
+    return sa.select(m.c.course).where(m.c.site == site, m.c.establishment == est, m.c.kind == kind,
+                                       m.c.ident == ident)
+
+
+def _json_has(postgres: bool, column: sa.Column[Any], value: str) -> Any:
+    """`value` is one of the JSON list column's items (exact per-session check, e.g. a substitute)."""
+    name = f"jv_{column.name}"
+    if postgres:
+        return sa.text(f"EXISTS (SELECT 1 FROM json_array_elements_text(scheduler.scheduler_sessions.{column.name})"
+                       f" AS j(v) WHERE j.v = :{name})").bindparams(sa.bindparam(name, value))
+    return sa.text(f"EXISTS (SELECT 1 FROM json_each(scheduler_sessions.{column.name}) "
+                   f"WHERE json_each.value = :{name})").bindparams(sa.bindparam(name, value))
+
+
+def _person_clause(postgres: bool, site: str, est: str, kinds: tuple[str, ...], ident: str) -> Any:
+    s, m, cs = sessions, course_members, class_students
+    clauses: list[Any] = []
+    for k in kinds:
+        if k == "student":  # named one by one, or through a class or part they belong to that day
+            start_day = sa.cast(s.c.start, sa.Date) if postgres else sa.func.date(s.c.start)
+            clauses.append(sa.exists().where(
+                m.c.site == site, m.c.establishment == est, m.c.course == s.c.course, m.c.kind == "student",
+                m.c.ident == ident))
+            clauses.append(sa.exists().where(
+                m.c.site == site, m.c.establishment == est, m.c.course == s.c.course,
+                m.c.kind.in_(("sclass", "part")), cs.c.site == site, cs.c.establishment == est,
+                cs.c.kind == m.c.kind, cs.c.ident == m.c.ident, cs.c.student == ident,
+                sa.or_(cs.c.start.is_(None), cs.c.start <= start_day),
+                sa.or_(cs.c.end.is_(None), cs.c.end >= start_day)))
+        else:  # the course names them, and they take part in that very session
+            column = s.c.teachers if k == "teacher" else s.c.staff
+            clauses.append(sa.and_(s.c.course.in_(_named_by(site, est, k, ident)), _json_has(postgres, column, ident)))
+    return sa.or_(*clauses)
+
+
+def _session_query(conn: AsyncConnection, site: str, est: str, f: SessionFilter) -> Any:
+    s = sessions
+    q = sa.select(s).where(s.c.site == site, s.c.establishment == est)
+    if f.start is not None:
+        q = q.where(s.c.start >= f.start)
+    if f.end is not None:
+        q = q.where(s.c.start < f.end)
+    if f.course:
+        q = q.where(s.c.course == f.course)
+    if f.klass:
+        q = q.where(s.c.course.in_(_named_by(site, est, "class", f.klass)))
+    if f.group:
+        q = q.where(s.c.course.in_(_named_by(site, est, "group", f.group)))
+    if f.person:
+        q = q.where(_person_clause(conn.dialect.name == "postgresql", site, est, *f.person))
+    return q
+
+
+async def sessions_page(conn: AsyncConnection, site: str, est: str, f: SessionFilter,
+                        after: tuple[datetime, str] | None, limit: int) -> list[Any]:
+    """Up to `limit` sessions by start then id, after the (start, id) of a previous page."""
+    s = sessions
+    q = _session_query(conn, site, est, f)
+    if after:
+        at, last_id = after
+        q = q.where(sa.or_(s.c.start > at, sa.and_(s.c.start == at, s.c.id > last_id)))
+    return list((await conn.execute(q.order_by(s.c.start, s.c.id).limit(limit))).all())
+
+
+async def all_sessions(conn: AsyncConnection, site: str, est: str, f: SessionFilter) -> list[Any]:
+    s = sessions
+    return list((await conn.execute(_session_query(conn, site, est, f).order_by(s.c.start, s.c.id))).all())
+
+
+async def courses_page(conn: AsyncConnection, site: str, est: str, active: bool | None, after_key: str | None,
+                       limit: int) -> list[Any]:
+    c = courses
+    q = sa.select(c).where(c.c.site == site, c.c.establishment == est)
+    if active is not None:
+        q = q.where(c.c.active.is_(active))
+    if after_key is not None:
+        q = q.where(c.c.key > after_key)
+    return list((await conn.execute(q.order_by(c.c.key).limit(limit))).all())
+
+
+async def course_labels(conn: AsyncConnection, site: str, est: str) -> dict[str, str]:
+    c = courses
+    rows = await conn.execute(sa.select(c.c.key, c.c.label).where(c.c.site == site, c.c.establishment == est))
+    return {r.key: r.label for r in rows}
+
+
+async def display_names(conn: AsyncConnection, site: str, est: str) -> dict[str, dict[str, str]] | None:
+    """{"teachers": {ident: name}, "classes": …} of the establishment's integrated timetable, or None."""
+    e = establishments
+    row = (await conn.execute(sa.select(e.c.names).where(e.c.site == site, e.c.establishment == est))).first()
+    return dict(row.names) if row is not None else None

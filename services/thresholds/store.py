@@ -1,8 +1,9 @@
-"""Tables owned by the thresholds service, and the reads the stage and the API share."""
+"""Tables owned by the thresholds service, the reads the stage and the API share, and the settings routes'
+queries."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -10,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.thresholds import domain
-from shared.db import as_utc, outbox_table, service_metadata, stage_runs_table
+from shared.db import Database, as_utc, outbox_table, service_metadata, stage_runs_table, upsert
 from shared.messages import ImportStatus, Mode, utcnow
 
 metadata = service_metadata("thresholds")
@@ -187,3 +188,48 @@ async def manual_done_dates(conn: AsyncConnection, site: str, est: str, tz: Zone
 async def directory_of(conn: AsyncConnection, site: str, est: str) -> str | None:
     return (await conn.execute(sa.select(directories.c.sha256).where(
         directories.c.site == site, directories.c.establishment == est))).scalar()
+
+
+# --- queries of the settings routes (each takes the caller's connection) ------------------------------
+
+
+async def get_site_settings(conn: AsyncConnection, site: str) -> Any:
+    return (await conn.execute(sa.select(site_settings).where(site_settings.c.site == site))).first()
+
+
+async def save_site_settings(db: Database, conn: AsyncConnection, site: str, controls: dict[str, Any],
+                             emails: list[str], at: datetime, by: str) -> Any:
+    """Write a site's settings; the stored row."""
+    await conn.execute(upsert(db, site_settings, {
+        "site": site, "controls": controls, "notification_emails": emails, "updated_at": at, "updated_by": by},
+        ["site"], ["controls", "notification_emails", "updated_at", "updated_by"]))
+    return (await conn.execute(sa.select(site_settings).where(site_settings.c.site == site))).one()
+
+
+async def add_audit(conn: AsyncConnection, site: str, at: datetime, actor: str,
+                    changes: list[tuple[str, str, Any, Any]]) -> None:
+    """One audit row per (control, field, old, new) changed."""
+    if changes:
+        await conn.execute(audit.insert(), [{"site": site, "at": at, "actor": actor, "control": control,
+                                             "field": field, "old": old, "new": new}
+                                            for control, field, old, new in changes])
+
+
+async def audit_page(conn: AsyncConnection, site: str, before_id: int | None, limit: int) -> list[Any]:
+    """The site's audit rows, newest first, older than `before_id`."""
+    query = sa.select(audit).where(audit.c.site == site)
+    if before_id is not None:
+        query = query.where(audit.c.id < before_id)
+    return list((await conn.execute(query.order_by(audit.c.id.desc()).limit(limit))).all())
+
+
+async def get_closures(conn: AsyncConnection, site: str, est: str) -> Any:
+    return (await conn.execute(sa.select(closures).where(closures.c.site == site,
+                                                         closures.c.establishment == est))).first()
+
+
+async def put_closures(db: Database, conn: AsyncConnection, site: str, est: str, periods: list[dict[str, str]],
+                       at: datetime, by: str) -> None:
+    await conn.execute(upsert(db, closures, {"site": site, "establishment": est, "periods": periods,
+                                             "updated_at": at, "updated_by": by},
+                              ["site", "establishment"], ["periods", "updated_at", "updated_by"]))

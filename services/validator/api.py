@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from fastapi import APIRouter
 
-import sqlalchemy as sa
-from fastapi import APIRouter, Request
-
-from services.validator.store import reports
-from shared.db import Database, as_utc
+from services.validator import store
+from services.validator.schemas import ValidationReportRead
+from shared.db import Database
+from shared.deps import CurrentPrincipal
+from shared.messages import iso
 from shared.settings import Settings
-from shared.web import authenticate, not_found
+from shared.web import not_found, problems
 
 
 def build_router(db: Database, settings: Settings) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/imports/{import_id}/validation")
-    async def validation_report(import_id: str, request: Request) -> dict[str, Any]:
-        """What file validation found: software, format, encryption, counts, every problem (errors and
-        warnings with their French and English messages), and the per-establishment parts of a cité
-        scolaire file."""
-        who = authenticate(settings, request)
+    @router.get("/imports/{import_id}/validation", response_model=ValidationReportRead,
+                summary="What file validation found", responses=problems(401, 404, 422))
+    async def validation_report(import_id: str, who: CurrentPrincipal) -> ValidationReportRead:
+        """Software, format, encryption, counts, every problem (errors and warnings with their French and
+        English messages), and the per-establishment parts of a cité scolaire file."""
         async with db.read() as conn:
-            row = (await conn.execute(sa.select(reports).where(reports.c.import_id == import_id))).first()
+            row = await store.get_report(conn, import_id)
         if row is None or not who.can_access(row.site):
             raise not_found("Validation report")
-        return {"import_id": row.import_id, "site": row.site, "ok": row.ok, "meta": row.meta,
-                "counts": row.counts, "problems": row.problems, "timetables": row.timetables,
-                "created_at": as_utc(row.created_at).isoformat().replace("+00:00", "Z")}
+        return ValidationReportRead.model_validate({
+            "import_id": row.import_id, "site": row.site, "ok": row.ok, "meta": row.meta, "counts": row.counts,
+            "problems": row.problems, "timetables": row.timetables, "created_at": iso(row.created_at)})
 
     return router

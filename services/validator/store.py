@@ -1,8 +1,11 @@
-"""Tables owned by the validator service."""
+"""Tables owned by the validator service, and the report route's query."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db import outbox_table, service_metadata, stage_runs_table
 
@@ -24,3 +27,7 @@ reports = sa.Table(
     sa.Column("timetables", sa.JSON, nullable=False),  # establishment id → sha256 of its part
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+
+async def get_report(conn: AsyncConnection, import_id: str) -> Any:
+    return (await conn.execute(sa.select(reports).where(reports.c.import_id == import_id))).first()

@@ -7,13 +7,13 @@ from datetime import date
 
 import pytest
 
-from services.reconciler import domain
+from services.reconciler import domain, schemas
 from shared.messages import ImportStatus, StepStatus
 from shared.reconcile import KindResult, Unmatched
 
 
 def test_directory_json_valid() -> None:
-    up = domain.parse_directory_json(json.dumps({
+    up = schemas.parse_directory_json(json.dumps({
         "persons": [{"id": "e1", "kind": "student", "last_name": "Martin", "first_name": "Léa",
                      "birth_date": "2012-03-04", "pronote_id": "PN1"},
                     {"id": "e2", "kind": "teacher", "last_name": "Durand", "first_name": "Paul"}],
@@ -24,7 +24,7 @@ def test_directory_json_valid() -> None:
 
 
 def test_directory_json_errors_name_each_field() -> None:
-    up = domain.parse_directory_json(json.dumps({
+    up = schemas.parse_directory_json(json.dumps({
         "persons": [{"id": "e1", "kind": "parent", "last_name": "A", "first_name": "B"},
                     {"id": "e2", "kind": "student", "first_name": "B", "birth_date": "31/02/2012"},
                     {"id": "e1", "kind": "teacher", "last_name": "C", "first_name": "D"}],
@@ -38,7 +38,7 @@ def test_directory_json_errors_name_each_field() -> None:
 
 def test_directory_json_unreadable() -> None:
     with pytest.raises(domain.UploadError):
-        domain.parse_directory_json(b"{nope")
+        schemas.parse_directory_json(b"{nope")
 
 
 def test_directory_csv_one_file_with_a_type_column_and_french_dates() -> None:
@@ -64,7 +64,7 @@ def test_directory_csv_errors_name_the_line_and_column() -> None:
 
 
 def test_pronote_ids_json_and_csv() -> None:
-    assert domain.parse_pronote_ids_json(b'[{"pronote_id": "P1", "ent_id": "e1"}]').associations == {"P1": "e1"}
+    assert schemas.parse_pronote_ids_json(b'[{"pronote_id": "P1", "ent_id": "e1"}]').associations == {"P1": "e1"}
     up = domain.parse_pronote_ids_csv(b"ent_id;pronote_id\ne1;P1\ne2;P2\n\n")
     assert up.associations == {"P1": "e1", "P2": "e2"} and not up.errors
     bad = domain.parse_pronote_ids_csv(b"P1;e1\nP1;e9\nP3\n")
@@ -95,3 +95,10 @@ def test_stage_decision_counts_and_the_bilan_actions() -> None:
     none = domain.decide([domain.establishment_matching("1754", tt, None, None)])
     assert none.step_status is StepStatus.WARNING and "No ENT directory" in (none.message_en or "")
     assert none.counts is not None and none.counts["students"]["unmatched"] == len(tt.students)
+
+
+def test_directory_json_an_id_written_as_a_number_or_as_text_is_one_id() -> None:
+    classes = [{"id": 7, "name": "a"}, {"id": " 7 ", "name": "b"}, {"id": 7.5, "name": "c"}, {"id": "7.5", "name": "d"}]
+    up = schemas.parse_directory_json(json.dumps({"classes": classes}).encode())
+    assert [(e["loc"], e["type"]) for e in up.errors] == [(["body", "classes", 1, "id"], "duplicate"),
+                                                         (["body", "classes", 3, "id"], "duplicate")]
