@@ -78,8 +78,11 @@ class Bus(ABC):
 
     @abstractmethod
     async def consume(self, queue: str, handler: Handler, *, bindings: tuple[tuple[str, str], ...] = (),
-                      on_give_up: GiveUp | None = None, prefetch: int | None = None) -> None:
-        """Declare `queue` (bound to each (exchange, pattern)) and start consuming it."""
+                      on_give_up: GiveUp | None = None, prefetch: int | None = None,
+                      transient: bool = False) -> None:
+        """Declare `queue` (bound to each (exchange, pattern)) and start consuming it. `transient`: this
+        process's own queue, gone with it (a notice only the live process cares about, e.g. an
+        acknowledgement it waits for), not a durable queue shared by the consumers of a service."""
 
     async def queue_stats(self, queue: str) -> dict[str, Any]:
         return {}
@@ -160,7 +163,8 @@ class MemoryBus(Bus):
                 self._queue(queue).put_nowait(copy)
 
     async def consume(self, queue: str, handler: Handler, *, bindings: tuple[tuple[str, str], ...] = (),
-                      on_give_up: GiveUp | None = None, prefetch: int | None = None) -> None:
+                      on_give_up: GiveUp | None = None, prefetch: int | None = None,
+                      transient: bool = False) -> None:
         q = self._queue(queue)
         for exchange, pattern in bindings:
             if (exchange, pattern, queue) not in self.bindings:
@@ -278,11 +282,15 @@ class RabbitBus(Bus):
             await self._exchanges[exchange].publish(message, routing_key=routing_key, mandatory=False)
 
     async def consume(self, queue: str, handler: Handler, *, bindings: tuple[tuple[str, str], ...] = (),
-                      on_give_up: GiveUp | None = None, prefetch: int | None = None) -> None:
+                      on_give_up: GiveUp | None = None, prefetch: int | None = None,
+                      transient: bool = False) -> None:
         channel = await self._connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=prefetch or self.prefetch)
         await self._declare_exchanges(channel)
-        q = await self.declare_queue(channel, queue)
+        if transient:  # exclusive, auto-deleted with this connection; the robust connection declares it again
+            q = await channel.declare_queue(queue, durable=False, exclusive=True, auto_delete=True)
+        else:
+            q = await self.declare_queue(channel, queue)
         for exchange, pattern in bindings:
             await q.bind(self._exchanges[exchange], routing_key=pattern)
 

@@ -254,3 +254,22 @@ class DirectoryBarrier(Message):
     marker, every directory event queued before it has been applied (see services/thresholds/handlers.py)."""
 
     barrier: str
+
+
+class DepositAck(Message):
+    """Published on edt.status (routing key deposit.ack.<by>) once a service has recorded what a deposit
+    means for it: the notifier the import (readable, listed, queued), threshold control the lock of the
+    establishment's settings. The dropzone answers the upload (202) or the PUT (201) after both, so that a
+    client reads its own write at once (design.md §5 read-your-writes)."""
+
+    exchange: ClassVar[str] = STATUS_EXCHANGE
+
+    import_id: str
+    by: Literal["notifier", "thresholds"]
+
+    @property
+    def routing_key(self) -> str:
+        return f"deposit.ack.{self.by}"
+
+
+DEPOSIT_ACKERS: tuple[str, ...] = ("notifier", "thresholds")

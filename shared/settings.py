@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     retry_backoff_s: float = 0.5
     prefetch: int = 4
     rabbitmq_management_url: str = "http://guest:guest@127.0.0.1:15672"
+    # Read-your-writes: how long a deposit's answer waits for the notifier and threshold control to have
+    # recorded it (they normally take milliseconds; past this bound the client is answered anyway).
+    deposit_ack_timeout_s: float = 10.0
     login_max_failures: int = 5  # failed WebDAV logins before an account is locked out
     login_lockout_s: int = 900
 

@@ -173,16 +173,18 @@ class Api:
         return dict(self.ok("GET", f"/imports/{import_id}", token))
 
     def wait(self, import_id: str, statuses: set[str] | None = None, timeout: float = 30) -> dict[str, Any]:
-        """Poll the history API until the import reaches one of `statuses` (default: any terminal one)."""
+        """Poll the history API until the import reaches one of `statuses` (default: any terminal one). Like
+        a front-end, it takes the first answer it gets: an import the API handed out is readable at once,
+        so anything but 200 fails the test (never a poll past a 404 or a 502)."""
         wanted = statuses or TERMINAL
         deadline = time.monotonic() + timeout
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
             r = self.call("GET", f"/imports/{import_id}")
-            if r.status_code == 200:
-                last = r.json()
-                if last["status"] in wanted:
-                    return last
+            assert r.status_code == 200, f"GET /imports/{import_id} → {r.status_code} {r.text[:200]}"
+            last = r.json()
+            if last["status"] in wanted:
+                return last
             time.sleep(0.05)
         raise AssertionError(f"import {import_id} never reached {wanted}; last seen: {last}")
 
@@ -197,6 +199,24 @@ class Api:
                        token: str | None = None) -> dict[str, Any]:
         return dict(self.ok("POST", f"/sites/{site}/accounts", token,
                             json={"first_name": first, "last_name": last, "notify": True}))
+
+
+@dataclass
+class Put:
+    status: int
+    import_id: str | None  # X-Import-Id: the import the deposit made, readable at once
+
+
+def curl_put(url: str, login: str, password: str, path: Path, *extra: str) -> Put:
+    """`curl -T` as timetable software deposits (HTTP Basic), keeping the answer's X-Import-Id."""
+    import subprocess
+
+    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-D", "-", "-w", "\n%{http_code}", *extra,
+                          "-u", f"{login}:{password}", "-T", str(path), url],
+                         capture_output=True, text=True, timeout=300, check=True)
+    *headers, code = out.stdout.rstrip("\n").split("\n")
+    found = [h.split(":", 1)[1].strip() for h in headers if h.lower().startswith("x-import-id:")]
+    return Put(int(code), found[-1] if found else None)
 
 
 def test_settings_env(tmp: Path, database_url: str, broker_url: str = "memory://") -> dict[str, str]:

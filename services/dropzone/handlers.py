@@ -22,8 +22,10 @@ from services.dropzone.store import accounts, deposits, establishments, notified
 from shared.bus import Delivery
 from shared.db import Database, as_utc, upsert
 from shared.messages import (
+    DEPOSIT_ACKERS,
     NOTIFICATIONS_EXCHANGE,
     Deposit,
+    DepositAck,
     Envelope,
     FileRef,
     ImportLifecycle,
@@ -52,6 +54,8 @@ class Dropzone:
         self.settings = settings
         self.hasher = PasswordHasher()
         self.logins = domain.LoginCache(AUTH_CACHE_S)  # the one cache of WebDAV logins
+        # import id → the services whose acknowledgement it still waits for, and the event set when none
+        self._acks: dict[str, tuple[set[str], asyncio.Event]] = {}
 
     # --- sites ------------------------------------------------------------------------------------
 
@@ -96,15 +100,41 @@ class Dropzone:
                             source="webdav" if source == "webdav" else "rest", account=account,
                             establishments=route.establishments,
                             target_uais=sorted(route.establishments.values())))
-        async with self.outbox.unit_of_work() as uow:
-            await uow.conn.execute(deposits.insert().values(
-                import_id=import_id, site=site, target=target, establishment=establishment, name=name,
-                sha256=sha, size=size, source=source, account=account, mode=mode.value, dry_run=dry_run,
-                rejection=error[0] if error else None, created_at=now))
-            await uow.emit(event, message_id=import_id)
-        DEPOSITS.labels(source).inc()
-        log.info("deposit %s site=%s target=%s name=%s sha=%s size=%d", import_id, site, target, name, sha[:12], size)
+        pending = self._acks[import_id] = (set(DEPOSIT_ACKERS), asyncio.Event())
+        try:
+            async with self.outbox.unit_of_work() as uow:
+                await uow.conn.execute(deposits.insert().values(
+                    import_id=import_id, site=site, target=target, establishment=establishment, name=name,
+                    sha256=sha, size=size, source=source, account=account, mode=mode.value, dry_run=dry_run,
+                    rejection=error[0] if error else None, created_at=now))
+                await uow.emit(event, message_id=import_id)
+            DEPOSITS.labels(source).inc()
+            log.info("deposit %s site=%s target=%s name=%s sha=%s size=%d", import_id, site, target, name,
+                     sha[:12], size)
+            await self._acknowledged(import_id, pending[1])
+        finally:
+            self._acks.pop(import_id, None)
         return import_id
+
+    async def _acknowledged(self, import_id: str, done: asyncio.Event) -> None:
+        """Read-your-writes: wait until the import is recorded by the notifier (readable, listed) and the
+        establishment's settings are locked by threshold control. The deposit is durable already: past the
+        bound (a service down), the client is answered anyway and the import appears when it is back."""
+        try:
+            async with asyncio.timeout(self.settings.deposit_ack_timeout_s):
+                await done.wait()
+        except TimeoutError:
+            log.warning("deposit %s: not acknowledged within %.0f s (%s); answering anyway", import_id,
+                        self.settings.deposit_ack_timeout_s, ", ".join(sorted(self._acks[import_id][0])))
+
+    async def on_ack(self, delivery: Delivery) -> None:
+        """A service recorded a deposit (deposit.ack.<service>): the last one awaited wakes its request."""
+        ack = DepositAck.from_bytes(delivery.body)
+        waiting = self._acks.get(ack.import_id)
+        if waiting is not None:
+            waiting[0].discard(ack.by)
+            if not waiting[0]:
+                waiting[1].set()
 
     # --- lifecycle --------------------------------------------------------------------------------
 

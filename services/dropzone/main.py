@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from services.dropzone import store
@@ -30,9 +31,9 @@ class WebdavGate:
         ests = await self.dropzone.site_establishments(site)
         return None if ests is None else sorted(ests)
 
-    async def take_deposit(self, site: str, establishment: str | None, name: str, path: Path, login: str) -> None:
-        await self.dropzone.take_deposit(site, establishment, name, path, source="webdav", account=login,
-                                         mode=Mode.AUTO)
+    async def take_deposit(self, site: str, establishment: str | None, name: str, path: Path, login: str) -> str:
+        return await self.dropzone.take_deposit(site, establishment, name, path, source="webdav", account=login,
+                                                mode=Mode.AUTO)
 
 
 def build(rt: Runtime) -> Service:
@@ -47,6 +48,9 @@ def build(rt: Runtime) -> Service:
                              bindings=((STATUS_EXCHANGE, "import.history.done"),))
         await rt.bus.consume(NOTIFICATIONS_QUEUE, dropzone.on_notification,
                              bindings=((NOTIFICATIONS_EXCHANGE, "threshold.#"),))
+        # This process's own queue: the acknowledgements of the deposits it is answering.
+        await rt.bus.consume(f"edt.dropzone.acks.{uuid.uuid4().hex[:12]}", dropzone.on_ack,
+                             bindings=((STATUS_EXCHANGE, "deposit.ack.*"),), transient=True)
 
     return Service("dropzone", build_router(rt.db, dropzone, rt.settings), start, outbox.relay.stop,
                    mounts=[("/webdav", webdav)])

@@ -98,6 +98,7 @@ HTTP_INSUFFICIENT_STORAGE = 507
 ENV_SITE = "edt.webdav.site"
 ENV_LOGIN = "edt.webdav.login"
 ENV_ESTABLISHMENTS = "edt.webdav.establishments"
+ENV_IMPORT_ID = "edt.webdav.import_id"  # the import a PUT/MOVE/COPY made: answered as X-Import-Id
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -118,9 +119,10 @@ class DepositGate(Protocol):
         """Establishment ids of the site, None when the site does not exist."""
         ...
 
-    async def take_deposit(self, site: str, establishment: str | None, name: str, path: Path, login: str) -> None:
+    async def take_deposit(self, site: str, establishment: str | None, name: str, path: Path, login: str) -> str:
         """A complete file landed under its final `name` (establishment None = site URL). The gate copies
-        `path` into its blob store and records the deposit durably before returning; it may raise."""
+        `path` into its blob store and records the deposit durably before returning the import's id (readable
+        at once in the history); it may raise."""
         ...
 
 
@@ -167,10 +169,10 @@ class _Bridge:
         except concurrent.futures.TimeoutError:
             raise DAVError(HTTP_SERVICE_UNAVAILABLE, "Site lookup timed out") from None
 
-    def take_deposit(self, site: str, establishment: str | None, name: str, path: Path, login: str) -> None:
+    def take_deposit(self, site: str, establishment: str | None, name: str, path: Path, login: str) -> str:
         try:
-            self._run(lambda: self.gate.take_deposit(site, establishment, name, path, login),
-                      self.deposit_timeout_s)
+            return self._run(lambda: self.gate.take_deposit(site, establishment, name, path, login),
+                             self.deposit_timeout_s)
         except DAVError:
             raise
         except Exception as e:  # noqa: BLE001 - any gate failure fails the request, the file is not landed
@@ -386,8 +388,8 @@ class DropFile(FileResource):
         place = self.provider.place(dest_path, self.environ)
         if place.site is None or len(place.segments) < 2 or not is_deposit_candidate(name, size):
             return
-        self.provider.bridge.take_deposit(place.site, place.establishment, name, Path(source),
-                                          str(self.environ.get(ENV_LOGIN, "")))
+        self.environ[ENV_IMPORT_ID] = self.provider.bridge.take_deposit(
+            place.site, place.establishment, name, Path(source), str(self.environ.get(ENV_LOGIN, "")))
 
 
 # --- provider ------------------------------------------------------------------------------------
@@ -583,7 +585,14 @@ class _RequestGuard:
         auth = environ.get("HTTP_AUTHORIZATION")
         if auth is not None and not _basic_credentials_ok(auth):
             del environ["HTTP_AUTHORIZATION"]  # malformed: answered with a 401 challenge, not a 500
-        return self.app(environ, start_response)
+
+        def answer(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            import_id = environ.get(ENV_IMPORT_ID)
+            if import_id:  # the deposit's import, readable at once (design.md §5 read-your-writes)
+                headers = [*headers, ("X-Import-Id", str(import_id))]
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        return self.app(environ, answer)
 
 
 # --- assembly ------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from shared.bus import Delivery
 from shared.db import Database, as_utc
 from shared.messages import (
     STATUS_EXCHANGE,
+    DepositAck,
     FileRef,
     ImportLifecycle,
     ImportStatus,
@@ -93,8 +94,10 @@ class NotifierHandlers:
         if event.deposit is None:
             log.warning("deposit event without deposit for %s", event.import_id)
             return
+        # The dropzone answers its client once the import is readable here (read-your-writes).
+        await uow.emit(DepositAck(import_id=event.import_id, by="notifier"))
         if (await conn.execute(sa.select(imports.c.id).where(imports.c.id == event.import_id))).first():
-            return  # redelivered
+            return  # redelivered: recorded already, acknowledged again
         dep = event.deposit
         scope = scope_of(event.site, event.establishment)
         rejected = event.step_status is StepStatus.ERROR

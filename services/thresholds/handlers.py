@@ -26,6 +26,7 @@ from shared.bus import Bus, Delivery
 from shared.db import Database, as_utc, upsert
 from shared.messages import (
     NOTIFICATIONS_EXCHANGE,
+    DepositAck,
     DirectoryBarrier,
     DirectoryUpdated,
     Envelope,
@@ -36,6 +37,7 @@ from shared.messages import (
     utcnow,
 )
 from shared.messages import Stage as StageName
+from shared.outbox import Outbox
 from shared.reconcile import matching_figures, reconcile_snapshot
 from shared.settings import Settings
 from shared.stage import StageResult, UnitOfWork
@@ -46,7 +48,7 @@ log = logging.getLogger("edt.thresholds")
 LIFECYCLE_QUEUE = "edt.thresholds.lifecycle"
 # Terminal lifecycle events (integrated imports, end of a site's lock) and the first stage event of an
 # import (start of the lock).
-LIFECYCLE_KEYS = ("import.history.#", "import.validation.running")
+LIFECYCLE_KEYS = ("import.history.#", "import.deposit.*", "import.validation.running")
 # ENT directory snapshots announced by the reconciler (DirectoryUpdated), and the stage's barrier markers.
 DIRECTORY_QUEUE = "edt.thresholds.directory"
 DIRECTORY_KEYS = ("directory.updated.*",)
@@ -68,10 +70,11 @@ class ThresholdsStage:
 
     name = StageName.THRESHOLDS
 
-    def __init__(self, db: Database, bus: Bus, blobs: BlobStore, settings: Settings, *,
+    def __init__(self, db: Database, bus: Bus, blobs: BlobStore, settings: Settings, outbox: Outbox, *,
                  mail_sent: Callable[[], None] | None = None) -> None:
         self.db = db
         self.bus = bus
+        self.outbox = outbox
         self.blobs = blobs
         self.settings = settings
         self.mail_sent = mail_sent  # wakes the mail relay once an e-mail to send has been committed
@@ -234,14 +237,20 @@ class ThresholdsStage:
                                        .values(integrated_at=event.at))
             self._arrival(f"lifecycle:{event.import_id}")
             return
+        # A deposit (or, for imports deposited before deposits locked, the start of validation) locks the
+        # establishment's settings until the import ends; a deposit is acknowledged to the dropzone, which
+        # answers its client once the lock holds (design.md §5: settings locked from the 202 on).
         status = StatusEvent.from_bytes(delivery.body)
-        async with self.db.transaction() as conn:
+        async with self.outbox.unit_of_work() as uow:
+            conn = uow.conn
             ended = (await conn.execute(sa.select(lifecycle.c.import_id)
                                         .where(lifecycle.c.import_id == status.import_id))).first()
-            if ended is None:
+            if ended is None and status.outcome is not ImportStatus.REJECTED:
                 await conn.execute(upsert(self.db, active, {"import_id": status.import_id, "site": status.site,
                                                             "establishment": status.establishment,
                                                             "since": status.at}, ["import_id"]))
+            if status.stage is StageName.DEPOSIT:
+                await uow.emit(DepositAck(import_id=status.import_id, by="thresholds"))
 
     async def on_directory(self, delivery: Delivery) -> None:
         """A DirectoryUpdated event: keep the newest snapshot per establishment (by the reconciler's commit

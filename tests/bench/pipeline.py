@@ -24,7 +24,6 @@ import argparse
 import gc
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ from lxml import etree
 
 from tests.factory import GeneratedSchool, make_school
 from tests.factory.directory import make_directory
-from tests.harness import Api, database
+from tests.harness import Api, curl_put, database
 
 SITE = "4817"
 UAIS = ("0490856P", "0490857R")
@@ -181,13 +180,10 @@ def setup_site(api: Api, school: GeneratedSchool) -> list[tuple[str, Any]]:
 
 
 def deposit_webdav(api: Api, account: dict[str, str], path: Path, folder: str) -> str:
-    known = {h["id"] for h in api.history(SITE, limit=100)}
-    subprocess.run(["curl", "-sf", "-o", "/dev/null", "-u", f"{account['login']}:{account['password']}",
-                    "-T", str(path), f"{api.base_url}/webdav/{folder}"], check=True)
-    while True:  # the PUT's answer came after the import was recorded: it is listed at once
-        new = [h["id"] for h in api.history(SITE, limit=100) if h["id"] not in known]
-        if new:
-            return new[0]
+    put = curl_put(f"{api.base_url}/webdav/{folder}", account["login"], account["password"], path)
+    if put.status != 201 or put.import_id is None:
+        raise SystemExit(f"PUT {path.name}: {put.status}")
+    return put.import_id
 
 
 def measure_size(size: str, runs: int, mode: str = "embedded") -> Line:

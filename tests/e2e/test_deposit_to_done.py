@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import Api, sample_xml
+from tests.harness import Api, curl_put, sample_xml
 
 SITE, EST, UAI = "4817", "1754", "0490856P"
 PIPELINE_STATUSES = ["waiting", "received", "validating", "checking_thresholds", "creating_groups",
@@ -78,12 +78,6 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
         stacks.close()
 
 
-def curl_put(url: str, user: str, password: str, path: Path) -> int:
-    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"{user}:{password}",
-                          "-T", str(path), url], capture_output=True, text=True, timeout=60, check=True)
-    return int(out.stdout)
-
-
 def rclone_copy(base: str, user: str, password: str, src: Path, dest_dir: str) -> None:
     obscured = subprocess.run(["rclone", "obscure", password], capture_output=True, text=True, check=True).stdout
     env = {**os.environ, "RCLONE_CONFIG_EDT_TYPE": "webdav", "RCLONE_CONFIG_EDT_URL": base,
@@ -93,15 +87,12 @@ def rclone_copy(base: str, user: str, password: str, src: Path, dest_dir: str) -
                    env=env, capture_output=True, text=True, timeout=120, check=True)
 
 
-def new_import(api: Api, known: set[str], timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        fresh = [i for i in api.history(SITE) if i["id"] not in known]
-        if fresh:
-            known.add(fresh[0]["id"])
-            return fresh[0]
-        time.sleep(0.05)
-    raise AssertionError("no new import in the history")
+def new_import(api: Api, known: set[str]) -> dict[str, Any]:
+    """The import a deposit just answered made: listed in the history before the answer (read-your-writes)."""
+    fresh = [i for i in api.history(SITE) if i["id"] not in known]
+    assert len(fresh) == 1, f"expected exactly one new import in the history, found {len(fresh)}"
+    known.add(fresh[0]["id"])
+    return fresh[0]
 
 
 def replayed_statuses(api: Api, import_id: str) -> list[str]:
@@ -122,8 +113,10 @@ def test_webdav_deposit_to_done_and_queue_position(target: Target, tmp_path: Pat
     deposit = tmp_path / "EDT_To_KOSMOS_0490856P.xml"
     deposit.write_bytes(sample_xml(UAI, marker="webdav-1"))
     started = time.monotonic()
-    assert curl_put(f"{target.base_url}/webdav/{SITE}/{EST}/", login, password, deposit) == 201
+    put = curl_put(f"{target.base_url}/webdav/{SITE}/{EST}/", login, password, deposit)
+    assert put.status == 201
     first = new_import(api, known)
+    assert put.import_id == first["id"]  # X-Import-Id names it
     done = api.wait(first["id"])
     elapsed = time.monotonic() - started
     print(f"\n[{target.mode}] one WebDAV deposit → done: {elapsed * 1000:.0f} ms")
@@ -137,7 +130,7 @@ def test_webdav_deposit_to_done_and_queue_position(target: Target, tmp_path: Pat
         path.parent.mkdir()
         path.write_bytes(sample_xml(UAI, marker=marker))
     with target.hold_validation():
-        assert curl_put(f"{target.base_url}/webdav/{SITE}/{EST}/", login, password, a) == 201
+        assert curl_put(f"{target.base_url}/webdav/{SITE}/{EST}/", login, password, a).status == 201
         running = new_import(api, known)
         assert api.wait(running["id"], {"received"})["queue_position"] is None
         rclone_copy(f"{target.base_url}/webdav/", login, password, b, f"{SITE}/{EST}")

@@ -5,7 +5,6 @@ counted). The encrypted ones, for which no key is public, end with the precise k
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from services.validator.domain import parse_export
 from tests.factory.directory import make_directory
 from tests.factory.real import CORPUS, RealFile, to_school_year
-from tests.harness import Api, database
+from tests.harness import Put, curl_put, database
 from tests.integration.conftest import Stack, start_stack
 from tests.real.conftest import check_provenance
 
@@ -28,19 +27,10 @@ def product(tmp_path: Path) -> Iterator[Stack]:
         yield from start_stack(tmp_path, url, max_upload_mb="20")
 
 
-def webdav_put(stack: Stack, account: dict[str, str], folder: str, name: str, data: bytes, tmp: Path) -> int:
+def webdav_put(stack: Stack, account: dict[str, str], folder: str, name: str, data: bytes, tmp: Path) -> Put:
     path = tmp / name
     path.write_bytes(data)
-    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-u",
-                          f"{account['login']}:{account['password']}", "-T", str(path),
-                          f"{stack.url}/webdav/{folder}/{name}"], capture_output=True, text=True, timeout=60)
-    return int(out.stdout or 0)
-
-
-def newest(api: Api, site: str, name: str) -> str:
-    found = [i for i in api.history(site, limit=50) if i["file"]["name"] == name]
-    assert found, f"{name} is not in the history after its PUT was answered"
-    return str(found[0]["id"])
+    return curl_put(f"{stack.url}/webdav/{folder}/{name}", account["login"], account["password"], path)
 
 
 def action(item: dict, name: str) -> int:
@@ -73,8 +63,9 @@ def test_real_clear_export_goes_through_over_rest_then_webdav(product: Stack, co
     # the automatic export of the next morning: the same timetable, written again (other bytes)
     account = api.create_account("4817")
     again = data + b"<!-- export automatique -->\n"
-    assert webdav_put(product, account, "4817/1754", "EDT_To_KOSMOS_" + real.uai + ".xml", again, tmp_path) == 201
-    auto = api.wait(newest(api, "4817", "EDT_To_KOSMOS_" + real.uai + ".xml"), timeout=120)
+    put = webdav_put(product, account, "4817/1754", "EDT_To_KOSMOS_" + real.uai + ".xml", again, tmp_path)
+    assert put.status == 201 and put.import_id
+    auto = api.wait(put.import_id, timeout=120)
     assert auto["status"] == "done" and auto["mode"] == "auto", (auto["status"], auto["message"])
     assert [s["status"] for s in auto["steps"]][1] == "warning"  # validated again, same warnings
     report = api.ok("GET", f"/imports/{auto['id']}/report")

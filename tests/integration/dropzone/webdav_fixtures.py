@@ -71,11 +71,12 @@ class FakeGate:
         ests = self.sites.get(site)
         return None if ests is None else list(ests)
 
-    async def take_deposit(self, site: str, establishment: str | None, name: str, path: Path, login: str) -> None:
+    async def take_deposit(self, site: str, establishment: str | None, name: str, path: Path, login: str) -> str:
         if self.fail_deposits:
             raise RuntimeError("blob store unavailable")
         data = await asyncio.to_thread(path.read_bytes)
         self.deposits.append(Deposit(site, establishment, name, data, login))
+        return f"import-{len(self.deposits)}"
 
 
 @dataclass

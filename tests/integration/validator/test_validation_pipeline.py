@@ -5,8 +5,6 @@ clear, zipped and encrypted exports of a generated school pass."""
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 
 from tests.factory import make_school
 from tests.factory.bad_files import PARTNER, TOLERATED, BadCase, CorpusContext, build_corpus
-from tests.harness import Api, database
+from tests.harness import Put, curl_put, database
 from tests.integration.conftest import Stack, start_stack
 
 SITE, EST, UAI = "4817", "1754", "0490856P"
@@ -54,22 +52,8 @@ def product(tmp_path_factory: pytest.TempPathFactory,
         stacks.close()
 
 
-def webdav_put(base: str, account: dict[str, str], est: str, path: Path) -> int:
-    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-u",
-                          f"{account['login']}:{account['password']}", "-T", str(path),
-                          f"{base}/webdav/{SITE}/{est}/{path.name}"], capture_output=True, text=True, timeout=120)
-    return int(out.stdout or 0)
-
-
-def latest(api: Api, name: str) -> dict:
-    """The newest import of that file name (the history is fed by events: poll until it shows)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        found = [i for i in api.history(SITE, limit=500) if i["file"]["name"] == name]
-        if found:
-            return found[0]
-        time.sleep(0.05)
-    raise AssertionError(f"{name} never reached the history")
+def webdav_put(base: str, account: dict[str, str], est: str, path: Path) -> Put:
+    return curl_put(f"{base}/webdav/{SITE}/{est}/{path.name}", account["login"], account["password"], path)
 
 
 def pipeline_cases(cases: list[BadCase]) -> list[BadCase]:
@@ -89,8 +73,9 @@ def test_every_bad_file_is_rejected_with_its_reason_and_the_service_stays_up(
         # the folder of the establishment their file names. One at a time: a newer deposit would
         # supersede a waiting one.
         est = EST if case.kwargs.get("expected_uais") else "2001"
-        assert webdav_put(stack.url, account, est, case.path) == 201, case.name
-        item = stack.api.wait(latest(stack.api, case.name)["id"], timeout=60)
+        put = webdav_put(stack.url, account, est, case.path)
+        assert put.status == 201 and put.import_id, case.name
+        item = stack.api.wait(put.import_id, timeout=60)
         assert item["status"] == "rejected", (case.name, item["status"], item["message"])
         assert item["label"] == "Interrompu"
         step = item["steps"][1]
@@ -125,8 +110,9 @@ def test_every_tolerated_file_is_imported_with_its_warning(
     assert len(by_content) >= 20
     for group in by_content.values():
         case = group[0]
-        assert webdav_put(stack.url, account, "2001", case.path) == 201, case.name
-        item = stack.api.wait(latest(stack.api, case.name)["id"], timeout=60)
+        put = webdav_put(stack.url, account, "2001", case.path)
+        assert put.status == 201 and put.import_id, case.name
+        item = stack.api.wait(put.import_id, timeout=60)
         assert item["status"] == "done", (case.name, item["status"], item["message"])
         assert item["label"] == "Fait"
         step = item["steps"][1]
@@ -151,8 +137,9 @@ def test_clear_zipped_and_encrypted_exports_pass(product: tuple[Stack, dict[str,
     for i, (name, data) in enumerate(variants.items()):
         path = tmp_path / name
         path.write_bytes(data + (b"" if name.endswith(".zip") else f"<!-- {i} -->".encode()))
-        assert webdav_put(stack.url, account, EST, path) == 201
-        item = stack.api.wait(latest(stack.api, name)["id"], timeout=60)
+        put = webdav_put(stack.url, account, EST, path)
+        assert put.status == 201 and put.import_id
+        item = stack.api.wait(put.import_id, timeout=60)
         assert item["status"] == "done", (name, item["message"], item["alerts"][:3])
         counts = item["counts"]["validation"]
         assert counts["students"] == 400 and counts["courses"] > 0 and counts["closure_periods"] > 0
@@ -190,11 +177,9 @@ def test_encrypted_file_on_the_site_url_is_decrypted_then_attributed_by_uai(
     ctx = corpus[0]
     path = tmp_path / "Edt_To_EDTIMPORT.xml"
     path.write_bytes(make_school("XS", 21, uai=UAI).encrypt(ctx.public_key, PARTNER))
-    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-u",
-                          f"{account['login']}:{account['password']}", "-T", str(path),
-                          f"{stack.url}/webdav/{SITE}/"], capture_output=True, text=True, timeout=60)
-    assert out.stdout == "201"
-    item = stack.api.wait(latest(stack.api, path.name)["id"], timeout=60)
+    put = curl_put(f"{stack.url}/webdav/{SITE}/", account["login"], account["password"], path)
+    assert put.status == 201 and put.import_id
+    item = stack.api.wait(put.import_id, timeout=60)
     assert item["status"] == "done" and item["establishment"] is None  # the container hides its list
     report = stack.api.ok("GET", f"/imports/{item['id']}/validation")
     assert report["meta"]["encrypted"] is True and list(report["timetables"]) == [EST]

@@ -115,7 +115,7 @@ class Gate:
             await asyncio.sleep(5)
         return ["1754"]
 
-    async def take_deposit(self, site: str, establishment: str | None, name: str, path: Path, login: str) -> None:
+    async def take_deposit(self, site: str, establishment: str | None, name: str, path: Path, login: str) -> str:
         raise OSError(28, "No space left on device")
 
 
