@@ -186,8 +186,9 @@ class MemoryBus(Bus):
             while True:
                 await running.wait()
                 delivery = await q.get()
-                await running.wait()  # paused while it waited for a message: hold it unprocessed
+                # delivered, not yet acknowledged (RabbitMQ's "unacked"), also while a pause holds it
                 self.inflight[queue] = self.inflight.get(queue, 0) + 1
+                await running.wait()  # paused while it waited for a message: hold it unprocessed
                 try:
                     await self._run_handler(delivery, handler, on_give_up, retry, dead_letter)
                 finally:

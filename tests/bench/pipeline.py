@@ -181,7 +181,7 @@ def setup_site(api: Api, school: GeneratedSchool) -> list[tuple[str, Any]]:
 
 def deposit_webdav(api: Api, account: dict[str, str], path: Path, folder: str) -> str:
     put = curl_put(f"{api.base_url}/webdav/{folder}", account["login"], account["password"], path)
-    if put.status != 201 or put.import_id is None:
+    if put.status not in (201, 204) or put.import_id is None:  # 204: the same name written again
         raise SystemExit(f"PUT {path.name}: {put.status}")
     return put.import_id
 

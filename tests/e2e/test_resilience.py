@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -24,6 +25,21 @@ def wait_history(api: Api, count: int, timeout: float = 30) -> list[dict]:
     raise AssertionError(f"history never reached {count} imports")
 
 
+def wait_unacked(vhost: str, queue: str, count: int, timeout: float = 30) -> None:
+    """Until the broker counts `count` messages of `queue` delivered and not acknowledged (rabbitmqctl reads
+    the queue's own state, unlike the management API's figures refreshed every few seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages_unacknowledged"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+        unacked = {line.split()[0]: int(line.split()[1]) for line in out.splitlines() if len(line.split()) == 2
+                   and line.split()[1].isdigit()}
+        if unacked.get(queue, 0) >= count:
+            return
+        assert time.monotonic() < deadline, f"{queue}: {unacked.get(queue)} unacknowledged, {count} awaited"
+        time.sleep(0.1)
+
+
 def test_validator_killed_mid_import_still_completes_once(cluster_factory: Callable[..., E2E]) -> None:
     e2e = cluster_factory()
     api = Api(e2e.base_url, e2e.admin_token)
@@ -32,7 +48,7 @@ def test_validator_killed_mid_import_still_completes_once(cluster_factory: Calla
     os.kill(validator, signal.SIGSTOP)  # holds the command it is handed, unacknowledged
     import_id = api.upload(SITE, "1754", sample_xml("0490856P"))
     api.wait(import_id, {"received"})
-    time.sleep(0.5)  # the broker has delivered the command to the stopped consumer
+    wait_unacked(e2e.vhost, "edt.validate", 1)  # the broker has handed the command to the stopped consumer
     e2e.cluster.kill("validator")  # crash: no ack, the broker requeues it
     e2e.cluster.restart("validator")
     done = api.wait(import_id, timeout=60)

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +37,21 @@ class Stack:
 
     def resume(self, queue: str) -> None:
         self.server.call(lambda: self.runtime.bus.resume(queue))  # type: ignore[attr-defined]
+
+    def run(self, coro: Any, timeout: float = 30) -> Any:
+        """Run a coroutine on the server's event loop and return its result."""
+        assert self.server.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self.server.loop).result(timeout)
+
+    def drain(self, within: float = 20) -> None:
+        """Until every queue of the in-process bus is empty and no handler runs: what was sent has been
+        handled (the bus's own state, not a sleep)."""
+        self.run(self.runtime.bus.drain(within), within + 5)  # type: ignore[attr-defined]
+
+    def queue_depth(self, queue: str) -> int:
+        """Messages of `queue` not yet handled: waiting, or delivered and held by a paused consumer."""
+        stats = self.run(self.runtime.bus.queue_stats(queue))
+        return int(stats["ready"]) + int(stats["unacked"])
 
 
 def start_stack(tmp: Path, db_url: str, broker_url: str = "memory://", **overrides: str) -> Iterator[Stack]:

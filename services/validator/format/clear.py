@@ -82,6 +82,8 @@ def bitmap(value: str) -> int:
 def canonical_ident(value: str) -> str:
     """Idents are `xs:unsignedInt` in the schema: ' 012 ' and '+12' are the ident 12. Non-numeric idents
     (the schema leaves PartieDeClasse's untyped under Cours) are kept as written, trimmed."""
+    if value.isdigit() and value[:1] != "0" and value.isascii():  # the common case, already canonical
+        return value
     text = value.strip()
     digits = text[1:] if text[:1] == "+" else text
     return str(int(digits)) if digits.isdigit() and digits.isascii() else text
@@ -157,6 +159,8 @@ class ClearParser:
         self.duplicates: dict[str, list[str]] = {}
         self.unknown: dict[str, int] = {}  # 'Section', 'Element@attribute', 'Element/child' → count
         self.counters: dict[str, int] = {}
+        self.dates: dict[str, date] = {}
+        self.names_checked: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
 
     # ---------------------------------------------------------------- helpers
     def _tally(self, code: str, element: str, attribute: str, el: Any, value: Any = None) -> None:
@@ -173,10 +177,13 @@ class ClearParser:
     def _check_names(self, el: Any, element: str) -> None:
         """Unknown attributes of an entity and unknown children (with theirs): listed, never fatal."""
         attrs, children = KNOWN[element]
-        for name in el.keys():
-            if name not in attrs and name[0] != "{":  # namespaced (xsi:…) attributes are XML's, not the format's
-                key = f"{element}@{name}"
-                self.unknown[key] = self.unknown.get(key, 0) + 1
+        names = tuple(el.keys())
+        unknown_here = self.names_checked.get((element, names))
+        if unknown_here is None:  # the same attributes over and over: looked up once per set
+            unknown_here = self.names_checked[(element, names)] = tuple(
+                f"{element}@{name}" for name in names if name not in attrs and name[0] != "{")  # xsi:… is XML's
+        for key in unknown_here:
+            self.unknown[key] = self.unknown.get(key, 0) + 1
         for child in el:
             tag = child.tag
             if not isinstance(tag, str):
@@ -215,10 +222,16 @@ class ClearParser:
 
     def _opt_date(self, el: Any, element: str, attribute: str) -> date | None:
         value = el.get(attribute)
-        if not value or not value.strip():
+        if not value:
+            return None
+        known = self.dates.get(value)  # a school has a few hundred distinct dates in ~20,000 attributes
+        if known is not None:
+            return known
+        if not value.strip():
             return None
         try:
-            return parse_date(value)
+            parsed = self.dates[value] = parse_date(value)
+            return parsed
         except ValueError:
             self._tally("date_invalid", element, attribute, el, value)
             return None

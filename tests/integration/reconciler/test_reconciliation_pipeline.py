@@ -283,7 +283,11 @@ def test_a_directory_event_still_queued_is_waited_for_by_threshold_control(sqlit
                               "first_name": t.first_name} for t in tt.teachers.values()]})
     running = api.upload(SITE, EST, make_school("XS", SEED, uai=UAI, year=2026).to_xml_bytes())
     api.wait(running, {"checking_thresholds"})
-    time.sleep(0.5)
+    # the stage's barrier marker sits behind the directory event in the held queue: the stage waits
+    deadline = time.monotonic() + 10
+    while stack.queue_depth("edt.thresholds.directory") < 2:
+        assert time.monotonic() < deadline, "the barrier marker never reached the directory queue"
+        time.sleep(0.01)
     assert api.get_import(running)["status"] == "checking_thresholds"  # held by the barrier
     stack.resume("edt.thresholds.directory")
     done = api.wait(running)
