@@ -8,6 +8,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Test files are spread over one worker per core (each file keeps its fixtures in one process).
+TEST_WORKERS ?= auto
 
 .PHONY: help venv migrate run run-distributed nginx check-services test test-real bench lint
 
@@ -48,7 +50,8 @@ check-services: venv
 	$(BIN)/python -m deploy.check_services
 
 test: venv check-services
-	$(BIN)/python -m pytest -p no:cacheprovider -q tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider -q -n $(TEST_WORKERS) --dist loadfile \
+	  tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
 
 # Real exports are third-party files, not in the repository: EDT_REAL_CORPUS (default tests/fixtures/real).
 test-real: venv
