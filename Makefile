@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # Test files are spread over one worker per core (each file keeps its fixtures in one process).
 TEST_WORKERS ?= auto
 
-.PHONY: help venv migrate run run-distributed nginx check-services test test-real bench lint
+.PHONY: help venv migrate run run-distributed nginx check-services test test-real bench bench-herd lint
 
 help:
 	@echo "make run              embedded all-in-one on 127.0.0.1:8000 (SQLite, in-process bus, demo site)"
@@ -19,6 +19,7 @@ help:
 	@echo "make test             unit, integration and e2e tests (needs PostgreSQL and RabbitMQ)"
 	@echo "make test-real        the real exports through the pipeline (needs them: tests/fixtures/real/README.md)"
 	@echo "make bench            the benchmarks, each with its floor and PASS/FAIL"
+	@echo "make bench-herd       the 08:00 herd: 300 sites on the distributed product, with the scale-out table"
 	@echo "make lint             ruff + mypy + the import contracts (lint-imports)"
 	@echo "make migrate          bring EDT_DATABASE_URL (default: the embedded SQLite file) to the latest schema"
 	@echo "make venv             create .venv and install the project (again only when pyproject.toml changed)"
@@ -59,6 +60,9 @@ test-real: venv
 
 bench: venv
 	$(BIN)/python -m tests.bench
+
+bench-herd: venv nginx check-services
+	$(BIN)/python -m tests.bench.herd $(HERD_ARGS)
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/mypy shared services deploy && $(BIN)/lint-imports --no-cache
