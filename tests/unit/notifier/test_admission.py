@@ -113,3 +113,45 @@ def test_eta_from_average_import_duration() -> None:
     assert eta_seconds(None, 4.0, 10.0) == 6
     assert eta_seconds(None, 40.0, 10.0) == 0
     assert eta_seconds(None, None, 10.0) is None
+
+
+def _replay_reference(in_flight: list[Slot], waiting: list[Slot], capacity: int) -> dict[str, int]:
+    """The admission replay written plainly (plan_dispatch round after round): the indexed replay of
+    `queue_positions` must give exactly the same positions."""
+    running = sorted(in_flight, key=lambda s: (s.at, s.id))
+    pending = list(waiting)
+    finished = 0
+    positions: dict[str, int] = {}
+    while pending:
+        for s in plan_dispatch(running, pending, capacity):
+            positions[s.id] = finished
+            pending.remove(s)
+            running.append(s)
+        if not pending:
+            break
+        if not running:
+            positions.update({s.id: finished for s in pending})
+            break
+        running.pop(0)
+        finished += 1
+    return positions
+
+
+def test_queue_positions_replay_the_admission_rule_exactly() -> None:
+    import random
+
+    base = datetime(2026, 12, 1, 8, 0)
+    for seed in range(400):
+        rng = random.Random(seed)
+        sites = [f"S{i}" for i in range(rng.randint(1, 6))]
+
+        def any_slot(ident: str, paused: bool, rng: random.Random = rng, sites: list[str] = sites) -> Slot:
+            est = rng.choice([None, "E1", "E2", "E3", "E1"])
+            return Slot(ident, rng.choice(sites), est, base + timedelta(seconds=rng.randint(0, 50)),
+                        rng.choice(list(Mode)), counts_for_capacity=not paused)
+
+        # in flight, some paused for a human (awaiting_selection: no worker held); waiting ones all count
+        in_flight = [any_slot(f"r{i}", rng.random() < 0.2) for i in range(rng.randint(0, 4))]
+        waiting = [any_slot(f"w{i}", False) for i in range(rng.randint(0, 25))]
+        capacity = rng.randint(1, 5)
+        assert queue_positions(in_flight, waiting, capacity) == _replay_reference(in_flight, waiting, capacity), seed
