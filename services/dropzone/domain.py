@@ -50,12 +50,17 @@ def login_part(name: str) -> str:
     return re.sub(r"-{2,}", "-", folded).strip("-")
 
 
-def make_login(first_name: str, last_name: str, taken: Collection[str]) -> str:
-    """Seed 001: `emp.<prénom>.<nom>` (« emp.thibault.bourgeois »), de-duplicated with a number."""
+def login_base(first_name: str, last_name: str) -> str:
+    """Seed 001: `emp.<prénom>.<nom>` (« emp.thibault.bourgeois »), before de-duplication."""
     first, last = login_part(first_name), login_part(last_name)
     if not first and not last:
         raise ValueError("a first or last name is needed")
-    base = "emp." + ".".join(p for p in (first, last) if p)
+    return "emp." + ".".join(p for p in (first, last) if p)
+
+
+def make_login(first_name: str, last_name: str, taken: Collection[str]) -> str:
+    """The login base, de-duplicated with a number (`taken`: the logins starting with that base)."""
+    base = login_base(first_name, last_name)
     login, n = base, 1
     while login in taken:
         n += 1

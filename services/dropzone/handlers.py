@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from services.dropzone import domain
+from services.dropzone import domain, store
 from services.dropzone.store import accounts, deposits, establishments, notified, sites
 from shared.bus import Delivery
 from shared.db import Database, as_utc, upsert
@@ -187,11 +187,13 @@ class Dropzone:
             refusal = domain.account_creation_refusal(count, site_row.first_import_at)
             if refusal:
                 raise Problem(409, "Conflict", refusal[0], code="account_refused", detail_en=refusal[1])
-            taken = set((await conn.execute(sa.select(accounts.c.login))).scalars())
             try:
-                login = domain.make_login(first_name, last_name, taken)
+                base = domain.login_base(first_name, last_name)
             except ValueError as exc:
                 raise Problem(422, "Unprocessable Content", domain.NAME_REQUIRED, code="name_required") from exc
+            # Logins are unique across sites: two creations of the same name, anywhere, take turns.
+            await self.db.advisory_lock(conn, "account-login", base)
+            login = domain.make_login(first_name, last_name, await store.logins_starting(conn, base))
             now = utcnow()
             await conn.execute(accounts.insert().values(
                 login=login, site=site, display_name=display_name, first_name=first_name, last_name=last_name,

@@ -148,6 +148,13 @@ async def count_accounts(conn: AsyncConnection, site: str) -> int:
                                    .where(accounts.c.site == site))).scalar_one())
 
 
+async def logins_starting(conn: AsyncConnection, prefix: str) -> set[str]:
+    """The logins beginning with `prefix` (the candidates a new login must not collide with)."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return set((await conn.execute(sa.select(accounts.c.login)
+                                   .where(accounts.c.login.like(escaped + "%", escape="\\")))).scalars())
+
+
 async def site_accounts(conn: AsyncConnection, site: str) -> list[Any]:
     return list((await conn.execute(sa.select(accounts).where(accounts.c.site == site)
                                     .order_by(accounts.c.created_at, accounts.c.login))).all())

@@ -77,3 +77,21 @@ def test_api_validation_errors_are_problem_json(sqlite_stack: Stack) -> None:
     assert api.call("PUT", "/sites/4817/establishments/x", json={"uai": "nope", "name": "x"}).status_code == 422
     clash = api.call("PUT", "/sites/4817/establishments/x", json={"uai": "0490856P", "name": "x"})
     assert clash.status_code == 409
+
+
+def test_same_name_created_at_once_on_several_sites_gets_distinct_logins(stack: Stack) -> None:
+    """Logins are unique across sites: concurrent creations of one name each get their own number."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    api = stack.api
+    sites = [f"S{i}" for i in range(4)]
+    for i, site in enumerate(sites):
+        api.create_site(site, {f"e{i}": f"049085{i}P"})
+        api.first_import(site, f"e{i}", sample_xml(f"049085{i}P"))
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda s: api.call("POST", f"/sites/{s}/accounts",
+                                                   json={"first_name": "Thibault", "last_name": "Bourgeois"}),
+                                sites + sites))
+    assert [r.status_code for r in answers] == [201] * 8, [r.text for r in answers if r.status_code != 201]
+    logins = sorted(r.json()["login"] for r in answers)
+    assert logins == sorted(["emp.thibault.bourgeois"] + [f"emp.thibault.bourgeois{n}" for n in range(2, 9)])
