@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from services.notifier import domain, store
-from services.notifier.handlers import IN_FLIGHT, NotifierHandlers, slot_of
+from services.notifier.handlers import ACTIVE, IN_FLIGHT, NotifierHandlers, slot_of
 from services.notifier.schemas import (
     STATUS_LIST_PATTERN,
     FileRead,
@@ -100,15 +100,47 @@ def import_view(row: Any, step_rows: list[Any], position: int | None, eta: int |
     })
 
 
+class QueueBoard:
+    """The queue positions and the average import duration, computed once per admission version: the
+    history API is read far more often than admission changes (a front-end refreshing every waiting import
+    while a herd deposits), and the replay of the whole queue is the costly part of a read. Every process
+    reads the version from the database, so two notifier processes never show positions older than the
+    statuses they return."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._version = -1
+        self._positions: dict[str, int] = {}
+        self._avg = 30.0
+        self._lock = asyncio.Lock()
+
+    async def read(self, conn: Any, waiting_ids: list[str]) -> tuple[dict[str, int], float]:
+        version = await store.admission_at(conn)
+        if version != self._version or any(i not in self._positions for i in waiting_ids):
+            async with self._lock:  # one computation for the requests that arrive together
+                if version > self._version or any(i not in self._positions for i in waiting_ids):
+                    await self._compute(conn, version)
+        return self._positions, self._avg
+
+    async def _compute(self, conn: Any, version: int) -> None:
+        # The version is read before the rows: the rows are at least as new as the version they are kept under.
+        in_flight, waiting = await NotifierHandlers.active(conn)
+        self._positions = domain.queue_positions([slot_of(r) for r in in_flight], [slot_of(r) for r in waiting],
+                                                 self.capacity)
+        self._avg = domain.average_duration(await store.recent_durations(conn), default=30.0)
+        self._version = max(version, self._version)
+
+
 def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
                  handlers: NotifierHandlers) -> APIRouter:
     router = APIRouter()
 
-    async def positions_and_etas(conn: Any) -> tuple[dict[str, int], float]:
-        in_flight, waiting = await handlers.active(conn)
-        positions = domain.queue_positions([slot_of(r) for r in in_flight], [slot_of(r) for r in waiting],
-                                           settings.max_in_flight)
-        return positions, domain.average_duration(await store.recent_durations(conn), default=30.0)
+    board = QueueBoard(settings.max_in_flight)
+
+    async def positions_and_etas(conn: Any, rows: list[Any]) -> tuple[dict[str, int], float]:
+        if not any(ImportStatus(r.status) in ACTIVE for r in rows):
+            return {}, 0.0  # nothing waiting or running in view: no position, no ETA to compute
+        return await board.read(conn, [r.id for r in rows if r.status == ImportStatus.WAITING.value])
 
     def eta_for(row: Any, positions: dict[str, int], avg: float) -> tuple[int | None, int | None]:
         status = ImportStatus(row.status)
@@ -130,7 +162,7 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
         async with db.read() as conn:
             row = await load(conn, import_id, who)
             step_rows = (await store.steps_of(conn, [import_id]))[import_id]
-            positions, avg = await positions_and_etas(conn)
+            positions, avg = await positions_and_etas(conn, [row])
         return import_view(row, step_rows, *eta_for(row, positions, avg))
 
     @router.get("/sites/{site}/imports", response_model=ImportList, summary="The site's import history",
@@ -160,7 +192,7 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
                                             after=page_after, limit=limit + 1)
             page = rows[:limit]
             grouped = await store.steps_of(conn, [r.id for r in page])
-            positions, avg = await positions_and_etas(conn)
+            positions, avg = await positions_and_etas(conn, page)
         items = [import_view(r, grouped[r.id], *eta_for(r, positions, avg)) for r in page]
         next_cursor = None
         if len(rows) > limit:

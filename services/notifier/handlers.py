@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.notifier import domain
+from services.notifier import domain, store
 from services.notifier.store import event_log, imports, steps
 from shared.bus import Delivery
 from shared.db import Database, as_utc
@@ -141,8 +141,10 @@ class NotifierHandlers:
 
     # --- admission --------------------------------------------------------------------------------
 
-    async def active(self, conn: AsyncConnection) -> tuple[list[Any], list[Any]]:
-        rows = (await conn.execute(sa.select(imports).where(imports.c.status.in_([s.value for s in ACTIVE])))).all()
+    @staticmethod
+    async def active(conn: AsyncConnection) -> tuple[list[Any], list[Any]]:
+        """The imports in flight and those waiting, with the columns of their slots only."""
+        rows = await store.active_slots(conn, [s.value for s in ACTIVE])
         in_flight = [r for r in rows if r.status != ImportStatus.WAITING.value]
         waiting = [r for r in rows if r.status == ImportStatus.WAITING.value]
         return in_flight, waiting
@@ -151,9 +153,9 @@ class NotifierHandlers:
         """Start every waiting import that admission allows now (caller holds the admission lock)."""
         conn = uow.conn
         in_flight, waiting = await self.active(conn)
-        by_id = {r.id: r for r in waiting}
         started = domain.plan_dispatch([slot_of(r) for r in in_flight], [slot_of(r) for r in waiting],
                                        self.settings.max_in_flight)
+        by_id = await store.imports_by_id(conn, [s.id for s in started])
         now = utcnow()
         for slot in started:
             row = by_id[slot.id]
@@ -264,6 +266,7 @@ class NotifierHandlers:
                    "label_detail": long, "stage": stage.value if stage else None,
                    "step_status": step.value if step else None, "message": message, "at": now.isoformat()}
         await uow.conn.execute(event_log.insert().values(import_id=import_id, site=site, at=now, payload=payload))
+        await store.bump_admission(uow.conn)
         uow.after_commit(self.notify_streams)
 
     # --- user actions -----------------------------------------------------------------------------

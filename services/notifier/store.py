@@ -74,7 +74,43 @@ event_log = sa.Table(
     sa.Index("ix_notifier_import_events_site", "site", "id"),
 )
 
+# One row: bumped in the transaction of every status change (`bump_admission`), read before the queue
+# positions are computed, so that a cached computation is reused only while nothing moved.
+admission_version = sa.Table(
+    "admission_version",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
 outbox = outbox_table(metadata)
+
+# What admission and the queue positions need of an active import (no JSON columns to decode).
+SLOT_COLUMNS = (imports.c.id, imports.c.site, imports.c.establishment, imports.c.status, imports.c.mode,
+                imports.c.created_at, imports.c.started_at)
+
+
+async def bump_admission(conn: AsyncConnection) -> None:
+    """The statuses changed in this transaction (the row lock orders the bumps as their commits)."""
+    bumped = await conn.execute(admission_version.update().where(admission_version.c.id == 1)
+                                .values(version=admission_version.c.version + 1))
+    if bumped.rowcount == 0:  # a database created without the migrations' first row
+        await conn.execute(admission_version.insert().values(id=1, version=1))
+
+
+async def admission_at(conn: AsyncConnection) -> int:
+    return int((await conn.execute(sa.select(admission_version.c.version)
+                                   .where(admission_version.c.id == 1))).scalar_one_or_none() or 0)
+
+
+async def active_slots(conn: AsyncConnection, statuses: list[str]) -> list[Any]:
+    return list((await conn.execute(sa.select(*SLOT_COLUMNS).where(imports.c.status.in_(statuses)))).all())
+
+
+async def imports_by_id(conn: AsyncConnection, ids: list[str]) -> dict[str, Any]:
+    if not ids:
+        return {}
+    return {r.id: r for r in (await conn.execute(sa.select(imports).where(imports.c.id.in_(ids)))).all()}
 
 
 # --- queries of the history API (each takes the caller's connection) ---------------------------------

@@ -25,18 +25,28 @@ def wait_history(api: Api, count: int, timeout: float = 30) -> list[dict]:
     raise AssertionError(f"history never reached {count} imports")
 
 
+def queue_figure(vhost: str, figure: str) -> dict[str, int]:
+    """One figure of every queue of `vhost` as the broker counts it now (rabbitmqctl reads the queues' own
+    state, unlike the management API's figures refreshed every few seconds)."""
+    out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", figure],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    return {line.split()[0]: int(line.split()[1]) for line in out.splitlines() if len(line.split()) == 2
+            and line.split()[1].isdigit()}
+
+
 def wait_unacked(vhost: str, queue: str, count: int, timeout: float = 30) -> None:
-    """Until the broker counts `count` messages of `queue` delivered and not acknowledged (rabbitmqctl reads
-    the queue's own state, unlike the management API's figures refreshed every few seconds)."""
+    """Until the broker counts `count` messages of `queue` delivered and not acknowledged."""
     deadline = time.monotonic() + timeout
-    while True:
-        out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages_unacknowledged"],
-                             capture_output=True, text=True, timeout=30, check=True).stdout
-        unacked = {line.split()[0]: int(line.split()[1]) for line in out.splitlines() if len(line.split()) == 2
-                   and line.split()[1].isdigit()}
-        if unacked.get(queue, 0) >= count:
-            return
-        assert time.monotonic() < deadline, f"{queue}: {unacked.get(queue)} unacknowledged, {count} awaited"
+    while (unacked := queue_figure(vhost, "messages_unacknowledged").get(queue, 0)) < count:
+        assert time.monotonic() < deadline, f"{queue}: {unacked} unacknowledged, {count} awaited"
+        time.sleep(0.1)
+
+
+def wait_drained(vhost: str, queue: str, timeout: float = 60) -> None:
+    """Until `queue` holds no message, ready or delivered."""
+    deadline = time.monotonic() + timeout
+    while (left := queue_figure(vhost, "messages").get(queue, 0)) > 0:
+        assert time.monotonic() < deadline, f"{queue}: {left} messages left"
         time.sleep(0.1)
 
 
@@ -66,6 +76,9 @@ def test_notifier_down_while_files_arrive_loses_and_duplicates_nothing(cluster_f
     # Deposits go on: the dropzone records them and its events wait in the notifier's durable queue.
     ids = [api.upload(SITE, est, sample_xml(uai, marker=f"while-down-{est}")) for est, uai in ESTS.items()]
     e2e.cluster.restart("notifier")
+    # Answered without the notifier's acknowledgement (EDT_DEPOSIT_ACK_TIMEOUT_S), these imports become
+    # readable once the notifier has caught up with the events that waited for it.
+    wait_drained(e2e.vhost, "edt.notifier")
     for import_id in ids:
         assert api.wait(import_id, timeout=60)["status"] == "done"
     history = wait_history(api, 3)
@@ -85,3 +98,52 @@ def test_second_consumer_process_shares_a_stage(cluster_factory: Callable[..., E
     while api.ok("GET", "/ops/queues")["stages"]["validation"]["consumers"] != 2:
         assert time.monotonic() < deadline, api.ok("GET", "/ops/queues")
         time.sleep(0.5)
+
+
+def test_two_notifier_processes_share_admission_and_survive_one_killed(
+        cluster_factory: Callable[..., E2E]) -> None:
+    """Admission is decided in the database (an advisory lock around every decision): two notifier
+    processes consuming the same status queue never start more imports than EDT_MAX_IN_FLIGHT, each shows
+    the same queue positions, and one killed leaves the other admitting."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from tests.factory import uai_for
+
+    e2e = cluster_factory(EDT_CONSUMERS_NOTIFIER="2", EDT_MAX_IN_FLIGHT="1")
+    assert e2e.cluster.names("notifier") == ["notifier", "notifier-2"]
+    api = Api(e2e.base_url, e2e.admin_token)
+    sites = {f"{SITE}{n}": uai_for(f"{1000000 + n:07d}") for n in range(8)}
+    for site, uai in sites.items():
+        api.create_site(site, {"e": uai})
+    with ThreadPoolExecutor(len(sites)) as pool:  # deposits at once: both processes decide at the same time
+        ids = list(pool.map(lambda item: api.upload(item[0], "e", sample_xml(item[1])), sites.items()))
+    ports = [e2e.cluster.ports[name] for name in e2e.cluster.names("notifier")]
+    direct = [httpx.Client(base_url=f"http://127.0.0.1:{p}", headers={"Authorization": f"Bearer {e2e.admin_token}"})
+              for p in ports]
+    seen_waiting = False
+    deadline = time.monotonic() + 120
+    while True:
+        views = [{i: c.get(f"/api/v1/imports/{i}").json() for i in ids} for c in direct]
+        if all(v["status"] in {"done", "superseded"} for v in views[1].values()):
+            break
+        for i in ids:  # a version read in the database keeps both processes' positions in step
+            a, b = views[0][i], views[1][i]
+            if a["status"] == b["status"] == "waiting" and a["queue_position"] is not None:
+                seen_waiting = True
+                assert b["queue_position"] is not None
+        assert time.monotonic() < deadline, views[1]
+        time.sleep(0.2)
+    assert seen_waiting
+    finished = [api.ok("GET", f"/imports/{i}") for i in ids]
+    runs = sorted((f["started_at"], f["ended_at"]) for f in finished if f["status"] == "done")
+    assert len(runs) == len(sites)
+    for (_, ended), (started, _) in zip(runs, runs[1:], strict=False):
+        assert started >= ended, runs  # one at a time, whichever process decided
+
+    e2e.cluster.kill("notifier")
+    later = api.upload(f"{SITE}0", "e", sample_xml(sites[f"{SITE}0"], marker="after-kill"))
+    assert api.wait(later, timeout=60)["status"] == "done"
+    for c in direct:
+        c.close()
