@@ -270,18 +270,21 @@ export function signOut(expired) {
   location.assign(`/console/?${expired ? "expired=1&" : ""}next=${next}`);
 }
 
-// Every page but the sign-in: a session is needed; the layout shows who is signed in.
-export function requireSession({ admin = false } = {}) {
-  if (!session.token) { signOut(false); throw new Error("signed out"); }
+// A page that cannot go on (leaving, or not for this token) waits here for ever instead of raising.
+const never = () => new Promise(() => {});
+
+// Every page but the sign-in: a session is needed; the layout shows who is signed in. Pages `await` it.
+export async function requireSession({ admin = false } = {}) {
+  if (!session.token) { signOut(false); return never(); }
   const main = $("#main");
   const site = main.dataset.site;
   if (site && !session.admin && session.site !== site) {
     location.assign(`/console/sites/${encodeURIComponent(session.site)}/imports`);
-    throw new Error("other site");
+    return never();
   }
   if (admin && !session.admin) {
     notice("Cette page demande le jeton d'administration.", "error");
-    throw new Error("admin only");
+    return never();
   }
   document.querySelectorAll("[data-admin-only]").forEach((el) => { el.hidden = !session.admin; });
   const who = $("#who");

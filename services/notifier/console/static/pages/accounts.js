@@ -2,7 +2,7 @@
 // the WebDAV URLs to paste into EDT/PRONOTE, the notification flag, deletion; the site's deposit URLs.
 import { $, api, clear, copy, formatDate, h, notice, problemText, requireSession, showError } from "../lib.js";
 
-const { site } = requireSession();
+const { site } = await requireSession();
 const base = `/sites/${encodeURIComponent(site)}/accounts`;
 const MAX = 5;
 

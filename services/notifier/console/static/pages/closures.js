@@ -4,7 +4,7 @@ import {
   showError, streamEvents,
 } from "../lib.js";
 
-const { site } = requireSession();
+const { site } = await requireSession();
 const select = $("#c-establishment");
 const body = $("#closures tbody");
 let counter = 0;

@@ -3,7 +3,7 @@ import {
   $, api, clear, establishments, fillEstablishments, formatDate, h, notice, problemText, requireSession, showError,
 } from "../lib.js";
 
-const { site } = requireSession();
+const { site } = await requireSession();
 const select = $("#d-establishment");
 const base = () => `/sites/${encodeURIComponent(site)}/establishments/${encodeURIComponent(select.value)}`;
 

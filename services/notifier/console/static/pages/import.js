@@ -7,7 +7,7 @@ import {
 } from "../lib.js";
 import { showWizard } from "./wizard.js";
 
-const { site } = requireSession();
+const { site } = await requireSession();
 const importId = $("#main").dataset.import;
 const path = `/imports/${encodeURIComponent(importId)}`;
 let siteInfo = null;
@@ -204,7 +204,7 @@ function reconciliation(item) {
 
 async function bilan(item) {
   const section = $("#bilan-section");
-  if (!isTerminal(item.status) && item.status !== "awaiting_selection") { section.hidden = true; return; }
+  if (!isTerminal(item.status)) { section.hidden = true; return; }
   if (shownReport === item.status) return;
   shownReport = item.status;
   try {

@@ -4,7 +4,7 @@ import {
   notice, problemText, requireSession, statusBadge, streamEvents,
 } from "../lib.js";
 
-const { site } = requireSession();
+const { site } = await requireSession();
 const body = $("#history tbody");
 const form = $("#filters");
 const params = new URLSearchParams(location.search);

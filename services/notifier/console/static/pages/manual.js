@@ -1,7 +1,7 @@
 // Import manuel: upload the export (REST), then follow it on its page — the wizard when review is asked.
 import { $, api, clear, establishments, fillEstablishments, h, notice, problemText, requireSession, showError } from "../lib.js";
 
-const { site } = requireSession();
+const { site } = await requireSession();
 const form = $("#manual");
 const review = $("#m-review");
 const dryRun = $("#m-dry-run");

@@ -1,7 +1,7 @@
 // Exploitation (admin): per stage queue figures refreshed every two seconds, imports waiting and in flight.
 import { $, LABELS, api, badge, clear, formatDate, formatTime, h, notice, problemText, requireSession } from "../lib.js";
 
-requireSession({ admin: true });
+await requireSession({ admin: true });
 const REFRESH_MS = 2000;
 
 function cell(value) { return h("td", { class: "num" }, value === null || value === undefined ? "—" : String(value)); }

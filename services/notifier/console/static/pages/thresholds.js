@@ -4,7 +4,7 @@ import {
   $, api, clear, debounce, formatDate, h, notice, problemText, requireSession, showError, streamEvents,
 } from "../lib.js";
 
-const { site } = requireSession();
+const { site } = await requireSession();
 const base = `/sites/${encodeURIComponent(site)}/thresholds`;
 const rows = $("#controls tbody");
 let current = null;
@@ -137,4 +137,7 @@ async function load() {
     } catch { /* next event */ }
   }, 300);
   streamEvents(`/sites/${encodeURIComponent(site)}/events?live=true`, later, (live) => { if (live) later(); });
+  // While locked, look again now and then too: the lock ends when threshold control has seen the import end,
+  // which may come a moment after the import's last event.
+  setInterval(() => { if (current && current.locked) later(); }, 2000);
 })();

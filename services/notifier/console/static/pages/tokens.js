@@ -1,7 +1,7 @@
 // Jetons d'accès (admin): issue a site token (shown once), list them, revoke one at once.
 import { $, api, clear, copy, formatDate, h, notice, problemText, requireSession } from "../lib.js";
 
-const { site } = requireSession({ admin: true });
+const { site } = await requireSession({ admin: true });
 const base = `/sites/${encodeURIComponent(site)}/tokens`;
 
 async function load() {

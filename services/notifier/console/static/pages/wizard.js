@@ -87,8 +87,7 @@ export async function showWizard(item, siteInfo, onChange) {
       h("button", { type: "button", class: "secondary", onclick: () => save({ [kind]: Object.fromEntries(idents.map((i) => [i, true])) }) }, "Tout activer"),
       h("button", { type: "button", class: "secondary", onclick: () => save({ [kind]: Object.fromEntries(idents.map((i) => [i, false])) }) }, "Tout désactiver"),
       h("label", { for: `w-${kind}-search` }, "Rechercher"),
-      h("input", { type: "text", id: `w-${kind}-search`, value: search,
-        onchange: (e) => { filters[kind] = e.target.value; pages[kind] = 0; render(); } })));
+      searchBox(kind, search)));
     const head = kind === "subjects" ? ["Matière (EDT)", "Code", "État", "Sélection", "Actions"]
       : kind === "courses" ? ["Cours", "Type", "Enseignants", "État", "Sélection", "Actions"]
         : ["EDT", "ENT", "État", "Sélection", "Actions"];
@@ -110,6 +109,20 @@ export async function showWizard(item, siteInfo, onChange) {
     });
     body.append(table(head, trs));
     pager(body, kind, shown.length, pageNo);
+  }
+
+  // Filters the list on Enter (or when the field is left); the field keeps the focus.
+  function searchBox(kind, search) {
+    const apply = (value) => {
+      filters[kind] = value;
+      pages[kind] = 0;
+      render();
+      const again = $(`#w-${kind}-search`);
+      if (again) { again.focus(); again.setSelectionRange(value.length, value.length); }
+    };
+    return h("input", { type: "search", id: `w-${kind}-search`, value: search,
+      onkeydown: (e) => { if (e.key === "Enter") { e.preventDefault(); apply(e.target.value); } },
+      onchange: (e) => { if (e.target.value !== (filters[kind] || "")) apply(e.target.value); } });
   }
 
   function pager(body, kind, total, pageNo) {
@@ -143,8 +156,7 @@ export async function showWizard(item, siteInfo, onChange) {
     const matched = rows.filter((r) => effective(kind, r).matched).length;
     body.append(h("p", { id: `w-${kind}-count` }, `${matched} reconnu(s) sur ${rows.length}. L'emploi du temps des personnes non reconnues ne sera pas importé ; vérifiez l'orthographe ou la date de naissance.`));
     body.append(h("div", { class: "actions" }, h("label", { for: `w-${kind}-search` }, "Rechercher"),
-      h("input", { type: "text", id: `w-${kind}-search`, value: search,
-        onchange: (e) => { filters[kind] = e.target.value; pages[kind] = 0; render(); } })));
+      searchBox(kind, search)));
     const trs = shown.slice(pageNo * PAGE_SIZE, (pageNo + 1) * PAGE_SIZE).map((r) => {
       const e = effective(kind, r);
       const name = `${r.last_name} ${r.first_name}`;
