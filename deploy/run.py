@@ -79,6 +79,7 @@ async def bootstrap(base: str, settings: Settings) -> str:
     return "\n".join([
         "",
         "edt-import is running (embedded mode: SQLite + in-process bus)",
+        f"  Console        {base}/console/    (sign in with the site token, or the admin token for ops)",
         f"  API            {base}/api/v1      (OpenAPI: {base}/docs)",
         f"  Admin token    {settings.admin_token}",
         f"  Site token     {token}   (site {DEMO_SITE} only)",

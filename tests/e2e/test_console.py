@@ -87,9 +87,13 @@ class Console:
         return put.import_id
 
 
-def shot(page: Page, name: str) -> None:
+def shot(page: Page, name: str, element: str | None = None) -> None:
+    """The whole page as an artefact, or one of its parts (`element`, a selector)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    if element:
+        page.locator(element).screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    else:
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def sign_in(page: Page, console: Console, token: str | None = None, site: str = "", user: str = "Mme Martin") -> None:
@@ -238,8 +242,8 @@ def test_the_bilan_the_source_and_the_unreconciled_export(console: Console, page
         expect(row.locator("td").nth(1)).to_have_text(str(action["error"]))
     assert "Nombre de création de séance" in page.locator("#bilan").inner_text()
     expect(page.locator("#thresholds tr[data-control]")).to_have_count(14)
-    page.locator("#bilan-section").scroll_into_view_if_needed()
     shot(page, "bilan")
+    shot(page, "bilan-section", "#bilan-section")
     with page.expect_download() as downloaded:
         page.locator("#source-download").click()
     path = downloaded.value.path()
@@ -282,6 +286,7 @@ def test_a_manual_import_through_the_wizard_to_its_confirmation(console: Console
     subject.get_by_role("button", name="Désactiver").click()
     expect(page.locator(f"#wizard-body tr[data-ident='{ident}'] [data-selected]")).to_have_text("Désactivé")
     shot(page, "wizard-subjects")
+    shot(page, "wizard-subjects-section", "#wizard")
     page.locator("#w-next").click()  # Classes: all off, then all on
     page.get_by_role("button", name="Tout désactiver").click()
     expect(page.locator("#w-classes-count")).to_contain_text("0 activé(s)")
@@ -312,6 +317,7 @@ def test_a_manual_import_through_the_wizard_to_its_confirmation(console: Console
     refused.get_by_role("button", name="Refuser", exact=False).click()
     expect(page.locator(f"#wizard-body tr[data-ident='{refused_ident}'] [data-match]")).to_have_text("Refusé")
     shot(page, "wizard-teachers")
+    shot(page, "wizard-teachers-section", "#wizard")
     page.locator("#w-next").click()  # Élèves: one validated
     student = page.locator("#wizard-body tr[data-ident]").filter(has=page.locator("[data-match='matched']")).first
     student_ident = student.get_attribute("data-ident")

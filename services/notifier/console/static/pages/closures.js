@@ -36,6 +36,7 @@ function lock(locked) {
 
 async function load() {
   clear($("#save-result"));
+  $("#closures-fieldset").disabled = true; // until this establishment's periods are drawn
   try {
     const data = await api("GET", path());
     clear(body);

@@ -228,9 +228,13 @@ async function bilan(item) {
   } catch (e) { notice(problemText(e), "error"); }
 }
 
+let latest = 0; // refreshes overlap (live events): a slower, older answer never overwrites a newer one
+
 async function refresh() {
   let item;
+  const mine = ++latest;
   try { item = await api("GET", path); } catch (e) { notice(problemText(e), "error"); return; }
+  if (mine !== latest) return;
   facts(item);
   statusLine(item);
   queueMessage(item);

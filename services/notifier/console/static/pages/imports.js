@@ -12,6 +12,7 @@ let siteInfo = null;
 let cursors = [null]; // the cursor of each page seen, so that « Précédent » goes back
 let page = 0;
 let nextCursor = null;
+let latest = 0; // loads overlap (filters, live events): only the last one asked for is drawn
 
 function filters() {
   return {
@@ -47,9 +48,11 @@ function row(item) {
 
 async function load() {
   const f = filters();
+  const mine = ++latest;
   try {
     const result = await api("GET", `/sites/${encodeURIComponent(site)}/imports`,
       { query: { ...f, cursor: cursors[page] || undefined } });
+    if (mine !== latest) return;
     clear(body);
     if (!result.items.length) {
       body.append(h("tr", {}, h("td", { colspan: "6" }, "Aucun import pour ces critères.")));

@@ -26,6 +26,7 @@ export async function showWizard(item, siteInfo, onChange) {
   let step = 0;
   const pages = {};
   const filters = {};
+  let latest = 0; // saves may overlap: only the answer to the last one is drawn (it holds every change)
 
   const est = () => preview.establishments[estIndex];
   const selection = () => preview.selection[est().establishment] || {};
@@ -37,8 +38,10 @@ export async function showWizard(item, siteInfo, onChange) {
     const row = active && active.closest ? active.closest("tr[data-ident]") : null;
     const ident = row ? row.dataset.ident : null;
     const text = active ? active.textContent : null;
+    const mine = ++latest;
     try {
       const result = await api("PUT", `${importPath}/selection`, { json: body });
+      if (mine !== latest) return;
       preview.selection = result.selection;
       render();
       const again = ident ? $(`#wizard-body tr[data-ident="${CSS.escape(ident)}"] button:not(:disabled)`)
