@@ -75,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             token_note = f" (generated, kept in {cfg.data_dir / 'admin-token'})" if cfg.admin_token_generated else ""
             _print(f"  admin token  {cfg.admin_token}{token_note}")
             _print(f"  WebDAV       {cluster.base_url}/webdav/<site>/<establishment>/")
+            _print(f"  Console      {cluster.base_url}/console/   metrics  {cluster.base_url}/metrics/<service>")
             _print("Ctrl-C (or SIGTERM) stops everything.")
             while True:
                 cluster.check()

@@ -17,7 +17,7 @@ import uvicorn
 
 from deploy.embedded import create_embedded_app
 from deploy.migrate import upgrade
-from shared.observability import setup_logging
+from shared.observability import setup_logging, setup_tracing
 from shared.settings import Settings
 
 # The first (manual) import integrates one export; the curl line deposits its follow-up, in which
@@ -79,6 +79,7 @@ async def bootstrap(base: str, settings: Settings) -> str:
     return "\n".join([
         "",
         "edt-import is running (embedded mode: SQLite + in-process bus)",
+        f"  Console        {base}/console/    (sign in with the site token, or the admin token for ops)",
         f"  API            {base}/api/v1      (OpenAPI: {base}/docs)",
         f"  Admin token    {settings.admin_token}",
         f"  Site token     {token}   (site {DEMO_SITE} only)",
@@ -93,8 +94,9 @@ async def bootstrap(base: str, settings: Settings) -> str:
 
 
 async def main() -> None:
-    setup_logging("edt-import")
     settings = Settings()
+    setup_logging("edt-import", level=settings.log_level, log_format=settings.log_format)
+    setup_tracing("edt-import", settings.tracing_exporter)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if not settings.admin_token:
         settings.admin_token = persistent_secret(settings, "admin_token")

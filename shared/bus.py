@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.messages import CHANGES_EXCHANGE, DEAD_LETTER_EXCHANGE, NOTIFICATIONS_EXCHANGE, STATUS_EXCHANGE
+from shared.observability import BUS_DEAD_LETTERED, BUS_FAILURES, BUS_RETRIES
 
 log = logging.getLogger("edt.bus")
 
@@ -42,6 +43,11 @@ class Delivery:
 Handler = Callable[[Delivery], Awaitable[None]]
 # Called once when a message is given up (after its retries), before it goes to the dead-letter queue.
 GiveUp = Callable[[Delivery, BaseException], Awaitable[None]]
+
+
+def queue_label(queue: str, transient: bool) -> str:
+    """The queue as a metric label: a process's own transient queue ends with a random part, dropped."""
+    return queue.rsplit(".", 1)[0] if transient else queue
 
 
 def topic_matches(pattern: str, key: str) -> bool:
@@ -92,14 +98,16 @@ class Bus(ABC):
 
     async def _run_handler(self, delivery: Delivery, handler: Handler, on_give_up: GiveUp | None,
                            retry: Callable[[Delivery], Awaitable[None]],
-                           dead_letter: Callable[[Delivery], Awaitable[None]]) -> None:
+                           dead_letter: Callable[[Delivery], Awaitable[None]], label: str) -> None:
         """Shared retry policy: handler → ok; or retry with backoff; or give up to the dead-letter queue."""
         try:
             await handler(delivery)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any handler failure follows the retry policy
+            BUS_FAILURES.labels(label).inc()
             if delivery.attempt < self.max_retries:
+                BUS_RETRIES.labels(label).inc()
                 log.warning("handler failed on %s (attempt %d), retrying: %r",
                             delivery.routing_key, delivery.attempt + 1, exc)
                 await asyncio.sleep(self.backoff(delivery.attempt))
@@ -107,6 +115,7 @@ class Bus(ABC):
                                      delivery.attempt + 1, dict(delivery.headers)))
             else:
                 log.error("giving up on %s after %d attempts: %r", delivery.routing_key, delivery.attempt + 1, exc)
+                BUS_DEAD_LETTERED.labels(label).inc()
                 if on_give_up is not None:
                     try:
                         await on_give_up(delivery, exc)
@@ -190,7 +199,8 @@ class MemoryBus(Bus):
                 self.inflight[queue] = self.inflight.get(queue, 0) + 1
                 await running.wait()  # paused while it waited for a message: hold it unprocessed
                 try:
-                    await self._run_handler(delivery, handler, on_give_up, retry, dead_letter)
+                    await self._run_handler(delivery, handler, on_give_up, retry, dead_letter,
+                                            queue_label(queue, transient))
                 finally:
                     self.inflight[queue] -= 1
                     q.task_done()
@@ -312,7 +322,8 @@ class RabbitBus(Bus):
                 await message.reject(requeue=False)
 
             async def run() -> None:
-                await self._run_handler(delivery, handler, on_give_up, retry, dead_letter)
+                await self._run_handler(delivery, handler, on_give_up, retry, dead_letter,
+                                        queue_label(queue, transient))
 
             try:
                 await run()

@@ -41,6 +41,8 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("message_id", sa.String(64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("CURRENT_TIMESTAMP"),
                   nullable=False),
+        # Message headers published with the body: the W3C trace context of the work that emitted it.
+        sa.Column("headers", sa.JSON, nullable=True),
     )
 
 

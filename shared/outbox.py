@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.bus import Bus
 from shared.db import Database
 from shared.messages import Outgoing
+from shared.observability import OUTBOX_PUBLISHED, trace_headers
 
 log = logging.getLogger("edt.outbox")
 
@@ -126,9 +127,12 @@ class Outbox:
             callback()
 
     async def write(self, conn: AsyncConnection, events: Sequence[Outgoing], message_id: str | None = None, *,
-                    bulk: bool = False) -> None:
+                    bulk: bool = False, headers: dict[str, str] | None = None) -> None:
+        """The rows of `events`; their headers are `headers`, by default the trace context of the caller."""
+        sent_with = (headers if headers is not None else trace_headers()) or None
         rows = [{"exchange": e.exchange, "routing_key": e.routing_key, "body": e.to_bytes(),
-                 "message_id": message_id or getattr(e, "message_id", None) or uuid.uuid4().hex} for e in events]
+                 "message_id": message_id or getattr(e, "message_id", None) or uuid.uuid4().hex,
+                 "headers": sent_with} for e in events]
         if not rows:
             return
         big = bulk and await self._toast_lz4(conn)
@@ -164,8 +168,9 @@ class OutboxUnitOfWork:
     def conn(self) -> AsyncConnection:
         return self._conn
 
-    async def emit(self, event: Outgoing, *, message_id: str | None = None) -> None:
-        await self._outbox.write(self._conn, [event], message_id)
+    async def emit(self, event: Outgoing, *, message_id: str | None = None,
+                   headers: dict[str, str] | None = None) -> None:
+        await self._outbox.write(self._conn, [event], message_id, headers=headers)
         self.emitted += 1
 
     async def emit_many(self, events: Sequence[Outgoing]) -> None:
@@ -207,8 +212,11 @@ class OutboxRelay(LoopService):
                     query = query.with_for_update(skip_locked=not wait)
                 rows: list[Any] = list((await conn.execute(query)).all())
                 for row in rows:
-                    await self.bus.publish(row.exchange, row.routing_key, row.body, message_id=row.message_id)
+                    await self.bus.publish(row.exchange, row.routing_key, row.body, message_id=row.message_id,
+                                           headers=dict(row.headers or {}))
                     await conn.execute(table.delete().where(table.c.id == row.id))
                     sent += 1
+                if rows:
+                    OUTBOX_PUBLISHED.labels(table.schema or table.name).inc(len(rows))
             if len(rows) < self.BATCH:
                 return sent

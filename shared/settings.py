@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,12 @@ class Settings(BaseSettings):
     deposit_ack_timeout_s: float = 10.0
     login_max_failures: int = 5  # failed WebDAV logins before an account is locked out
     login_lockout_s: int = 900
+
+    # Observability: log level and format (json: one object per line with import_id, site, establishment,
+    # stage, trace_id), and where spans go (none: traces still propagate and name every log line).
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    tracing_exporter: Literal["none", "console", "otlp"] = "none"
 
     @property
     def max_upload_bytes(self) -> int:

@@ -65,8 +65,9 @@ class UnitOfWork(Protocol):
     @property
     def conn(self) -> AsyncConnection: ...
 
-    async def emit(self, event: Outgoing, *, message_id: str | None = None) -> None:
-        """Send `event` once this transaction has committed."""
+    async def emit(self, event: Outgoing, *, message_id: str | None = None,
+                   headers: dict[str, str] | None = None) -> None:
+        """Send `event` once this transaction has committed, with `headers` (default: the current trace)."""
 
     async def emit_many(self, events: Sequence[Outgoing]) -> None:
         """`emit` for a batch (one statement)."""

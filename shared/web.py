@@ -32,7 +32,7 @@ from starlette.routing import compile_path
 from shared.blobs import BlobStore, tune_gc
 from shared.bus import Bus, make_bus
 from shared.db import Database, as_utc
-from shared.observability import ops_router, setup_logging
+from shared.observability import HTTP_REQUESTS, method_label, ops_router, setup_logging, setup_tracing
 from shared.settings import Settings
 
 PROBLEM_JSON = "application/problem+json"
@@ -365,6 +365,8 @@ class Service:
     stop: Callable[[], Awaitable[None]]
     # Extra ASGI mounts (path, app factory called at startup with the running loop), e.g. WebDAV.
     mounts: list[tuple[str, Callable[[asyncio.AbstractEventLoop], Any]]] = field(default_factory=list)
+    # Routes outside /api/v1 and the OpenAPI (the console's pages).
+    pages: APIRouter | None = None
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -399,6 +401,7 @@ def create_app(runtime: Runtime, services: list[Service]) -> FastAPI:
             await runtime.bus.close()
             await runtime.db.close()
 
+    setup_tracing("edt-import")  # once per process; run_service and `make run` chose the exporter before
     app = FastAPI(title="edt-import", version="1", lifespan=lifespan,
                   description="Automated timetable import (EDT / PRONOTE) for ENTs")
     app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
@@ -408,11 +411,38 @@ def create_app(runtime: Runtime, services: list[Service]) -> FastAPI:
     for service in services:
         if service.router is not None:
             app.include_router(service.router, prefix="/api/v1", tags=[service.name])
+        if service.pages is not None:
+            app.include_router(service.pages, include_in_schema=False)
         for path, factory in service.mounts:
             app.mount(path, LazyMount(factory))
     app.state.runtime = runtime
     app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_upload_bytes + 1024 * 1024)
+    app.add_middleware(RequestMetrics)
     return app
+
+
+class RequestMetrics:
+    """edt_http_requests_total for the REST API (method, status; never the path: its ids are unbounded)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def counting_send(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            HTTP_REQUESTS.labels(method_label(scope["method"]), str(status)).inc()
 
 
 class BodyTooLarge(Exception):
@@ -481,8 +511,9 @@ def run_service(name: str, build: Callable[[Runtime], Service]) -> None:
 
     import uvicorn
 
-    setup_logging(name)
     settings = Settings()
+    setup_logging(name, level=settings.log_level, log_format=settings.log_format)
+    setup_tracing(name, settings.tracing_exporter)
     runtime = build_runtime(settings)
     app = create_app(runtime, [build(runtime)])
     port = int(os.environ.get("EDT_SERVICE_PORT", settings.port))

@@ -8,15 +8,31 @@ bus and the metrics.
 
 from __future__ import annotations
 
+import logging
+import time
+
 import sqlalchemy as sa
 
 from shared.bus import Bus, Delivery
 from shared.db import upsert
 from shared.messages import STAGE_QUEUES, StageCommand, StatusEvent, StepStatus, next_stage, utcnow
 from shared.messages import Stage as StageName
-from shared.observability import MESSAGES, STAGE_SECONDS
+from shared.observability import (
+    MESSAGES,
+    STAGE_DEAD_LETTERED,
+    STAGE_DURATION,
+    STAGE_FAILURES,
+    STAGE_IN,
+    STAGE_OUT,
+    STAGE_RETRIES,
+    STAGE_SECONDS,
+    log_context,
+    span,
+)
 from shared.outbox import Outbox
 from shared.stage import Stage, StageResult, UnitOfWork, internal_error
+
+log = logging.getLogger("edt.stage")
 
 
 def step_event(stage: StageName, cmd: StageCommand, step: StepStatus, result: StageResult | None = None) -> StatusEvent:
@@ -61,42 +77,76 @@ class StageWorker:
 
     async def handle(self, delivery: Delivery) -> None:
         cmd = StageCommand.from_bytes(delivery.body)
+        stage = self.name.value
+        STAGE_IN.labels(stage).inc()
+        if delivery.attempt:
+            STAGE_RETRIES.labels(stage).inc()
+        # Every line logged for this step names its import; the span continues the import's trace.
+        with log_context(import_id=cmd.import_id, site=cmd.site, establishment=cmd.establishment, stage=stage), \
+                span(f"stage {stage}", delivery.headers, import_id=cmd.import_id, site=cmd.site,
+                     establishment=cmd.establishment, stage=stage):
+            started = time.perf_counter()
+            try:
+                with STAGE_SECONDS.labels(stage, stage).time():
+                    result = await self._handle(cmd)
+            except Exception as exc:
+                STAGE_FAILURES.labels(stage).inc()
+                log.warning("step failed (attempt %d): %r", delivery.attempt + 1, exc)
+                raise
+            if result is None:
+                return
+            elapsed = time.perf_counter() - started
+            STAGE_DURATION.labels(stage).observe(elapsed)
+            STAGE_OUT.labels(stage, result.step_status.value).inc()
+            log.info("step %s in %.3f s%s", result.step_status.value, elapsed,
+                     f" → {result.outcome.value}" if result.outcome else "")
+
+    async def _handle(self, cmd: StageCommand) -> StageResult | None:
+        """The step (None: a duplicate, already finished here or by another consumer)."""
         runs = self.runs
-        with STAGE_SECONDS.labels(self.name.value, self.name.value).time():
-            async with self.outbox.unit_of_work() as uow:
-                row = (await uow.conn.execute(sa.select(runs).where(runs.c.import_id == cmd.import_id))).first()
-                if row is not None and row.finished_at is not None:
-                    MESSAGES.labels(self.name.value, self.queue, "duplicate").inc()
-                    return
-                if row is None:
-                    await uow.conn.execute(runs.insert().values(
-                        import_id=cmd.import_id, step_status=StepStatus.RUNNING.value, started_at=utcnow()))
-                    await uow.emit(step_event(self.name, cmd, StepStatus.RUNNING))
-            prepared = await self.stage.prepare(cmd)
-            async with self.outbox.unit_of_work() as uow:
-                query = sa.select(runs).where(runs.c.import_id == cmd.import_id)
-                if self.db.is_postgres:
-                    query = query.with_for_update()
-                row = (await uow.conn.execute(query)).first()
-                if row is not None and row.finished_at is not None:  # another consumer finished it
-                    return
-                result = await self.stage.apply(uow, cmd, prepared)
-                await uow.conn.execute(runs.update().where(runs.c.import_id == cmd.import_id).values(
-                    step_status=result.step_status.value, finished_at=utcnow()))
-                await finish_step(uow, self.name, cmd, result)
-            MESSAGES.labels(self.name.value, self.queue, "ok").inc()
+        async with self.outbox.unit_of_work() as uow:
+            row = (await uow.conn.execute(sa.select(runs).where(runs.c.import_id == cmd.import_id))).first()
+            if row is not None and row.finished_at is not None:
+                MESSAGES.labels(self.name.value, self.queue, "duplicate").inc()
+                log.info("duplicate command dropped: the step has finished")
+                return None
+            if row is None:
+                await uow.conn.execute(runs.insert().values(
+                    import_id=cmd.import_id, step_status=StepStatus.RUNNING.value, started_at=utcnow()))
+                await uow.emit(step_event(self.name, cmd, StepStatus.RUNNING))
+        log.info("step started")
+        prepared = await self.stage.prepare(cmd)
+        async with self.outbox.unit_of_work() as uow:
+            query = sa.select(runs).where(runs.c.import_id == cmd.import_id)
+            if self.db.is_postgres:
+                query = query.with_for_update()
+            row = (await uow.conn.execute(query)).first()
+            if row is not None and row.finished_at is not None:  # another consumer finished it
+                return None
+            result = await self.stage.apply(uow, cmd, prepared)
+            await uow.conn.execute(runs.update().where(runs.c.import_id == cmd.import_id).values(
+                step_status=result.step_status.value, finished_at=utcnow()))
+            await finish_step(uow, self.name, cmd, result)
+        MESSAGES.labels(self.name.value, self.queue, "ok").inc()
+        return result
 
     async def give_up(self, delivery: Delivery, exc: BaseException) -> None:
         """After the last retry: the import is `failed` with its reason, then the message is dead-lettered."""
         MESSAGES.labels(self.name.value, self.queue, "dead_lettered").inc()
+        STAGE_DEAD_LETTERED.labels(self.name.value).inc()
         try:
             cmd = StageCommand.from_bytes(delivery.body)
         except Exception:  # noqa: BLE001 - an unreadable message has no import to fail
             return
         result = internal_error(self.name, exc)
         now = utcnow()
-        async with self.outbox.unit_of_work() as uow:
-            await uow.conn.execute(upsert(self.db, self.runs, {
-                "import_id": cmd.import_id, "step_status": StepStatus.ERROR.value, "started_at": now,
-                "finished_at": now}, ["import_id"], ["step_status", "finished_at"]))
-            await uow.emit(step_event(self.name, cmd, StepStatus.ERROR, result))
+        with log_context(import_id=cmd.import_id, site=cmd.site, establishment=cmd.establishment,
+                         stage=self.name.value), \
+                span(f"stage {self.name.value} gave up", delivery.headers, import_id=cmd.import_id):
+            log.error("gave up after %d attempts: %r", delivery.attempt + 1, exc)
+            async with self.outbox.unit_of_work() as uow:
+                await uow.conn.execute(upsert(self.db, self.runs, {
+                    "import_id": cmd.import_id, "step_status": StepStatus.ERROR.value, "started_at": now,
+                    "finished_at": now}, ["import_id"], ["step_status", "finished_at"]))
+                await uow.emit(step_event(self.name, cmd, StepStatus.ERROR, result))
+            STAGE_OUT.labels(self.name.value, StepStatus.ERROR.value).inc()

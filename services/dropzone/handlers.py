@@ -36,7 +36,7 @@ from shared.messages import (
     StepStatus,
     utcnow,
 )
-from shared.observability import DEPOSITS
+from shared.observability import DEPOSITS, log_context, span
 from shared.outbox import Outbox
 from shared.settings import Settings
 from shared.timetable import sniff_export
@@ -101,19 +101,22 @@ class Dropzone:
                             establishments=route.establishments,
                             target_uais=sorted(route.establishments.values())))
         pending = self._acks[import_id] = (set(DEPOSIT_ACKERS), asyncio.Event())
-        try:
-            async with self.outbox.unit_of_work() as uow:
-                await uow.conn.execute(deposits.insert().values(
-                    import_id=import_id, site=site, target=target, establishment=establishment, name=name,
-                    sha256=sha, size=size, source=source, account=account, mode=mode.value, dry_run=dry_run,
-                    rejection=error[0] if error else None, created_at=now))
-                await uow.emit(event, message_id=import_id)
-            DEPOSITS.labels(source).inc()
-            log.info("deposit %s site=%s target=%s name=%s sha=%s size=%d", import_id, site, target, name,
-                     sha[:12], size)
-            await self._acknowledged(import_id, pending[1])
-        finally:
-            self._acks.pop(import_id, None)
+        # The import's trace starts here: its status event carries it to the notifier, then every stage.
+        with log_context(import_id=import_id, site=site, establishment=establishment, stage=Stage.DEPOSIT.value), \
+                span("deposit", import_id=import_id, site=site, establishment=establishment, stage="deposit",
+                     source=source):
+            try:
+                async with self.outbox.unit_of_work() as uow:
+                    await uow.conn.execute(deposits.insert().values(
+                        import_id=import_id, site=site, target=target, establishment=establishment, name=name,
+                        sha256=sha, size=size, source=source, account=account, mode=mode.value, dry_run=dry_run,
+                        rejection=error[0] if error else None, created_at=now))
+                    await uow.emit(event, message_id=import_id)
+                DEPOSITS.labels(source).inc()
+                log.info("deposit target=%s name=%s sha=%s size=%d source=%s", target, name, sha[:12], size, source)
+                await self._acknowledged(import_id, pending[1])
+            finally:
+                self._acks.pop(import_id, None)
         return import_id
 
     async def _acknowledged(self, import_id: str, done: asyncio.Event) -> None:

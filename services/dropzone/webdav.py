@@ -84,6 +84,7 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 
 from services.dropzone.domain import is_deposit_candidate
 from shared.messages import ID_PATTERN
+from shared.observability import WEBDAV_BYTES, WEBDAV_REQUESTS, method_label
 
 log = logging.getLogger("edt.dropzone.webdav")
 
@@ -639,9 +640,45 @@ def webdav_factory(root_dir: Path, gate: DepositGate, *, max_upload_bytes: int, 
         from a2wsgi import WSGIMiddleware
 
         wsgi = build_webdav_app(root_dir, gate, loop, mount_path=mount_path, max_upload_bytes=max_upload_bytes)
-        return WSGIMiddleware(wsgi, workers=workers)
+        return WebdavMetrics(WSGIMiddleware(wsgi, workers=workers))
 
     return build
+
+
+class WebdavMetrics:
+    """edt_webdav_requests_total (method, status) and edt_webdav_bytes_total (body bytes received, sent)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        received = sent = 0
+
+        async def counting_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+            return message
+
+        async def counting_send(message: Any) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, counting_send)
+        finally:
+            WEBDAV_REQUESTS.labels(method_label(scope["method"]), str(status)).inc()
+            WEBDAV_BYTES.labels("received").inc(received)
+            WEBDAV_BYTES.labels("sent").inc(sent)
 
 
 __all__ = ["REALM", "DepositDomainController", "DepositGate", "DropzoneProvider", "build_webdav_app",

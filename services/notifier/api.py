@@ -18,6 +18,7 @@ from services.notifier import domain, store
 from services.notifier.handlers import ACTIVE, IN_FLIGHT, NotifierHandlers, slot_of
 from services.notifier.schemas import (
     STATUS_LIST_PATTERN,
+    ActiveImportRead,
     FileRead,
     ImportList,
     ImportRead,
@@ -31,7 +32,15 @@ from shared.blobs import BlobStore
 from shared.bus import Bus
 from shared.db import Database, as_utc
 from shared.deps import AdminPrincipal, CurrentPrincipal, SiteId, SitePrincipal
-from shared.messages import PIPELINE, STAGE_QUEUES, ImportStatus, Stage, StepStatus, iso, utcnow
+from shared.messages import PIPELINE, STAGE_QUEUES, ImportStatus, Mode, Stage, StepStatus, iso, utcnow
+from shared.observability import (
+    IMPORTS,
+    QUEUE_CONSUMERS,
+    QUEUE_DEAD_LETTERED,
+    QUEUE_OLDEST_AGE,
+    QUEUE_READY,
+    QUEUE_UNACKED,
+)
 from shared.settings import Settings
 from shared.web import (
     Principal,
@@ -46,6 +55,8 @@ from shared.web import (
 
 STAGE_ORDER = [Stage.DEPOSIT, *PIPELINE]
 Once = Annotated[bool, Query(description="Replay what is logged, then close")]
+Live = Annotated[bool, Query(description="Skip what is logged already: only the events from now on (a page "
+                                         "that has just read the current state)")]
 
 
 class ZipResponse(Response):
@@ -63,7 +74,8 @@ def import_view(row: Any, step_rows: list[Any], position: int | None, eta: int |
     step_list = []
     for stage in STAGE_ORDER:
         s = by_stage.get(stage.value)
-        step_list.append(StepRead(stage=stage, status=s.status if s else StepStatus.PENDING,
+        step_list.append(StepRead(stage=stage, label=domain.STEP_LABELS[stage],
+                                  status=s.status if s else StepStatus.PENDING,
                                   started_at=iso(s.started_at) if s else None, ended_at=iso(s.ended_at) if s else None,
                                   message=s.message if s else None, message_en=s.message_en if s else None))
     ended = sum(1 for s in step_list if s.status not in (StepStatus.PENDING, StepStatus.RUNNING))
@@ -129,6 +141,51 @@ class QueueBoard:
                                                  self.capacity)
         self._avg = domain.average_duration(await store.recent_durations(conn), default=30.0)
         self._version = max(version, self._version)
+
+
+ACTIVE_LISTED = 100
+IN_FLIGHT_VALUES = frozenset(s.value for s in IN_FLIGHT)
+
+
+async def queue_figures(db: Database, bus: Bus) -> dict[Stage, dict[str, Any]]:
+    """Per stage queue: the bus's figures (RabbitMQ's management API, or the in-process bus) and, from the
+    notifier's table, the age of the oldest import queued for it and the steps ended per minute."""
+    now = utcnow()
+    out: dict[Stage, dict[str, Any]] = {}
+    async with db.read() as conn:
+        for stage, queue in STAGE_QUEUES.items():
+            oldest = await store.oldest_queued_at(conn, stage.value)
+            done_recent = await store.steps_ended_since(conn, stage.value, now - timedelta(minutes=5))
+            stats = await bus.queue_stats(queue)
+            figures: dict[str, Any] = {
+                "queue": queue,
+                "ready": stats.get("ready"),
+                "unacked": stats.get("unacked"),
+                "consumers": stats.get("consumers"),
+                "dead_lettered": stats.get("dead_lettered"),
+                "oldest_message_age_s": round((now - oldest).total_seconds(), 3) if oldest else 0.0,
+                "rate_per_min": round(done_recent / 5, 2),
+            }
+            if stats:
+                figures["broker"] = {k: v for k, v in stats.items()
+                                     if k not in ("ready", "unacked", "consumers", "dead_lettered")}
+            out[stage] = figures
+    return out
+
+
+async def refresh_metrics(db: Database, bus: Bus) -> None:
+    """The gauges of shared state, before a scrape: per stage queue and imports by status and mode."""
+    for stage, f in (await queue_figures(db, bus)).items():
+        labels = (stage.value, f["queue"])
+        for gauge, key in ((QUEUE_READY, "ready"), (QUEUE_UNACKED, "unacked"), (QUEUE_CONSUMERS, "consumers"),
+                           (QUEUE_DEAD_LETTERED, "dead_lettered"), (QUEUE_OLDEST_AGE, "oldest_message_age_s")):
+            if f.get(key) is not None:  # the management API unavailable: the gauge keeps its last value
+                gauge.labels(*labels).set(f[key])
+    async with db.read() as conn:
+        counts = await store.count_by_status_mode(conn)
+    for status in ImportStatus:
+        for mode in Mode:
+            IMPORTS.labels(status.value, mode.value).set(counts.get((status.value, mode.value), 0))
 
 
 def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
@@ -235,7 +292,8 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
         async with db.read() as conn:
             row = await load(conn, import_id, who)
             step_rows = (await store.steps_of(conn, [import_id]))[import_id]
-        actions = [ReportAction.model_validate(action) for stage_counts in (row.counts or {}).values()
+        actions = [ReportAction.model_validate({**action, "label": domain.action_label(action["action"])})
+                   for stage_counts in (row.counts or {}).values()
                    for action in (stage_counts or {}).get("actions", [])]
         view = import_view(row, step_rows, None, None)
         return ReportRead(import_id=row.id, status=view.status, label=view.label, label_detail=view.label_detail,
@@ -270,9 +328,16 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
             if not rows:
                 await handlers.wait_streams(growth)
 
-    def sse(request: Request, once: bool, *, import_id: str | None = None, site: str | None = None) -> EventStream:
-        header = request.headers.get("last-event-id", "0")
-        last_id = int(header) if header.isdigit() else 0
+    async def sse(request: Request, once: bool, live: bool = False, *, import_id: str | None = None,
+                  site: str | None = None) -> EventStream:
+        header = request.headers.get("last-event-id", "")
+        if header.isdigit():
+            last_id = int(header)
+        elif live:
+            async with db.read() as conn:
+                last_id = await store.last_event_id(conn)
+        else:
+            last_id = 0
         return EventStream(stream(last_id, request, once, import_id, site),
                            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -281,41 +346,36 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
 
     @router.get("/imports/{import_id}/events", response_class=EventStream, summary="Status events of an import",
                 responses={200: events, **problems(401, 404, 422)})
-    async def import_events(import_id: str, request: Request, who: CurrentPrincipal, once: Once = False) -> EventStream:
+    async def import_events(import_id: str, request: Request, who: CurrentPrincipal, once: Once = False,
+                            live: Live = False) -> EventStream:
         async with db.read() as conn:
             await load(conn, import_id, who)
-        return sse(request, once, import_id=import_id)
+        return await sse(request, once, live, import_id=import_id)
 
     @router.get("/sites/{site}/events", response_class=EventStream, summary="Status events of a site's imports",
                 responses={200: events, **problems(401, 404, 422)})
-    async def site_events(site: SiteId, request: Request, _: SitePrincipal, once: Once = False) -> EventStream:
-        return sse(request, once, site=site)
+    async def site_events(site: SiteId, request: Request, _: SitePrincipal, once: Once = False,
+                          live: Live = False) -> EventStream:
+        return await sse(request, once, live, site=site)
 
     @router.get("/ops/queues", response_model=QueuesRead, response_model_exclude_unset=True,
                 summary="Per stage: ready, unacked, consumers, oldest message age, rate",
                 responses=problems(401, 403))
     async def ops_queues(_: AdminPrincipal) -> QueuesRead:
-        now = utcnow()
-        out: dict[str, QueueRead] = {}
+        stages = {stage.value: QueueRead.model_validate(figures)
+                  for stage, figures in (await queue_figures(db, bus)).items()}
         async with db.read() as conn:
-            for stage, queue in STAGE_QUEUES.items():
-                oldest = await store.oldest_queued_at(conn, stage.value)
-                done_recent = await store.steps_ended_since(conn, stage.value, now - timedelta(minutes=5))
-                stats = await bus.queue_stats(queue)
-                figures: dict[str, Any] = {
-                    "queue": queue,
-                    "ready": stats.get("ready"),
-                    "unacked": stats.get("unacked"),
-                    "consumers": stats.get("consumers"),
-                    "dead_lettered": stats.get("dead_lettered"),
-                    "oldest_message_age_s": round((now - oldest).total_seconds(), 3) if oldest else 0.0,
-                    "rate_per_min": round(done_recent / 5, 2),
-                }
-                if stats:
-                    figures["broker"] = {k: v for k, v in stats.items()
-                                         if k not in ("ready", "unacked", "consumers", "dead_lettered")}
-                out[stage.value] = QueueRead.model_validate(figures)
-            waiting = await store.count_waiting(conn)
-        return QueuesRead(stages=out, waiting_imports=waiting, max_in_flight=settings.max_in_flight)
+            active = await store.active_imports(conn, [s.value for s in ACTIVE], ACTIVE_LISTED)
+            counts = await store.count_by_status_mode(conn)
+            positions, _avg = await positions_and_etas(conn, active)
+        waiting = sum(n for (status, _), n in counts.items() if status == ImportStatus.WAITING.value)
+        in_flight = sum(n for (status, _), n in counts.items() if status in IN_FLIGHT_VALUES)
+        listed = [ActiveImportRead(id=r.id, site=r.site, establishment=r.establishment,
+                                   establishment_label=r.establishment or "Tous", mode=r.mode, status=r.status,
+                                   label=domain.label_for(ImportStatus(r.status))[0], created_at=iso(r.created_at),
+                                   started_at=iso(r.started_at), queue_position=positions.get(r.id),
+                                   queued_stage=r.queued_stage) for r in active]
+        return QueuesRead(stages=stages, waiting_imports=waiting, in_flight_imports=in_flight,
+                          max_in_flight=settings.max_in_flight, active=listed)
 
     return router

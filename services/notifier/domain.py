@@ -31,6 +31,35 @@ LABELS: dict[ImportStatus, tuple[str, str]] = {
     ImportStatus.CANCELLED: ("Interrompu", "Import manuel abandonné"),
 }
 
+# The five steps as seed 001 names them ("Fonctionnement courant").
+STEP_LABELS: dict[Stage, str] = {
+    Stage.DEPOSIT: "Dépôt du fichier",
+    Stage.VALIDATION: "Validation du fichier à importer",
+    Stage.THRESHOLDS: "Vérification des seuils",
+    Stage.GROUPS: "Création des groupes",
+    Stage.SESSIONS: "Génération des séances",
+}
+
+# The bilan's actions in the wording of seed 003 ("Nombre de création de groupe"…).
+ACTION_LABELS: dict[str, str] = {
+    "courses_created": "Nombre de création de cours",
+    "courses_updated": "Nombre de modification de cours",
+    "courses_deleted": "Nombre de suppression de cours",
+    "groups_created": "Nombre de création de groupe",
+    "groups_deleted": "Nombre de suppression de groupe",
+    "memberships_created": "Nombre de création d'appartenance",
+    "memberships_deleted": "Nombre de suppression d'appartenance",
+    "sessions_created": "Nombre de création de séance",
+    "sessions_updated": "Nombre de modification de séance",
+    "sessions_deleted": "Nombre de suppression de séance",
+}
+
+
+def action_label(action: str) -> str:
+    """An action of the bilan in French; one no stage announced yet is shown by its code."""
+    return ACTION_LABELS.get(action, action)
+
+
 NO_CHANGE_MESSAGE = ("Aucun changement : fichier identique au dernier import intégré.",
                      "No change: file identical to the last integrated import.")
 CANCELLED_MESSAGE = ("Import interrompu à la demande.", "Import cancelled on request.")

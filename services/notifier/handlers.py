@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +29,7 @@ from shared.messages import (
     next_stage,
     utcnow,
 )
+from shared.observability import IMPORT_DURATION, IMPORT_QUEUE_WAIT, IMPORTS_FINISHED, log_context, span, trace_headers
 from shared.outbox import Outbox
 from shared.settings import Settings
 from shared.stage import UnitOfWork
@@ -52,6 +54,10 @@ def slot_of(row: Any) -> domain.Slot:
     assert at is not None
     return domain.Slot(id=row.id, site=row.site, establishment=row.establishment, at=at, mode=Mode(row.mode),
                        counts_for_capacity=status is not ImportStatus.AWAITING_SELECTION)
+
+
+def queue_wait_observer(mode: str, waited: float) -> Callable[[], None]:
+    return lambda: IMPORT_QUEUE_WAIT.labels(mode).observe(waited)
 
 
 class NotifierHandlers:
@@ -80,12 +86,17 @@ class NotifierHandlers:
 
     async def on_status(self, delivery: Delivery) -> None:
         event = StatusEvent.from_bytes(delivery.body)
-        async with self.outbox.unit_of_work() as uow:
-            await self.db.advisory_lock(uow.conn, ADMISSION_LOCK)
-            if event.stage is Stage.DEPOSIT:
-                await self._on_deposit(uow, event)
-            else:
-                await self._on_stage_event(uow, event)
+        with log_context(import_id=event.import_id, site=event.site, establishment=event.establishment,
+                         stage=event.stage.value), \
+                span(f"notifier {event.stage.value} {event.step_status.value}", delivery.headers,
+                     import_id=event.import_id, site=event.site, establishment=event.establishment,
+                     stage=event.stage.value):
+            async with self.outbox.unit_of_work() as uow:
+                await self.db.advisory_lock(uow.conn, ADMISSION_LOCK)
+                if event.stage is Stage.DEPOSIT:
+                    await self._on_deposit(uow, event)
+                else:
+                    await self._on_stage_event(uow, event)
 
     # --- deposit ----------------------------------------------------------------------------------
 
@@ -102,13 +113,16 @@ class NotifierHandlers:
         scope = scope_of(event.site, event.establishment)
         rejected = event.step_status is StepStatus.ERROR
         status = ImportStatus.REJECTED if rejected else ImportStatus.WAITING
+        # The import's own trace: its stages run in it, whichever event later wakes its admission.
+        artifacts: dict[str, Any] = {"trace": trace_headers()}
+        if dep.review and dep.mode is Mode.MANUAL:
+            artifacts["review"] = True
         await conn.execute(imports.insert().values(
             id=event.import_id, site=event.site, establishment=event.establishment, scope=scope,
             establishments=dep.establishments, mode=dep.mode.value, dry_run=dep.dry_run, status=status.value,
             source=dep.source, account=dep.account, file_name=dep.file.name, sha256=dep.file.sha256,
             size=dep.file.size, created_at=event.at, ended_at=event.at if rejected else None, no_change=False,
-            message=event.message, message_en=event.message_en, counts={}, alerts=[],
-            artifacts={"review": True} if dep.review and dep.mode is Mode.MANUAL else {}))
+            message=event.message, message_en=event.message_en, counts={}, alerts=[], artifacts=artifacts))
         await conn.execute(steps.insert().values(
             import_id=event.import_id, stage=Stage.DEPOSIT.value, status=event.step_status.value,
             started_at=event.at, ended_at=event.at, message=event.message, message_en=event.message_en))
@@ -170,7 +184,8 @@ class NotifierHandlers:
             await conn.execute(imports.update().where(imports.c.id == row.id).values(
                 status=ImportStatus.RECEIVED.value, started_at=now, queued_stage=Stage.VALIDATION.value,
                 queued_at=now))
-            await uow.emit(command.to(Stage.VALIDATION))
+            await uow.emit(command.to(Stage.VALIDATION), headers=(row.artifacts or {}).get("trace") or None)
+            uow.after_commit(queue_wait_observer(row.mode, max(0.0, (now - as_utc(row.created_at)).total_seconds())))
             await self._log(uow, row.id, row.site, ImportStatus.RECEIVED)
         return [s.id for s in started]
 
@@ -244,9 +259,19 @@ class NotifierHandlers:
         await conn.execute(imports.update().where(imports.c.id == import_id).values(
             status=status.value, ended_at=now, message=message, message_en=message_en, no_change=no_change,
             queued_stage=None, queued_at=None))
-        row = (await conn.execute(sa.select(imports.c.site).where(imports.c.id == import_id))).one()
+        row = (await conn.execute(sa.select(imports.c.site, imports.c.mode, imports.c.started_at).where(
+            imports.c.id == import_id))).one()
         await self._log(uow, import_id, row.site, status, message=message)
         await self._lifecycle(uow, import_id)
+        started = as_utc(row.started_at)
+
+        def count() -> None:  # once committed: a rolled-back ending never happened
+            IMPORTS_FINISHED.labels(status.value, row.mode).inc()
+            if status is ImportStatus.DONE and started is not None:
+                IMPORT_DURATION.labels(row.mode).observe(max(0.0, (now - started).total_seconds()))
+
+        uow.after_commit(count)
+        log.info("import %s: %s", import_id, status.value)
 
     async def _lifecycle(self, uow: UnitOfWork, import_id: str) -> None:
         row = (await uow.conn.execute(sa.select(imports).where(imports.c.id == import_id))).one()

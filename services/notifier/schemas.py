@@ -23,6 +23,7 @@ class FileRead(BaseModel):
 
 class StepRead(BaseModel):
     stage: Stage
+    label: str = Field(default="", description="The step as seed 001 names it, e.g. « Vérification des seuils »")
     status: StepStatus
     started_at: Instant | None
     ended_at: Instant | None
@@ -75,6 +76,7 @@ class ImportList(Page[ImportRead]):
 class ReportAction(BaseModel):
     model_config = ConfigDict(extra="allow")  # a stage may say more about its action
     action: str = Field(examples=["sessions_created"])
+    label: str = Field(default="", description="French, e.g. « Nombre de création de séance »")
     success: int = 0
     error: int = 0
 
@@ -107,7 +109,27 @@ class QueueRead(BaseModel):
     broker: dict[str, Any] = Field(default_factory=dict, description="More figures from the broker, if any")
 
 
+class ActiveImportRead(BaseModel):
+    """An import waiting or in flight, as the ops view lists them."""
+
+    id: str
+    site: str
+    establishment: str | None
+    establishment_label: str
+    mode: Mode
+    status: ImportStatus
+    label: str
+    created_at: Instant
+    started_at: Instant | None
+    queue_position: int | None = Field(ge=0)
+    queued_stage: Stage | None = Field(description="The stage queue it waits in, if any")
+
+
 class QueuesRead(BaseModel):
     stages: dict[str, QueueRead]
     waiting_imports: int
+    in_flight_imports: int = Field(description="Admitted and not ended (a manual import awaiting its selection "
+                                               "included)")
     max_in_flight: int
+    active: list[ActiveImportRead] = Field(default_factory=list,
+                                           description="Imports waiting or in flight, oldest first (at most 100)")

@@ -165,6 +165,10 @@ async def events_after(conn: AsyncConnection, last_id: int, *, import_id: str | 
                                     .order_by(event_log.c.id).limit(limit))).all())
 
 
+async def last_event_id(conn: AsyncConnection) -> int:
+    return int((await conn.execute(sa.select(sa.func.max(event_log.c.id)))).scalar() or 0)
+
+
 async def oldest_queued_at(conn: AsyncConnection, stage: str) -> datetime | None:
     value = (await conn.execute(sa.select(sa.func.min(imports.c.queued_at)).where(
         imports.c.queued_stage == stage))).scalar()
@@ -179,3 +183,15 @@ async def steps_ended_since(conn: AsyncConnection, stage: str, since: datetime) 
 async def count_waiting(conn: AsyncConnection) -> int:
     return int((await conn.execute(sa.select(sa.func.count()).select_from(imports).where(
         imports.c.status == ImportStatus.WAITING.value))).scalar() or 0)
+
+
+async def count_by_status_mode(conn: AsyncConnection) -> dict[tuple[str, str], int]:
+    rows = (await conn.execute(sa.select(imports.c.status, imports.c.mode, sa.func.count()).group_by(
+        imports.c.status, imports.c.mode))).all()
+    return {(r[0], r[1]): int(r[2]) for r in rows}
+
+
+async def active_imports(conn: AsyncConnection, statuses: list[str], limit: int) -> list[Any]:
+    """Imports waiting or in flight, all sites, oldest first."""
+    return list((await conn.execute(sa.select(imports).where(imports.c.status.in_(statuses))
+                                    .order_by(imports.c.created_at, imports.c.id).limit(limit))).all())

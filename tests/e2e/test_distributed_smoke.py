@@ -61,12 +61,42 @@ def test_site_establishment_and_empty_history(cluster: E2E) -> None:
 def test_each_service_metrics(cluster: E2E, service: str) -> None:
     r = httpx.get(f"{cluster.base_url}/metrics/{service}", timeout=10, trust_env=False)
     assert r.status_code == 200, r.text
-    assert "python_info" in r.text or "# HELP" in r.text
+    for family in ("edt_stage_messages_in_total", "edt_stage_duration_seconds", "edt_bus_dead_lettered_total",
+                   "edt_webdav_requests_total", "edt_imports", "edt_queue_ready_messages"):
+        assert f"# HELP {family} " in r.text, (service, family)
+
+
+def test_queue_gauges_come_from_the_management_api(cluster: E2E) -> None:
+    """The notifier refreshes the stage queues' gauges from RabbitMQ before each scrape."""
+    deadline = time.monotonic() + 30
+    while True:
+        text = httpx.get(f"{cluster.base_url}/metrics/notifier", timeout=10, trust_env=False).text
+        line = next((x for x in text.splitlines() if x.startswith("edt_queue_consumers{")
+                     and 'queue="edt.validate"' in x), None)
+        if line is not None and float(line.rsplit(" ", 1)[1]) >= 1:
+            return
+        assert time.monotonic() < deadline, line
+        time.sleep(0.5)
+
+
+def test_the_console_through_nginx(cluster: E2E) -> None:
+    r = httpx.get(f"{cluster.base_url}/console/", timeout=10, trust_env=False)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "Connexion à la console" in r.text and "default-src 'self'" in r.headers["content-security-policy"]
+    script = httpx.get(f"{cluster.base_url}/console/static/lib.js", timeout=10, trust_env=False)
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    root = httpx.get(f"{cluster.base_url}/", timeout=10, trust_env=False)
+    assert root.status_code == 302 and root.headers["location"] == "/console/"
 
 
 # --- the proxy's routing table, against stub upstreams that say who they are ------------------------
 
 ROUTES = [
+    ("GET", "/", "notifier"),
+    ("GET", "/console", "notifier"),
+    ("GET", "/console/", "notifier"),
+    ("GET", "/console/sites/4817/imports/abc123", "notifier"),
+    ("GET", "/console/static/pages/import.js", "notifier"),
     ("PROPFIND", "/webdav/", "dropzone"),
     ("PUT", "/webdav/4817/1754/EDT%20To%20KOSMOS.xml", "dropzone"),
     ("GET", "/healthz", "notifier"),

@@ -28,9 +28,14 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
     return create_embedded_app(Settings(**{k.removeprefix("EDT_").lower(): v for k, v in env.items()}))
 
 
+def is_console_page(path: str) -> bool:
+    """The console's HTML pages (and / leading to them): not API routes, outside the OpenAPI."""
+    return path == "/" or path == "/console" or path.startswith("/console/")
+
+
 def routes(app: FastAPI) -> Iterator[tuple[str, str, Any]]:
     for route in api_routes(app):
-        if isinstance(route.original_route, APIRoute):
+        if isinstance(route.original_route, APIRoute) and not is_console_page(str(route.path)):
             for method in sorted(route.methods or ()):
                 yield method, str(route.path), route
 
