@@ -37,6 +37,18 @@ async def current_principal(request: Request, credentials: Annotated[
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
+async def optional_principal(request: Request, credentials: Annotated[
+        HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal | None:
+    """None without an Authorization header (a route that also takes another proof, e.g. a feed's secret);
+    401 for a bad token."""
+    if credentials is None:
+        return None
+    return await current_principal(request, credentials)
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+
+
 async def admin_principal(principal: CurrentPrincipal) -> Principal:
     require_admin(principal)
     return principal

@@ -2,8 +2,8 @@
 
 `plan_establishment` turns one establishment's canonical timetable into the courses and dated sessions
 it means from the import's start time on; `diff_sessions` compares them with what is stored (by session
-key) into creations, updates and deletions; `decide` reports the counts for the bilan. The feeds
-(`ical_feed`) and the JSON views are here too, so that the API and the change events agree.
+key) into creations, updates and deletions; `decide` reports the counts for the bilan. The JSON views are
+here too, so that the API and the change events agree (display names: views.py; iCal feeds: ical.py).
 """
 
 from __future__ import annotations
@@ -478,36 +478,3 @@ json_lists = Memo(_json_list, 100_000)  # tuples of idents repeat a lot
 def json_list(items: tuple[str, ...]) -> str:
     """JSON text of a tuple of idents, fast: idents rarely need escaping and tuples repeat a lot."""
     return json_lists[items]
-
-
-# ------------------------------------------------------------------------------------------ iCal
-
-
-def ical_feed(*, name: str, sessions: Iterable[Any], labels: Mapping[str, str],
-              names: Mapping[str, Mapping[str, str]], now: datetime, host: str = "edt-import") -> bytes:
-    """An RFC 5545 calendar of sessions: one VEVENT per session, UID from the session's stable id,
-    times in UTC, SUMMARY the course label, LOCATION the rooms, DESCRIPTION the teachers."""
-    from icalendar import Calendar, Event
-
-    cal = Calendar()
-    cal.add("prodid", "-//edt-import//sessions//FR")
-    cal.add("version", "2.0")
-    cal.add("calscale", "GREGORIAN")
-    cal.add("method", "PUBLISH")
-    cal.add("x-wr-calname", name)
-    rooms, teachers = names.get("rooms", {}), names.get("teachers", {})
-    for row in sessions:
-        ev = Event()
-        ev.add("uid", f"{row.id}@{host}")
-        ev.add("dtstamp", now.astimezone(UTC))
-        ev.add("dtstart", (row.start if row.start.tzinfo else row.start.replace(tzinfo=UTC)).astimezone(UTC))
-        ev.add("dtend", (row.end if row.end.tzinfo else row.end.replace(tzinfo=UTC)).astimezone(UTC))
-        ev.add("summary", labels.get(row.course, row.course))
-        where = [rooms.get(r, r) for r in row.rooms]
-        if where:
-            ev.add("location", ", ".join(where))
-        who = [teachers.get(t, t) for t in row.teachers]
-        if who:
-            ev.add("description", ", ".join(who))
-        cal.add_component(ev)
-    return bytes(cal.to_ical())

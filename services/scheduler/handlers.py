@@ -86,6 +86,7 @@ class SchedulerStage:
                 await asyncio.wait([records_task])
             events = await events_task if events_task is not None else []
         await store.write_establishment(db, conn, cmd.import_id, plan, sha)
+        await store.refresh_statistics(db, conn, sd.changed + len(cd.create) + len(cd.update))
         # In the same transaction: published by the outbox relay after commit.
         await uow.emit_many([Envelope(CHANGES_EXCHANGE, f"sessions.{site}.{est}", body, f"{cmd.import_id}:{est}:{n}")
                              for n, body in enumerate(events, 1)])

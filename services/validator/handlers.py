@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import multiprocessing
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -48,6 +49,12 @@ def validate_file(path: str, blob_dir: str, partner_name: str, private_key: byte
     return out
 
 
+def ignore_interrupts() -> None:
+    """Initializer of a worker process: Ctrl-C in a terminal reaches the whole process group, and the
+    service (the parent) is the one that stops its workers, quietly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def warm() -> None:
     """Runs in a new worker process: load the parser and its libraries before the first file comes."""
     from services.validator.format import parse  # noqa: F401 - the import is the work
@@ -76,7 +83,8 @@ class ValidatorStage:
         # "spawn", not fork: this process runs threads (WebDAV, aiosqlite) that fork would copy mid-state.
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.settings.parse_workers,
-                                             mp_context=multiprocessing.get_context("spawn"))
+                                             mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=ignore_interrupts)
         return self._pool
 
     async def warm_up(self) -> None:
