@@ -164,6 +164,9 @@ class Deposit(BaseModel):
     # Establishment id → UAI for every establishment the import covers (one, or all for a site-wide file).
     establishments: dict[str, str] = Field(default_factory=dict)
     target_uais: list[str] = Field(default_factory=list)
+    # Establishment id → name for every establishment of the site: what the history shows (never read
+    # from the dropzone's tables).
+    establishment_names: dict[str, str] = Field(default_factory=dict)
 
 
 class StatusEvent(Message):
@@ -247,6 +250,23 @@ class DirectoryUpdated(Message):
     @property
     def routing_key(self) -> str:
         return f"directory.updated.{self.site}"
+
+
+class EstablishmentUpdated(Message):
+    """Published by the dropzone (exchange edt.status, routing key establishment.updated.<site>) when an
+    establishment is created or renamed, so that the services showing its name keep their own copy."""
+
+    exchange: ClassVar[str] = STATUS_EXCHANGE
+
+    site: str
+    establishment: str
+    uai: str
+    name: str
+    at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def routing_key(self) -> str:
+        return f"establishment.updated.{self.site}"
 
 
 class DirectoryBarrier(Message):

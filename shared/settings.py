@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     # Change events kept for GET /sites/{site}/changes (per site: the newest events, at most this many
     # and none older than this many hours).
     changes_retention_h: float = Field(default=72.0, gt=0)
-    changes_max_events: int = Field(default=500, ge=1)
+    changes_max_events: int = Field(default=200, ge=1)
     # Distributed mode: every service instance's base URL, by service ({"dropzone": ["http://…"], …}). Set,
     # this process answers for the whole product at the base URL (readiness, the merged OpenAPI).
     service_urls: dict[str, list[str]] = Field(default_factory=dict)

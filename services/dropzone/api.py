@@ -110,15 +110,8 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
     async def put_establishment(site: SiteId, est: EstablishmentId, body: EstablishmentCreate, _: AdminPrincipal,
                                 response: Response) -> EstablishmentRead:
         uai = body.uai.upper()
-        async with db.transaction() as conn:
-            if not await store.site_exists(conn, site):
-                raise not_found("Site")
-            clash = await store.uai_owner(conn, site, uai, other_than=est)
-            if clash:
-                raise Problem(409, "Conflict", f"UAI {uai} already belongs to establishment {clash}",
-                              code="uai_taken")
-            if await store.put_establishment(conn, site, est, uai, body.name):
-                response.status_code = 201
+        if await dropzone.put_establishment(site, est, uai, body.name):
+            response.status_code = 201
         return EstablishmentRead(id=est, uai=uai, name=body.name)
 
     @router.get("/sites/{site}/establishments", response_model=EstablishmentList,

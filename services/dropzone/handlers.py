@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from services.dropzone import domain
+from services.dropzone import domain, store
 from services.dropzone.store import accounts, deposits, establishments, notified, sites
 from shared.bus import Delivery
 from shared.db import Database, as_utc, upsert
@@ -27,6 +27,7 @@ from shared.messages import (
     Deposit,
     DepositAck,
     Envelope,
+    EstablishmentUpdated,
     FileRef,
     ImportLifecycle,
     ImportStatus,
@@ -64,11 +65,30 @@ class Dropzone:
             return (await conn.execute(sa.select(sites).where(sites.c.id == site))).first()
 
     async def site_establishments(self, site: str) -> dict[str, str] | None:
+        named = await self._establishments(site)
+        return None if named is None else {est: uai for est, (uai, _) in named.items()}
+
+    async def _establishments(self, site: str) -> dict[str, tuple[str, str]] | None:
+        """Establishment id → (UAI, name) of the site; None when there is no such site."""
         async with self.db.read() as conn:
             if (await conn.execute(sa.select(sites.c.id).where(sites.c.id == site))).first() is None:
                 return None
             rows = (await conn.execute(sa.select(establishments).where(establishments.c.site == site))).all()
-        return {r.id: r.uai for r in rows}
+        return {r.id: (r.uai, r.name) for r in rows}
+
+    async def put_establishment(self, site: str, est: str, uai: str, name: str) -> bool:
+        """Create or replace an establishment (True when new); the services that show its name hear of it
+        (EstablishmentUpdated, in the same transaction)."""
+        async with self.outbox.unit_of_work() as uow:
+            if not await store.site_exists(uow.conn, site):
+                raise not_found("Site")
+            clash = await store.uai_owner(uow.conn, site, uai, other_than=est)
+            if clash:
+                raise Problem(409, "Conflict", f"UAI {uai} already belongs to establishment {clash}",
+                              code="uai_taken")
+            created = await store.put_establishment(uow.conn, site, est, uai, name)
+            await uow.emit(EstablishmentUpdated(site=site, establishment=est, uai=uai, name=name))
+        return created
 
     # --- deposits ---------------------------------------------------------------------------------
 
@@ -79,7 +99,8 @@ class Dropzone:
         site_row = await self.site(site)
         if site_row is None:
             raise not_found("Site")
-        ests = await self.site_establishments(site) or {}
+        named = await self._establishments(site) or {}
+        ests = {est: uai for est, (uai, _) in named.items()}
         if target is not None and target not in ests:
             raise not_found("Establishment")
         sniff = await asyncio.to_thread(sniff_export, path)
@@ -99,7 +120,8 @@ class Dropzone:
                             review=review and mode is Mode.MANUAL and not dry_run,
                             source="webdav" if source == "webdav" else "rest", account=account,
                             establishments=route.establishments,
-                            target_uais=sorted(route.establishments.values())))
+                            target_uais=sorted(route.establishments.values()),
+                            establishment_names={est: name for est, (_, name) in named.items()}))
         pending = self._acks[import_id] = (set(DEPOSIT_ACKERS), asyncio.Event())
         try:
             async with self.outbox.unit_of_work() as uow:

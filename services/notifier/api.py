@@ -56,7 +56,9 @@ class EventStream(StreamingResponse):
     media_type = "text/event-stream"
 
 
-def import_view(row: Any, step_rows: list[Any], position: int | None, eta: int | None) -> ImportRead:
+def import_view(row: Any, step_rows: list[Any], position: int | None, eta: int | None,
+                names: dict[str, str] | None = None) -> ImportRead:
+    """`names`: the site's establishment names (the label; the id when the name is not known)."""
     status = ImportStatus(row.status)
     short, long = domain.label_for(status)
     by_stage = {s.stage: s for s in step_rows}
@@ -71,7 +73,8 @@ def import_view(row: Any, step_rows: list[Any], position: int | None, eta: int |
         "id": row.id,
         "site": row.site,
         "establishment": row.establishment,
-        "establishment_label": row.establishment or "Tous",
+        "establishment_label": (names or {}).get(row.establishment, row.establishment) if row.establishment
+        else "Tous",
         "establishments": row.establishments,
         "mode": row.mode,
         "auto": row.mode == "auto",
@@ -131,7 +134,8 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
             row = await load(conn, import_id, who)
             step_rows = (await store.steps_of(conn, [import_id]))[import_id]
             positions, avg = await positions_and_etas(conn)
-        return import_view(row, step_rows, *eta_for(row, positions, avg))
+            names = await store.names_of_site(conn, row.site)
+        return import_view(row, step_rows, *eta_for(row, positions, avg), names)
 
     @router.get("/sites/{site}/imports", response_model=ImportList, summary="The site's import history",
                 responses=problems(400, 401, 404, 422))
@@ -161,7 +165,8 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
             page = rows[:limit]
             grouped = await store.steps_of(conn, [r.id for r in page])
             positions, avg = await positions_and_etas(conn)
-        items = [import_view(r, grouped[r.id], *eta_for(r, positions, avg)) for r in page]
+            names = await store.names_of_site(conn, site)
+        items = [import_view(r, grouped[r.id], *eta_for(r, positions, avg), names) for r in page]
         next_cursor = None
         if len(rows) > limit:
             last = page[-1]
@@ -203,9 +208,10 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
         async with db.read() as conn:
             row = await load(conn, import_id, who)
             step_rows = (await store.steps_of(conn, [import_id]))[import_id]
+            names = await store.names_of_site(conn, row.site)
         actions = [ReportAction.model_validate(action) for stage_counts in (row.counts or {}).values()
                    for action in (stage_counts or {}).get("actions", [])]
-        view = import_view(row, step_rows, None, None)
+        view = import_view(row, step_rows, None, None, names)
         return ReportRead(import_id=row.id, status=view.status, label=view.label, label_detail=view.label_detail,
                           establishment_label=view.establishment_label, file=view.file, steps=view.steps,
                           actions=actions, total_tasks=sum(a.success + a.error for a in actions), alerts=view.alerts,
@@ -258,6 +264,51 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
                 responses={200: events, **problems(401, 404, 422)})
     async def site_events(site: SiteId, request: Request, _: SitePrincipal, once: Once = False) -> EventStream:
         return sse(request, once, site=site)
+
+    async def change_stream(site: str, last_id: int, request: Request, once: bool,
+                            establishment: str | None) -> AsyncIterator[bytes]:
+        yield b": edt-import change events\n\n"
+        async with db.read() as conn:
+            dropped = await store.changes_dropped_through(conn, site)
+        if 0 < last_id < dropped:  # resumed from an event retention has dropped since: say what was lost
+            lost = {"reason": "retention", "dropped_through": dropped, "last_event_id": last_id,
+                    "detail": "Events after Last-Event-ID were dropped by retention: read the sessions again "
+                              "(GET …/sessions), then follow this stream"}
+            yield f"id: {dropped}\nevent: reset\ndata: {json.dumps(lost)}\n\n".encode()
+        last_id = max(last_id, dropped)
+        while True:
+            growth = handlers.log_growth()
+            async with db.read() as conn:
+                rows = await store.changes_after(conn, site, last_id, establishment=establishment)
+            for r in rows:
+                last_id = r.id
+                yield f"id: {r.id}\nevent: sessions.changed\ndata: {r.body}\n\n".encode()
+            if once and not rows:
+                return
+            if await request.is_disconnected():
+                return
+            if not rows:
+                await handlers.wait_streams(growth)
+
+    change_events = media(
+        "`event: sessions.changed` per change event of the scheduler (as published on `edt.changes`: `v`, "
+        "`type`, `import_id`, `site`, `establishment`, `batch`, `batches`, `created`, `updated` (sessions), "
+        "`deleted` (`id`, `key`, `start`), `names`); `id` increases; `Last-Event-ID` resumes; `event: reset` "
+        "when events after it were dropped by retention", "text/event-stream")
+
+    @router.get("/sites/{site}/changes", response_class=EventStream,
+                summary="Change events of the site's sessions (Server-Sent Events, resumable)",
+                responses={200: change_events, **problems(401, 404, 422)})
+    async def site_changes(site: SiteId, request: Request, _: SitePrincipal, once: Once = False,
+                           establishment: Annotated[str | None, Query(
+                               description="Only this establishment's events")] = None) -> EventStream:
+        """What the scheduler publishes on `edt.changes`, kept per site (the newest EDT_CHANGES_MAX_EVENTS
+        events, none older than EDT_CHANGES_RETENTION_H hours) so that an ENT without a RabbitMQ consumer
+        follows them too, in both run modes."""
+        header = request.headers.get("last-event-id", "0")
+        last_id = int(header) if header.isdigit() else 0
+        return EventStream(change_stream(site, last_id, request, once, establishment),
+                           headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @router.get("/ops/queues", response_model=QueuesRead, response_model_exclude_unset=True,
                 summary="Per stage: ready, unacked, consumers, oldest message age, rate",

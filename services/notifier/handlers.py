@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.notifier import domain
+from services.notifier import domain, store
 from services.notifier.store import event_log, imports, steps
 from shared.bus import Delivery
 from shared.db import Database, as_utc
 from shared.messages import (
+    CHANGES_EXCHANGE,
     STATUS_EXCHANGE,
     DepositAck,
+    EstablishmentUpdated,
     FileRef,
     ImportLifecycle,
     ImportStatus,
@@ -40,6 +45,11 @@ ACTIVE = (ImportStatus.WAITING, *IN_FLIGHT)
 ADMISSION_LOCK = "admission"  # advisory lock: admission decisions are serialised across processes
 # The notifier listens to the stages' events, not to its own lifecycle events (import.history.*).
 STATUS_BINDINGS = tuple((STATUS_EXCHANGE, f"import.{stage.value}.#") for stage in Stage)
+ESTABLISHMENTS_QUEUE = "edt.notifier.establishments"
+ESTABLISHMENT_BINDINGS = ((STATUS_EXCHANGE, "establishment.updated.*"),)
+# The notifier keeps the sessions' change events for its SSE stream, beside the exchange ENTs bind to.
+CHANGES_QUEUE = "edt.notifier.changes"
+CHANGES_BINDINGS = ((CHANGES_EXCHANGE, "sessions.#"),)
 
 
 def scope_of(site: str, establishment: str | None) -> str:
@@ -87,6 +97,39 @@ class NotifierHandlers:
             else:
                 await self._on_stage_event(uow, event)
 
+    async def on_establishment(self, delivery: Delivery) -> None:
+        """An establishment was created or renamed (EstablishmentUpdated): the history shows its name."""
+        event = EstablishmentUpdated.from_bytes(delivery.body)
+        async with self.db.transaction() as conn:
+            await store.save_establishment_names(self.db, conn, event.site, {event.establishment: event.name},
+                                                 event.at)
+
+    # --- change events ------------------------------------------------------------------------------
+
+    async def on_changes(self, delivery: Delivery) -> None:
+        """A change event of the sessions (edt.changes): kept for GET /sites/{site}/changes (bounded per
+        site by EDT_CHANGES_MAX_EVENTS and EDT_CHANGES_RETENTION_H); the streams of this process wake."""
+        body = delivery.body.decode()
+        head = json.loads(body)
+        now = utcnow()
+        async with self.db.transaction() as conn:
+            await store.add_change(self.db, conn, site=head["site"], establishment=head["establishment"],
+                                   import_id=head.get("import_id", ""),
+                                   message_id=delivery.message_id or hashlib.sha256(delivery.body).hexdigest(),
+                                   at=now, body=body)
+            await store.prune_changes(conn, head["site"], keep=self.settings.changes_max_events,
+                                      older_than=now - timedelta(hours=self.settings.changes_retention_h))
+        self.notify_streams()
+
+    async def prune_changes(self) -> None:
+        """Retention of the change events of every site (those no new event pruned lately)."""
+        older_than = utcnow() - timedelta(hours=self.settings.changes_retention_h)
+        async with self.db.read() as conn:
+            sites = await store.sites_with_changes_before(conn, older_than)
+        for site in sites:
+            async with self.db.transaction() as conn:
+                await store.prune_changes(conn, site, older_than=older_than, keep=self.settings.changes_max_events)
+
     # --- deposit ----------------------------------------------------------------------------------
 
     async def _on_deposit(self, uow: UnitOfWork, event: StatusEvent) -> None:
@@ -99,6 +142,8 @@ class NotifierHandlers:
         if (await conn.execute(sa.select(imports.c.id).where(imports.c.id == event.import_id))).first():
             return  # redelivered: recorded already, acknowledged again
         dep = event.deposit
+        if dep.establishment_names:
+            await store.save_establishment_names(self.db, conn, event.site, dep.establishment_names, event.at)
         scope = scope_of(event.site, event.establishment)
         rejected = event.step_status is StepStatus.ERROR
         status = ImportStatus.REJECTED if rejected else ImportStatus.WAITING

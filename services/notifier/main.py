@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from services.notifier import store
 from services.notifier.api import build_router
-from services.notifier.handlers import STATUS_BINDINGS, NotifierHandlers
-from shared.outbox import Outbox
+from services.notifier.handlers import (
+    CHANGES_BINDINGS,
+    CHANGES_QUEUE,
+    ESTABLISHMENT_BINDINGS,
+    ESTABLISHMENTS_QUEUE,
+    STATUS_BINDINGS,
+    NotifierHandlers,
+)
+from shared.outbox import Outbox, Periodic
 from shared.web import Runtime, Service, run_service
 
 STATUS_QUEUE = "edt.notifier"
@@ -14,14 +21,22 @@ STATUS_QUEUE = "edt.notifier"
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
     handlers = NotifierHandlers(rt.db, outbox, rt.settings)
+    retention = Periodic(handlers.prune_changes, 600.0, "changes-retention")
 
     async def start() -> None:
         outbox.relay.start_in_background()
+        retention.start_in_background()
         await rt.bus.consume(STATUS_QUEUE, handlers.on_status, bindings=STATUS_BINDINGS)
+        await rt.bus.consume(ESTABLISHMENTS_QUEUE, handlers.on_establishment, bindings=ESTABLISHMENT_BINDINGS)
+        # One at a time: the stream's ids follow the order the scheduler published them in.
+        await rt.bus.consume(CHANGES_QUEUE, handlers.on_changes, bindings=CHANGES_BINDINGS, prefetch=1)
         await handlers.redispatch()
 
-    return Service("notifier", build_router(rt.db, rt.bus, rt.blobs, rt.settings, handlers), start,
-                   outbox.relay.stop)
+    async def stop() -> None:
+        await retention.stop()
+        await outbox.relay.stop()
+
+    return Service("notifier", build_router(rt.db, rt.bus, rt.blobs, rt.settings, handlers), start, stop)
 
 
 if __name__ == "__main__":

@@ -436,14 +436,38 @@ def sessions_json(rows: Iterable[SessionRow]) -> list[str]:
             for i, k, c, s, e, w, ro, te, cl, gr, st, eq, sf, fp in rows]
 
 
+def batch_names(plan: Plan, rows: Sequence[SessionRow]) -> str:
+    """The display names a batch of sessions needs, as JSON: `{"courses": {key: label}, "subjects": {key:
+    subject}, "rooms"|"teachers"|"classes"|"groups": {ident: name}}` (only the idents the batch names)."""
+    used: dict[str, set[str]] = {"rooms": set(), "teachers": set(), "classes": set(), "groups": set()}
+    course_keys: set[str] = set()
+    for row in rows:
+        course_keys.add(row.course)
+        used["rooms"].update(row.rooms)
+        used["teachers"].update(row.teachers)
+        used["classes"].update(row.classes)
+        used["groups"].update(row.groups)
+    subjects = plan.names.get("subjects", {})
+    out: dict[str, dict[str, str]] = {
+        "courses": {k: plan.courses[k].label for k in sorted(course_keys) if k in plan.courses},
+        "subjects": {k: subjects.get(plan.courses[k].subject, plan.courses[k].subject)
+                     for k in sorted(course_keys) if k in plan.courses}}
+    for kind, idents in used.items():
+        known = plan.names.get(kind, {})
+        out[kind] = {i: known.get(i, i) for i in sorted(idents)}
+    return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
+
+
 def change_events(plan: Plan, sd: SessionDiff, import_id: str, *, batch: int = EVENT_BATCH) -> list[bytes]:
     """The change events (JSON bodies) of one establishment's import, ≤ `batch` sessions each, in the order
-    created, updated, deleted; each says which import it belongs to and its rank (`batch`/`batches`):
+    created, updated, deleted; each says which import it belongs to and its rank (`batch`/`batches`), and
+    carries the display names its sessions need (`batch_names`):
     `{"v": 1, "type": "sessions.changed", "import_id", "site", "establishment", "batch", "batches",
-    "created": [session], "updated": [session], "deleted": [{"id", "key", "start"}]}`."""
+    "created": [session], "updated": [session], "deleted": [{"id", "key", "start"}], "names": {…}}`."""
     texts = sessions_json(sd.create)
     texts += sessions_json(sd.update)
     texts += [f'{{"id":"{r.id}","key":{json_str(r.key)},"start":"{iso(r.start)}"}}' for r in sd.delete]
+    shown = [*sd.create, *sd.update]
     created, updated = len(sd.create), len(sd.create) + len(sd.update)
     starts = range(0, len(texts), batch)
     head = (f'{{"v":1,"type":"sessions.changed","import_id":{json_str(import_id)},"site":{json_str(plan.site)},'
@@ -453,7 +477,8 @@ def change_events(plan: Plan, sd: SessionDiff, import_id: str, *, batch: int = E
         j = min(i + batch, len(texts))
         out.append((f'{head},"batch":{n},"batches":{len(starts)},"created":[{",".join(texts[i:min(j, created)])}],'
                     f'"updated":[{",".join(texts[max(i, created):min(j, updated)])}],'
-                    f'"deleted":[{",".join(texts[max(i, updated):j])}]}}').encode())
+                    f'"deleted":[{",".join(texts[max(i, updated):j])}],'
+                    f'"names":{batch_names(plan, shown[i:min(j, updated)])}}}').encode())
     return out
 
 
