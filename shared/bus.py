@@ -351,6 +351,39 @@ class RabbitBus(Bus):
         }
 
 
+class AckWaiter:
+    """Requests of this process waiting for named services to acknowledge a message (read-your-writes: a
+    deposit recorded, a revocation or an abort registered). `expect` before the message can leave, `ack`
+    from the consumer of the acknowledgements, `wait` in the request; `forget` when it is answered."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, tuple[set[str], asyncio.Event, dict[str, Any]]] = {}
+
+    def expect(self, key: str, by: tuple[str, ...] | list[str]) -> None:
+        self._pending[key] = (set(by), asyncio.Event(), {})
+
+    def ack(self, key: str, by: str, detail: Any = None) -> None:
+        waiting = self._pending.get(key)
+        if waiting is None:
+            return
+        waiting[0].discard(by)
+        waiting[2][by] = detail
+        if not waiting[0]:
+            waiting[1].set()
+
+    async def wait(self, key: str, timeout_s: float) -> tuple[set[str], dict[str, Any]]:
+        """The services still missing after at most `timeout_s` (empty: all acknowledged) and what each one
+        that answered said."""
+        missing, done, details = self._pending[key]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await done.wait()
+        return set(missing), dict(details)
+
+    def forget(self, key: str) -> None:
+        self._pending.pop(key, None)
+
+
 def make_bus(broker_url: str, *, max_retries: int = 3, backoff_s: float = 0.5, prefetch: int = 4,
              management_url: str | None = None) -> Bus:
     if broker_url.startswith("memory://"):

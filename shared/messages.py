@@ -293,3 +293,37 @@ class DepositAck(Message):
 
 
 DEPOSIT_ACKERS: tuple[str, ...] = ("notifier", "thresholds")
+
+
+class TokenRevoked(Message):
+    """Published by the dropzone (exchange edt.status, routing key token.revoked.<site>) when a site token is
+    revoked: every service records it in its own revocation list before it acknowledges, and the DELETE is
+    answered once they all have (revoked at once for the request after the answer, in every service)."""
+
+    exchange: ClassVar[str] = STATUS_EXCHANGE
+
+    token_id: str
+    site: str
+    at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def routing_key(self) -> str:
+        return f"token.revoked.{self.site}"
+
+
+class TokenRevocationAck(Message):
+    """Published on edt.status (routing key token.ack.<by>) once a service has recorded a revocation."""
+
+    exchange: ClassVar[str] = STATUS_EXCHANGE
+
+    token_id: str
+    by: str
+
+    @property
+    def routing_key(self) -> str:
+        return f"token.ack.{self.by}"
+
+
+# The services that keep a revocation list of their own besides the dropzone (which writes its own in the
+# DELETE's transaction).
+REVOCATION_ACKERS: tuple[str, ...] = ("validator", "thresholds", "reconciler", "scheduler", "notifier")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Response, UploadFile
+from fastapi import APIRouter, File, Form, Path, Response, UploadFile
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.dropzone import store
@@ -27,6 +27,8 @@ from services.dropzone.schemas import (
     SiteRead,
     SiteUpdate,
     TokenCreate,
+    TokenInfo,
+    TokenList,
     TokenRead,
     WebdavUrl,
 )
@@ -119,15 +121,45 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
     async def list_establishments(site: SiteId, _: SitePrincipal) -> EstablishmentList:
         return EstablishmentList(items=(await read_site(site)).establishments, next_cursor=None)
 
+    def token_info(row: Any) -> dict[str, Any]:
+        expires = as_utc(row.expires_at)
+        return {"id": row.id, "site": row.site, "label": row.label, "created_at": iso(row.created_at),
+                "expires_at": iso(expires) if expires else None, "expired": bool(expires and expires <= utcnow())}
+
     @router.post("/sites/{site}/tokens", status_code=201, response_model=TokenRead,
                  summary="Issue a site token for the ENT front-end", responses=problems(400, 401, 403, 404, 413, 422))
     async def create_token(site: SiteId, _: AdminPrincipal, body: TokenCreate | None = None) -> TokenRead:
-        token, token_id = issue_site_token(settings.effective_secret, site)
+        """The token is shown once (only its hash is stored); `expires_at` is signed into it."""
+        expires_at = body.expires_at if body else None
+        if expires_at is not None and expires_at <= utcnow():
+            raise Problem(422, "Unprocessable Content", "expires_at must be in the future", code="validation_error",
+                          errors=[{"loc": ["body", "expires_at"], "msg": "must be in the future", "type": "past"}])
+        token, token_id = issue_site_token(settings.effective_secret, site, expires_at)
         async with db.transaction() as conn:
             if not await store.site_exists(conn, site):
                 raise not_found("Site")
-            await store.insert_token(conn, token_id, site, token_hash(token), body.label if body else None, utcnow())
-        return TokenRead(id=token_id, site=site, token=token)
+            row = await store.insert_token(conn, token_id, site, token_hash(token), body.label if body else None,
+                                           utcnow(), expires_at)
+        return TokenRead(**token_info(row), token=token)
+
+    @router.get("/sites/{site}/tokens", response_model=TokenList, summary="The site's tokens (never their secret)",
+                responses=problems(401, 404, 422))
+    async def list_tokens(site: SiteId, _: SitePrincipal) -> TokenList:
+        async with db.read() as conn:
+            if not await store.site_exists(conn, site):
+                raise not_found("Site")
+            rows = await store.site_tokens(conn, site)
+        return TokenList(items=[TokenInfo(**token_info(r)) for r in rows], next_cursor=None)
+
+    @router.delete("/sites/{site}/tokens/{token_id}", status_code=204, response_class=Response,
+                   summary="Revoke a site token, at once in every service", responses=problems(401, 404, 422))
+    async def revoke_token(site: SiteId, token_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")],
+                           _: SitePrincipal) -> Response:
+        """Answered once every service has recorded the revocation: the very next request with the token
+        is refused (401) wherever it goes. A token may revoke itself."""
+        missing = await dropzone.revoke_token(site, token_id)
+        headers = {"X-Revocation-Pending": ", ".join(sorted(missing))} if missing else None
+        return Response(status_code=204, headers=headers)
 
     # --- deposit accounts -------------------------------------------------------------------------
 
@@ -181,7 +213,7 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
 
     async def upload(site: str, target: str | None, file: UploadFile, mode: Mode, dry_run: bool, review: bool,
                      response: Response) -> ImportAccepted:
-        name = Path(file.filename or "upload.xml").name
+        name = FilePath(file.filename or "upload.xml").name
         tmp_dir = settings.data_dir / "uploads"
         tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=tmp_dir)
@@ -197,10 +229,10 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
                     await asyncio.to_thread(out.write, chunk)
             if size == 0:
                 raise Problem(422, "Unprocessable Content", "Le fichier déposé est vide.", code="empty_file")
-            import_id = await dropzone.take_deposit(site, target, name, Path(tmp), source="rest", account=None,
+            import_id = await dropzone.take_deposit(site, target, name, FilePath(tmp), source="rest", account=None,
                                                     mode=mode, dry_run=dry_run, review=review)
         finally:
-            await asyncio.to_thread(Path(tmp).unlink, missing_ok=True)
+            await asyncio.to_thread(FilePath(tmp).unlink, missing_ok=True)
         link = f"/api/v1/imports/{import_id}"
         response.headers["Location"] = link
         return ImportAccepted.model_validate({"import_id": import_id, "links": {"import": link}})

@@ -19,11 +19,12 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from services.dropzone import domain, store
 from services.dropzone.store import accounts, deposits, establishments, notified, sites
-from shared.bus import Delivery
+from shared.bus import AckWaiter, Delivery
 from shared.db import Database, as_utc, upsert
 from shared.messages import (
     DEPOSIT_ACKERS,
     NOTIFICATIONS_EXCHANGE,
+    REVOCATION_ACKERS,
     Deposit,
     DepositAck,
     Envelope,
@@ -35,6 +36,8 @@ from shared.messages import (
     Stage,
     StatusEvent,
     StepStatus,
+    TokenRevocationAck,
+    TokenRevoked,
     utcnow,
 )
 from shared.observability import DEPOSITS
@@ -55,8 +58,8 @@ class Dropzone:
         self.settings = settings
         self.hasher = PasswordHasher()
         self.logins = domain.LoginCache(AUTH_CACHE_S)  # the one cache of WebDAV logins
-        # import id → the services whose acknowledgement it still waits for, and the event set when none
-        self._acks: dict[str, tuple[set[str], asyncio.Event]] = {}
+        # deposits and revocations this process answers once the other services have recorded them
+        self.acks = AckWaiter()
 
     # --- sites ------------------------------------------------------------------------------------
 
@@ -122,7 +125,7 @@ class Dropzone:
                             establishments=route.establishments,
                             target_uais=sorted(route.establishments.values()),
                             establishment_names={est: name for est, (_, name) in named.items()}))
-        pending = self._acks[import_id] = (set(DEPOSIT_ACKERS), asyncio.Event())
+        self.acks.expect(f"deposit:{import_id}", DEPOSIT_ACKERS)
         try:
             async with self.outbox.unit_of_work() as uow:
                 await uow.conn.execute(deposits.insert().values(
@@ -133,30 +136,51 @@ class Dropzone:
             DEPOSITS.labels(source).inc()
             log.info("deposit %s site=%s target=%s name=%s sha=%s size=%d", import_id, site, target, name,
                      sha[:12], size)
-            await self._acknowledged(import_id, pending[1])
+            # Read-your-writes: answer once the import is recorded by the notifier (readable, listed) and the
+            # establishment's settings are locked by threshold control. The deposit is durable already: past
+            # the bound (a service down), the client is answered anyway and the import appears when it is back.
+            missing, _ = await self.acks.wait(f"deposit:{import_id}", self.settings.deposit_ack_timeout_s)
+            if missing:
+                log.warning("deposit %s: not acknowledged within %.0f s (%s); answering anyway", import_id,
+                            self.settings.deposit_ack_timeout_s, ", ".join(sorted(missing)))
         finally:
-            self._acks.pop(import_id, None)
+            self.acks.forget(f"deposit:{import_id}")
         return import_id
 
-    async def _acknowledged(self, import_id: str, done: asyncio.Event) -> None:
-        """Read-your-writes: wait until the import is recorded by the notifier (readable, listed) and the
-        establishment's settings are locked by threshold control. The deposit is durable already: past the
-        bound (a service down), the client is answered anyway and the import appears when it is back."""
-        try:
-            async with asyncio.timeout(self.settings.deposit_ack_timeout_s):
-                await done.wait()
-        except TimeoutError:
-            log.warning("deposit %s: not acknowledged within %.0f s (%s); answering anyway", import_id,
-                        self.settings.deposit_ack_timeout_s, ", ".join(sorted(self._acks[import_id][0])))
-
     async def on_ack(self, delivery: Delivery) -> None:
-        """A service recorded a deposit (deposit.ack.<service>): the last one awaited wakes its request."""
+        """A service recorded a deposit (deposit.ack.<service>) or a revocation (token.ack.<service>): the
+        last one awaited wakes its request."""
+        if delivery.routing_key.startswith("token."):
+            revoked = TokenRevocationAck.from_bytes(delivery.body)
+            self.acks.ack(f"token:{revoked.token_id}", revoked.by)
+            return
         ack = DepositAck.from_bytes(delivery.body)
-        waiting = self._acks.get(ack.import_id)
-        if waiting is not None:
-            waiting[0].discard(ack.by)
-            if not waiting[0]:
-                waiting[1].set()
+        self.acks.ack(f"deposit:{ack.import_id}", ack.by)
+
+    # --- site tokens ------------------------------------------------------------------------------
+
+    async def revoke_token(self, site: str, token_id: str) -> set[str]:
+        """Revoke a site token in every service at once: the dropzone's own list in this transaction, the
+        others' from the TokenRevoked event, each acknowledged before this returns (bounded like deposits).
+        Returns the services that did not acknowledge in time (empty normally). 404 for an unknown token or
+        one already revoked."""
+        key = f"token:{token_id}"
+        self.acks.expect(key, REVOCATION_ACKERS)
+        try:
+            async with self.outbox.unit_of_work() as uow:
+                now = utcnow()
+                if not await store.revoke_token(uow.conn, site, token_id, now):
+                    raise not_found("Token")
+                await uow.conn.execute(upsert(self.db, store.revoked_tokens, {
+                    "token_id": token_id, "site": site, "revoked_at": now}, ["token_id"]))
+                await uow.emit(TokenRevoked(token_id=token_id, site=site, at=now))
+            missing, _ = await self.acks.wait(key, self.settings.deposit_ack_timeout_s)
+        finally:
+            self.acks.forget(key)
+        if missing:
+            log.warning("revocation of token %s: not acknowledged by %s within %.0f s", token_id,
+                        ", ".join(sorted(missing)), self.settings.deposit_ack_timeout_s)
+        return missing
 
     # --- lifecycle --------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@ deposit accounts, REST uploads."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, StrictBool
+from pydantic import AwareDatetime, BaseModel, Field, StrictBool
 
 from shared.messages import ID_PATTERN
 from shared.web import Instant, Page
@@ -61,14 +61,29 @@ class SiteRead(BaseModel):
 
 class TokenCreate(BaseModel):
     label: str | None = Field(default=None, max_length=255)
+    expires_at: AwareDatetime | None = Field(default=None, description="When the token stops working (a future "
+                                             "instant); none: until revoked")
 
 
-class TokenRead(BaseModel):
-    """A new site token, shown once (only its hash is stored)."""
+class TokenInfo(BaseModel):
+    """A site token as listed: never its secret."""
 
     id: str
     site: str
+    label: str | None
+    created_at: Instant
+    expires_at: Instant | None
+    expired: bool
+
+
+class TokenRead(TokenInfo):
+    """A new site token, shown once (only its hash is stored)."""
+
     token: str
+
+
+class TokenList(Page[TokenInfo]):
+    pass
 
 
 class AccountCreate(BaseModel):

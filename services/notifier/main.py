@@ -13,7 +13,7 @@ from services.notifier.handlers import (
     NotifierHandlers,
 )
 from shared.outbox import Outbox, Periodic
-from shared.web import Runtime, Service, run_service
+from shared.web import Runtime, Service, TokenRevocations, run_service
 
 STATUS_QUEUE = "edt.notifier"
 
@@ -36,7 +36,8 @@ def build(rt: Runtime) -> Service:
         await retention.stop()
         await outbox.relay.stop()
 
-    return Service("notifier", build_router(rt.db, rt.bus, rt.blobs, rt.settings, handlers), start, stop)
+    return Service("notifier", build_router(rt.db, rt.bus, rt.blobs, rt.settings, handlers), start, stop,
+                   revocations=TokenRevocations(rt.db, store.revoked_tokens, outbox, "notifier"))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import Database, as_utc, outbox_table, service_metadata, upsert
+from shared.db import Database, as_utc, outbox_table, revoked_tokens_table, service_metadata, upsert
 from shared.messages import ImportStatus
 
 metadata = service_metadata("notifier")
@@ -111,6 +111,7 @@ changes_horizon = sa.Table(
 )
 
 outbox = outbox_table(metadata)
+revoked_tokens = revoked_tokens_table(metadata)
 
 
 # --- queries of the history API (each takes the caller's connection) ---------------------------------

@@ -11,12 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.reconciler import domain, wizard
 from services.reconciler.groups import Diff, GroupRow
-from shared.db import Database, outbox_table, service_metadata, stage_runs_table, upsert
+from shared.db import Database, outbox_table, revoked_tokens_table, service_metadata, stage_runs_table, upsert
 from shared.messages import utcnow
 from shared.reconcile import Directory, DirectoryPerson, DirectoryUnit
 
 metadata = service_metadata("reconciler")
 outbox = outbox_table(metadata)
+revoked_tokens = revoked_tokens_table(metadata)
 runs = stage_runs_table(metadata)
 
 # The ENT directory of each establishment (PUT …/directory): persons, then classes and groups.

@@ -6,7 +6,7 @@ from services.scheduler import store
 from services.scheduler.api import build_router
 from services.scheduler.handlers import SchedulerStage
 from shared.outbox import Outbox
-from shared.web import Runtime, Service, run_service
+from shared.web import Runtime, Service, TokenRevocations, run_service
 from shared.worker import StageWorker
 
 
@@ -23,7 +23,8 @@ def build(rt: Runtime) -> Service:
         await outbox.relay.stop()
         stage.close()
 
-    return Service("scheduler", build_router(rt.db, rt.settings), start, stop)
+    return Service("scheduler", build_router(rt.db, rt.settings), start, stop,
+                   revocations=TokenRevocations(rt.db, store.revoked_tokens, outbox, "scheduler"))
 
 
 if __name__ == "__main__":

@@ -19,11 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scheduler import domain
 from services.scheduler.domain import Memo, Plan, SessionRow, Stored, json_lists
 from shared.blobs import gc_paused
-from shared.db import Database, as_utc, outbox_table, service_metadata, stage_runs_table, upsert
+from shared.db import Database, as_utc, outbox_table, revoked_tokens_table, service_metadata, stage_runs_table, upsert
 from shared.messages import utcnow
 
 metadata = service_metadata("scheduler")
 outbox = outbox_table(metadata)
+revoked_tokens = revoked_tokens_table(metadata)
 runs = stage_runs_table(metadata)
 
 # One dated occurrence of a course. Written in bulk (COPY / multi-row insert); re-imports diff by `key`

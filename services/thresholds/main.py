@@ -14,7 +14,7 @@ from services.thresholds.handlers import (
 from services.thresholds.mail import MailRelay
 from shared.messages import STATUS_EXCHANGE
 from shared.outbox import Outbox
-from shared.web import Runtime, Service, run_service
+from shared.web import Runtime, Service, TokenRevocations, run_service
 from shared.worker import StageWorker
 
 
@@ -41,7 +41,8 @@ def build(rt: Runtime) -> Service:
         await outbox.relay.stop()
         stage.close()
 
-    return Service("thresholds", build_router(rt.db, rt.settings), start, stop)
+    return Service("thresholds", build_router(rt.db, rt.settings), start, stop,
+                   revocations=TokenRevocations(rt.db, store.revoked_tokens, outbox, "thresholds"))
 
 
 if __name__ == "__main__":

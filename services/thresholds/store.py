@@ -11,11 +11,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.thresholds import domain
-from shared.db import Database, as_utc, outbox_table, service_metadata, stage_runs_table, upsert
+from shared.db import Database, as_utc, outbox_table, revoked_tokens_table, service_metadata, stage_runs_table, upsert
 from shared.messages import ImportStatus, Mode, utcnow
 
 metadata = service_metadata("thresholds")
 outbox = outbox_table(metadata)
+revoked_tokens = revoked_tokens_table(metadata)
 runs = stage_runs_table(metadata)
 
 # The 12+2 controls of a site (design.md §6): {control: {value, blocking, enabled}}; missing = defaults.
