@@ -87,6 +87,10 @@ class Bus(ABC):
     async def queue_stats(self, queue: str) -> dict[str, Any]:
         return {}
 
+    def is_ready(self) -> bool:
+        """The broker is reachable (readiness): the in-process bus always is."""
+        return True
+
     def backoff(self, attempt: int) -> float:
         return self.backoff_s * (2**attempt)
 
@@ -248,6 +252,11 @@ class RabbitBus(Bus):
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
+
+    def is_ready(self) -> bool:
+        # A robust connection reconnects by itself: `connected` is clear while it is down.
+        connection = self._connection
+        return connection is not None and not connection.is_closed and connection.connected.is_set()
 
     async def declare_queue(self, channel: Any, queue: str) -> Any:
         # Quorum queue; x-delivery-limit is the safety net for a message that kills its consumer

@@ -33,6 +33,7 @@ from starlette.routing import compile_path
 from shared.blobs import BlobStore, tune_gc
 from shared.bus import Bus, Delivery, make_bus
 from shared.db import Database, as_utc, upsert
+from shared.gateway import Gateway, install_gateway
 from shared.messages import STATUS_EXCHANGE, TokenRevocationAck, TokenRevoked
 from shared.observability import ops_router, setup_logging
 from shared.outbox import Outbox
@@ -423,13 +424,18 @@ def build_runtime(settings: Settings) -> Runtime:
 def create_app(runtime: Runtime, services: list[Service]) -> FastAPI:
     """One FastAPI app serving the given services' routes under /api/v1 (plus their mounts)."""
 
-    async def ready() -> bool:
+    async def checks() -> dict[str, bool]:
+        """This process's readiness: its database answers and its broker connection is up."""
         try:
             async with runtime.db.read() as conn:
                 await conn.exec_driver_sql("SELECT 1")
-            return True
+            database = True
         except Exception:  # noqa: BLE001 - readiness reports, never raises
-            return False
+            database = False
+        return {"database": database, "broker": runtime.bus.is_ready()}
+
+    async def ready() -> bool:
+        return all((await checks()).values())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -447,12 +453,14 @@ def create_app(runtime: Runtime, services: list[Service]) -> FastAPI:
             await runtime.bus.close()
             await runtime.db.close()
 
-    app = FastAPI(title="edt-import", version="1", lifespan=lifespan,
-                  description="Automated timetable import (EDT / PRONOTE) for ENTs")
+    # /openapi.json, /docs and /redoc are the gateway's (shared/gateway.py): offline assets, merged document.
+    app = FastAPI(title="edt-import", version="1", lifespan=lifespan, openapi_url=None, docs_url=None,
+                  redoc_url=None, description="Automated timetable import (EDT / PRONOTE) for ENTs")
     app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
     install_problem_handlers(app)
     app.include_router(ops_router(ready))
     app.include_router(ops_router(ready), prefix="/api/v1", include_in_schema=False)
+    install_gateway(app, Gateway(runtime.settings, checks, app.openapi, [s.name for s in services]))
     for service in services:
         if service.router is not None:
             app.include_router(service.router, prefix="/api/v1", tags=[service.name])
