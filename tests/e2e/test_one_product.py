@@ -75,7 +75,8 @@ def test_openapi_is_the_whole_api_and_the_embedded_document(cluster: E2E, embedd
     # every service's routes are there, not only the dropzone's
     for path in ("/api/v1/sites", "/api/v1/imports/{import_id}/validation", "/api/v1/sites/{site}/thresholds",
                  "/api/v1/imports/{import_id}/preview", "/api/v1/sites/{site}/establishments/{est}/sessions",
-                 "/api/v1/sites/{site}/imports", "/api/v1/sites/{site}/changes", "/api/v1/sites/{site}/tokens/{token_id}",
+                 "/api/v1/sites/{site}/imports", "/api/v1/sites/{site}/changes",
+                 "/api/v1/sites/{site}/tokens/{token_id}",
                  "/api/v1/sites/{site}/establishments/{est}/calendar/{kind}/{ident}/subscription",
                  "/api/v1/imports/{import_id}/abort", "/api/v1/imports/{import_id}/undo"):
         assert path in paths, path
