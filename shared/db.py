@@ -150,6 +150,16 @@ def stage_runs_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+def stage_aborts_table(metadata: sa.MetaData) -> sa.Table:
+    """Imports a pipeline stage must not commit (ImportAbort events, see shared.worker.StageWorker)."""
+    return sa.Table(
+        f"{metadata.schema}_stage_aborts",
+        metadata,
+        sa.Column("import_id", sa.String(32), primary_key=True),
+        sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
 @overload
 def as_utc(value: datetime) -> datetime: ...
 @overload

@@ -89,6 +89,12 @@ TERMINAL_STATUSES = frozenset(
 class Mode(StrEnum):
     AUTO = "auto"
     MANUAL = "manual"
+    # Extension: the import made by POST /imports/{id}/undo, restoring what the undone import changed.
+    UNDO = "undo"
+
+
+# What a deposit (WebDAV, REST upload) may ask for: an undo is made by the history API only.
+DEPOSIT_MODES: tuple[Mode, ...] = (Mode.AUTO, Mode.MANUAL)
 
 
 def utcnow() -> datetime:
@@ -327,3 +333,37 @@ class TokenRevocationAck(Message):
 # The services that keep a revocation list of their own besides the dropzone (which writes its own in the
 # DELETE's transaction).
 REVOCATION_ACKERS: tuple[str, ...] = ("validator", "thresholds", "reconciler", "scheduler", "notifier")
+
+
+class ImportAbort(Message):
+    """Published by the notifier (exchange edt.status, routing key abort.requested.<site>) when a running import
+    is to stop at its next stage boundary: every stage service records it (its StageWorker checks it inside
+    the stage's transaction before committing) and acknowledges (AbortAck)."""
+
+    exchange: ClassVar[str] = STATUS_EXCHANGE
+
+    import_id: str
+    site: str
+    at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def routing_key(self) -> str:
+        return f"abort.requested.{self.site}"
+
+
+class AbortAck(Message):
+    """A stage service recorded an abort (routing key abort.ack.<by>): `finished` when its own step of the
+    import had already committed (for the last stage: the import is integrated, too late to abort)."""
+
+    exchange: ClassVar[str] = STATUS_EXCHANGE
+
+    import_id: str
+    by: str
+    finished: bool
+
+    @property
+    def routing_key(self) -> str:
+        return f"abort.ack.{self.by}"
+
+
+ABORT_ACKERS: tuple[str, ...] = tuple(s.value for s in PIPELINE)

@@ -19,6 +19,7 @@ from services.dropzone.schemas import (
     AccountList,
     AccountRead,
     AccountUpdate,
+    DepositMode,
     EstablishmentCreate,
     EstablishmentList,
     EstablishmentRead,
@@ -38,7 +39,7 @@ from shared.messages import Mode, iso, utcnow
 from shared.settings import Settings
 from shared.web import Problem, issue_site_token, not_found, problems, token_hash
 
-UploadMode = Annotated[Mode, Form(description="`manual` (the default) or `auto`")]
+UploadMode = Annotated[DepositMode, Form(description="`manual` (the default) or `auto`")]
 DryRun = Annotated[bool, Form(description="Run every check and compute the bilan, write nothing")]
 Review = Annotated[bool, Form(description="Manual import: pause at awaiting_selection for the wizard "
                                           "(GET …/preview, PUT …/selection, POST …/confirm); default false: "
@@ -211,7 +212,7 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
 
     # --- REST upload --------------------------------------------------------------------------------
 
-    async def upload(site: str, target: str | None, file: UploadFile, mode: Mode, dry_run: bool, review: bool,
+    async def upload(site: str, target: str | None, file: UploadFile, mode: DepositMode, dry_run: bool, review: bool,
                      response: Response) -> ImportAccepted:
         name = FilePath(file.filename or "upload.xml").name
         tmp_dir = settings.data_dir / "uploads"
@@ -230,7 +231,7 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
             if size == 0:
                 raise Problem(422, "Unprocessable Content", "Le fichier déposé est vide.", code="empty_file")
             import_id = await dropzone.take_deposit(site, target, name, FilePath(tmp), source="rest", account=None,
-                                                    mode=mode, dry_run=dry_run, review=review)
+                                                    mode=Mode(mode.value), dry_run=dry_run, review=review)
         finally:
             await asyncio.to_thread(FilePath(tmp).unlink, missing_ok=True)
         link = f"/api/v1/imports/{import_id}"
@@ -244,14 +245,14 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
     @router.post("/sites/{site}/establishments/{est}/imports", status_code=202, response_model=ImportAccepted,
                  summary="Upload an export for an establishment", responses=accepted)
     async def upload_establishment(site: SiteId, est: EstablishmentId, _: SitePrincipal, file: DepositFile,
-                                   response: Response, mode: UploadMode = Mode.MANUAL, dry_run: DryRun = False,
+                                   response: Response, mode: UploadMode = DepositMode.MANUAL, dry_run: DryRun = False,
                                    review: Review = False) -> ImportAccepted:
         return await upload(site, est, file, mode, dry_run, review, response)
 
     @router.post("/sites/{site}/deposits", status_code=202, response_model=ImportAccepted,
                  summary="Upload an export for the whole site (routed by UAI)", responses=accepted)
     async def upload_site(site: SiteId, _: SitePrincipal, file: DepositFile, response: Response,
-                          mode: UploadMode = Mode.MANUAL, dry_run: DryRun = False,
+                          mode: UploadMode = DepositMode.MANUAL, dry_run: DryRun = False,
                           review: Review = False) -> ImportAccepted:
         """Extension: the REST twin of the « Tous les établissements » WebDAV URL."""
         return await upload(site, None, file, mode, dry_run, review, response)

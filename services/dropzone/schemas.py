@@ -3,12 +3,21 @@ deposit accounts, REST uploads."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from pydantic import AwareDatetime, BaseModel, Field, StrictBool
 
 from shared.messages import ID_PATTERN
 from shared.web import Instant, Page
 
 UAI_PATTERN = r"^[0-9]{7}[A-Za-z]$"
+
+
+class DepositMode(StrEnum):
+    """What a deposit may ask for (an `undo` import is made by the history API only)."""
+
+    MANUAL = "manual"
+    AUTO = "auto"
 
 
 class SiteCreate(BaseModel):

@@ -26,6 +26,7 @@ from services.notifier.schemas import (
     ReportAction,
     ReportRead,
     StepRead,
+    UndoAccepted,
 )
 from shared.blobs import BlobStore
 from shared.bus import Bus
@@ -100,6 +101,8 @@ def import_view(row: Any, step_rows: list[Any], position: int | None, eta: int |
         "alerts": row.alerts or [],
         "links": {"self": f"/api/v1/imports/{row.id}", "report": f"/api/v1/imports/{row.id}/report",
                   "source": f"/api/v1/imports/{row.id}/source"},
+        "undo_of": (row.artifacts or {}).get("undo_of"),
+        "abort_requested_at": (row.artifacts or {}).get("abort_requested_at"),
     })
 
 
@@ -145,8 +148,9 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
                       status: Annotated[str | None, Query(
                           description="One status or several, comma-separated",
                           json_schema_extra={"pattern": STATUS_LIST_PATTERN})] = None,
-                      mode: Annotated[str | None, Query(description="auto or manual (empty: both)",
-                                                        json_schema_extra={"enum": ["auto", "manual", ""]})] = None,
+                      mode: Annotated[str | None, Query(description="auto, manual or undo (empty: all)",
+                                                        json_schema_extra={"enum": ["auto", "manual", "undo",
+                                                                                    ""]})] = None,
                       limit: Annotated[int, Query(ge=1, le=500)] = 50,
                       cursor: Annotated[str | None, cursor_query(datetime, str)] = None) -> ImportList:
         wanted = None
@@ -155,8 +159,8 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
             unknown = [s for s in wanted if s not in ImportStatus._value2member_map_]
             if unknown:
                 raise Problem(400, "Bad Request", f"Unknown status: {', '.join(unknown)}", code="invalid_status")
-        if mode and mode not in ("auto", "manual"):
-            raise Problem(400, "Bad Request", "mode is auto or manual", code="invalid_mode")
+        if mode and mode not in ("auto", "manual", "undo"):
+            raise Problem(400, "Bad Request", "mode is auto, manual or undo", code="invalid_mode")
         after = decode_cursor(cursor, datetime, str)
         page_after = (after[0], after[1]) if after else None
         async with db.read() as conn:
@@ -264,6 +268,47 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
                 responses={200: events, **problems(401, 404, 422)})
     async def site_events(site: SiteId, request: Request, _: SitePrincipal, once: Once = False) -> EventStream:
         return sse(request, once, site=site)
+
+    @router.post("/imports/{import_id}/abort", response_model=ImportRead, status_code=202,
+                 summary="Stop a waiting or running import (nothing of it is written)",
+                 responses={200: {"model": ImportRead, "description": "It had not started: cancelled at once"},
+                            **problems(401, 404, 409, 422)})
+    async def abort(import_id: str, who: CurrentPrincipal, response: Response) -> ImportRead:
+        """A waiting import (or one paused for its selection) ends `cancelled` at once (200). A running one
+        ends `cancelled` (« Interrompu ») at its next stage boundary (202): the step in progress rolls back,
+        and what earlier steps wrote (groups and memberships) is restored. 409 with the reason for an import
+        that has ended, or that was integrated before the abort reached it (undo it instead)."""
+        async with db.read() as conn:
+            await load(conn, import_id, who)
+        status, refusal = await handlers.abort(import_id)
+        if refusal is not None:
+            raise Problem(409, "Conflict", refusal[0], code="not_abortable", detail_en=refusal[1],
+                          status_value=status.value if status else None)
+        if status is ImportStatus.CANCELLED:
+            response.status_code = 200
+        return await read_import(import_id, who)
+
+    @router.post("/imports/{import_id}/undo", response_model=UndoAccepted, status_code=202,
+                 summary="Undo the establishment's last integrated import",
+                 responses={202: {"description": "The undo import, readable at once at `Location`",
+                                  "headers": {"Location": {"description": "The undo import",
+                                                           "schema": {"type": "string"}}}},
+                            **problems(401, 404, 409, 422)})
+    async def undo(import_id: str, who: CurrentPrincipal, response: Response) -> UndoAccepted:
+        """A new import of mode `undo` (in the history, queued and locking the establishment's settings like
+        any import) restores, from its start on, the sessions, groups and memberships as they were before
+        `import_id` — with its bilan and change events; sessions before its start are untouched. 409 with
+        the reason when `import_id` is not the establishment's last integrated import, was not integrated,
+        changed nothing, or another import of the establishment waits or runs."""
+        async with db.read() as conn:
+            await load(conn, import_id, who)
+        new_id, refusal = await handlers.undo(import_id)
+        if refusal is not None or new_id is None:
+            fr, en = refusal or ("", "")
+            raise Problem(409, "Conflict", fr, code="not_undoable", detail_en=en)
+        link = f"/api/v1/imports/{new_id}"
+        response.headers["Location"] = link
+        return UndoAccepted(import_id=new_id, links={"import": link})
 
     async def change_stream(site: str, last_id: int, request: Request, once: bool,
                             establishment: str | None) -> AsyncIterator[bytes]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
 from services.notifier import store
 from services.notifier.api import build_router
 from services.notifier.handlers import (
+    ACK_BINDINGS,
     CHANGES_BINDINGS,
     CHANGES_QUEUE,
     ESTABLISHMENT_BINDINGS,
@@ -30,6 +33,8 @@ def build(rt: Runtime) -> Service:
         await rt.bus.consume(ESTABLISHMENTS_QUEUE, handlers.on_establishment, bindings=ESTABLISHMENT_BINDINGS)
         # One at a time: the stream's ids follow the order the scheduler published them in.
         await rt.bus.consume(CHANGES_QUEUE, handlers.on_changes, bindings=CHANGES_BINDINGS, prefetch=1)
+        await rt.bus.consume(f"edt.notifier.acks.{uuid.uuid4().hex[:12]}", handlers.on_ack, bindings=ACK_BINDINGS,
+                             transient=True)
         await handlers.redispatch()
 
     async def stop() -> None:

@@ -248,3 +248,30 @@ async def changes_after(conn: AsyncConnection, site: str, last_id: int, *, estab
 async def changes_dropped_through(conn: AsyncConnection, site: str) -> int:
     h = changes_horizon
     return int((await conn.execute(sa.select(h.c.dropped_through).where(h.c.site == site))).scalar() or 0)
+
+
+
+# --- undo ---------------------------------------------------------------------------------------------
+
+
+def _changed_something() -> Any:
+    return sa.and_(imports.c.status == ImportStatus.DONE.value, imports.c.dry_run.is_(False),
+                   imports.c.no_change.is_(False))
+
+
+async def integrated_after(conn: AsyncConnection, site: str, moment: datetime) -> list[Any]:
+    """The site's imports integrated (with changes) after `moment`."""
+    return list((await conn.execute(sa.select(imports).where(
+        imports.c.site == site, _changed_something(), imports.c.ended_at > moment))).all())
+
+
+async def integrated_before(conn: AsyncConnection, scope: str, moment: datetime) -> Any:
+    """The last import of `scope` integrated (with changes) before `moment`."""
+    return (await conn.execute(sa.select(imports).where(
+        imports.c.scope == scope, _changed_something(), imports.c.ended_at < moment)
+        .order_by(imports.c.ended_at.desc()).limit(1))).first()
+
+
+async def active_imports(conn: AsyncConnection, site: str, statuses: list[str]) -> list[Any]:
+    return list((await conn.execute(sa.select(imports).where(
+        imports.c.site == site, imports.c.status.in_(statuses)))).all())

@@ -14,7 +14,7 @@ from shared.worker import StageWorker
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
     stage = ReconcilerStage(rt.db, outbox, rt.blobs)
-    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs)
+    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs, aborts=store.aborts)
 
     async def start() -> None:
         outbox.relay.start_in_background()

@@ -231,6 +231,12 @@ def plan_establishment(tt: Timetable, *, site: str, establishment: str, cutoff: 
                 _digest_text(repr(class_students)))
 
 
+def empty_plan(*, site: str, establishment: str, cutoff: datetime) -> Plan:
+    """No timetable from `cutoff` on (an undo of an establishment's first import): every later session is
+    deleted and every course deactivated; earlier sessions stay."""
+    return Plan(site, establishment, cutoff.astimezone(UTC), {}, {}, {}, 0, [], _digest_text(repr([])))
+
+
 def stored_members(tt: Timetable, course: Course, classes: tuple[str, ...]) -> list[Member]:
     """What the store keeps of `course_members`: the course's class or group, its classes (class filter),
     teachers, staff, and for its students the classes ("sclass") and parts whose every student is in it

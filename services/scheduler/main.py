@@ -13,7 +13,7 @@ from shared.worker import StageWorker
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
     stage = SchedulerStage(rt.db, rt.blobs, rt.settings)
-    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs)
+    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs, aborts=store.aborts)
 
     async def start() -> None:
         outbox.relay.start_in_background()

@@ -19,13 +19,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scheduler import domain
 from services.scheduler.domain import Memo, Plan, SessionRow, Stored, json_lists
 from shared.blobs import gc_paused
-from shared.db import Database, as_utc, outbox_table, revoked_tokens_table, service_metadata, stage_runs_table, upsert
+from shared.db import (
+    Database,
+    as_utc,
+    outbox_table,
+    revoked_tokens_table,
+    service_metadata,
+    stage_aborts_table,
+    stage_runs_table,
+    upsert,
+)
 from shared.messages import utcnow
 
 metadata = service_metadata("scheduler")
 outbox = outbox_table(metadata)
 revoked_tokens = revoked_tokens_table(metadata)
 runs = stage_runs_table(metadata)
+aborts = stage_aborts_table(metadata)
 
 # One dated occurrence of a course. Written in bulk (COPY / multi-row insert); re-imports diff by `key`
 # (course | date | first place) through `fp`, a digest of everything that can change.
@@ -280,25 +290,29 @@ async def write_courses(db: Database, conn: AsyncConnection, import_id: str, pla
     await bulk_insert(db, conn, m, MEMBER_COLUMNS, rows)
 
 
-# Past this many rows written, PostgreSQL's statistics on the sessions tables are refreshed in the same
-# transaction: right after a first import its planner still believes them empty (autovacuum analyses a
-# minute later at best) and picks nested loops that make a class feed of an L school take seconds.
+# Past this many rows written, the planner's statistics on the sessions tables are refreshed in the same
+# transaction. Without them, right after a first import, PostgreSQL believes the tables empty (autovacuum
+# analyses a minute later at best) and picks nested loops, and SQLite (which has none until ANALYZE) walks
+# every session of the establishment by start: a class feed of an L school took seconds, or 100+ ms.
 ANALYZE_AFTER_ROWS = 2000
 
 
 async def refresh_statistics(db: Database, conn: AsyncConnection, rows_written: int) -> None:
-    if db.is_postgres and rows_written >= ANALYZE_AFTER_ROWS:
+    if rows_written >= ANALYZE_AFTER_ROWS:
         for table in (sessions, course_members, class_students):
-            await conn.execute(sa.text(f"ANALYZE {table.schema}.{table.name}"))
+            name = f"{table.schema}.{table.name}" if db.is_postgres else table.name
+            await conn.execute(sa.text(f"ANALYZE {name}"))
 
 
 async def write_establishment(db: Database, conn: AsyncConnection, import_id: str, plan: Plan, sha: str) -> None:
-    """Who is in which class or part (rewritten only when it changed) and the establishment's row."""
+    """Who is in which class or part (rewritten only when it changed) and the establishment's row. An undo
+    back to no timetable (`sha` "") keeps the display names and class lists its past sessions still use."""
     site, est = plan.site, plan.establishment
     e, cs = establishments, class_students
-    old_fp = (await conn.execute(sa.select(e.c.class_students_fp).where(
-        e.c.site == site, e.c.establishment == est))).scalar()
-    if old_fp != plan.class_students_fp:
+    old = (await conn.execute(sa.select(e.c.class_students_fp, e.c.names).where(
+        e.c.site == site, e.c.establishment == est))).first()
+    emptied = not sha and old is not None
+    if not emptied and (old is None or old.class_students_fp != plan.class_students_fp):
         await conn.execute(cs.delete().where(cs.c.site == site, cs.c.establishment == est))
         if db.is_postgres:
             rows = [(site, est, *r) for r in plan.class_students]
@@ -306,9 +320,11 @@ async def write_establishment(db: Database, conn: AsyncConnection, import_id: st
             d = _sqlite_days
             rows = [(site, est, k, i, st, d[a], d[b]) for k, i, st, a, b in plan.class_students]
         await bulk_insert(db, conn, cs, CLASS_STUDENT_COLUMNS, rows)
+    names, fp = (old.names, old.class_students_fp) if emptied and old is not None else (
+        plan.names, plan.class_students_fp)
     await conn.execute(upsert(db, e, {
         "site": site, "establishment": est, "import_id": import_id, "timetable_sha256": sha,
-        "names": plan.names, "class_students_fp": plan.class_students_fp, "updated_at": utcnow()},
+        "names": names, "class_students_fp": fp, "updated_at": utcnow()},
         ["site", "establishment"], ["import_id", "timetable_sha256", "names", "class_students_fp", "updated_at"]))
 # --- queries of the results routes (each takes the caller's connection) -------------------------------
 

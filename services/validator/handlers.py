@@ -15,8 +15,8 @@ from typing import Any
 from services.validator import domain
 from services.validator.store import reports
 from shared.blobs import BlobStore
+from shared.messages import Mode, StageCommand, utcnow
 from shared.messages import Stage as StageName
-from shared.messages import StageCommand, utcnow
 from shared.settings import Settings
 from shared.stage import StageResult, UnitOfWork
 from shared.timetable import derive_closure_weeks, derive_courses, dumps
@@ -92,7 +92,9 @@ class ValidatorStage:
         first import would otherwise pay."""
         await asyncio.get_running_loop().run_in_executor(self._executor(), warm)
 
-    async def prepare(self, cmd: StageCommand) -> dict[str, Any]:
+    async def prepare(self, cmd: StageCommand) -> dict[str, Any] | None:
+        if cmd.mode is Mode.UNDO:
+            return None  # no file: see domain.restoration
         path = self.blobs.path(cmd.file.sha256)
         loop = asyncio.get_running_loop()
         try:
@@ -104,7 +106,9 @@ class ValidatorStage:
             self.close()
             raise
 
-    async def apply(self, uow: UnitOfWork, cmd: StageCommand, found: dict[str, Any]) -> StageResult:
+    async def apply(self, uow: UnitOfWork, cmd: StageCommand, found: dict[str, Any] | None) -> StageResult:
+        if found is None:
+            return domain.restoration(cmd)
         result = domain.decide(cmd, found)
         await uow.conn.execute(reports.insert().values(
             import_id=cmd.import_id, site=cmd.site, ok=not found["errors"],

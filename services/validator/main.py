@@ -15,7 +15,7 @@ from shared.worker import StageWorker
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
     stage = ValidatorStage(rt.blobs, rt.settings)
-    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs)
+    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs, aborts=store.aborts)
     warming: list[asyncio.Task[None]] = []
 
     async def start() -> None:
