@@ -19,11 +19,11 @@ from shared.bus import Delivery, MemoryBus
 from shared.db import Database
 from shared.messages import (
     STAGE_QUEUES,
-    AbortAck,
-    ImportAbort,
     STATUS_EXCHANGE,
+    AbortAck,
     Envelope,
     FileRef,
+    ImportAbort,
     ImportStatus,
     Mode,
     Outgoing,
@@ -263,8 +263,8 @@ class AbortedWhileApplying(CountingStage):
         abort = ImportAbort(import_id=cmd.import_id, site=cmd.site)
         self.recording = asyncio.create_task(self.worker_ref[0].on_abort(Delivery(abort.to_bytes(),
                                                                                   abort.routing_key, "a")))
-        while cmd.import_id not in self.worker_ref[0]._aborting:
-            await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the recording starts: it marks the import, then waits for SQLite's one writer
+        assert cmd.import_id in self.worker_ref[0]._aborting
         return result
 
 
