@@ -275,7 +275,8 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
                             **problems(401, 404, 409, 422)})
     async def abort(import_id: str, who: CurrentPrincipal, response: Response) -> ImportRead:
         """A waiting import (or one paused for its selection) ends `cancelled` at once (200). A running one
-        ends `cancelled` (« Interrompu ») at its next stage boundary (202): the step in progress rolls back,
+        ends `cancelled` (« Interrompu ») at its next stage boundary (202; 200 when it has ended so by the time
+        of the answer): every stage service records the abort before the answer, the step in progress rolls back,
         and what earlier steps wrote (groups and memberships) is restored. 409 with the reason for an import
         that has ended, or that was integrated before the abort reached it (undo it instead)."""
         async with db.read() as conn:

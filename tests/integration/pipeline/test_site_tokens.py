@@ -13,34 +13,35 @@ from tests.integration.conftest import Stack
 SITE, EST, UAI = "4817", "1754", "0490856P"
 
 
-def one_route_per_service(import_id: str) -> dict[str, str]:
+def one_route_per_service(site: str, import_id: str) -> dict[str, str]:
     """A GET served by each service (in distributed mode each goes to its own process)."""
     return {
-        "dropzone": f"/sites/{SITE}",
-        "notifier": f"/sites/{SITE}/imports",
+        "dropzone": f"/sites/{site}",
+        "notifier": f"/sites/{site}/imports",
         "validator": f"/imports/{import_id}/validation",
-        "thresholds": f"/sites/{SITE}/thresholds",
-        "reconciler": f"/sites/{SITE}/establishments/{EST}/groups",
-        "scheduler": f"/sites/{SITE}/establishments/{EST}/courses",
+        "thresholds": f"/sites/{site}/thresholds",
+        "reconciler": f"/sites/{site}/establishments/{EST}/groups",
+        "scheduler": f"/sites/{site}/establishments/{EST}/courses",
     }
 
 
-def check_revocation_reaches_every_service(api: Api) -> None:
-    api.create_site(SITE, {EST: UAI})
-    import_id = api.first_import(SITE, EST, sample_xml(UAI, marker="tokens"))["id"]
-    issued = api.ok("POST", f"/sites/{SITE}/tokens", json={"label": "ENT"})
-    other = api.site_token(SITE)
+def check_revocation_reaches_every_service(api: Api, site: str = SITE) -> float:
+    """Returns the time the DELETE took to answer (every service's acknowledgement)."""
+    api.create_site(site, {EST: UAI})
+    import_id = api.first_import(site, EST, sample_xml(UAI, marker="tokens"))["id"]
+    issued = api.ok("POST", f"/sites/{site}/tokens", json={"label": "ENT"})
+    other = api.site_token(site)
     token = issued["token"]
     assert set(issued) >= {"id", "token", "created_at", "expires_at"} and issued["expires_at"] is None
-    routes = one_route_per_service(import_id)
+    routes = one_route_per_service(site, import_id)
     for service, path in routes.items():
         assert api.call("GET", path, token).status_code == 200, service
 
-    listed = api.ok("GET", f"/sites/{SITE}/tokens", token)["items"]
+    listed = api.ok("GET", f"/sites/{site}/tokens", token)["items"]
     assert issued["id"] in {t["id"] for t in listed} and all("token" not in t for t in listed)
 
     started = time.perf_counter()
-    r = api.call("DELETE", f"/sites/{SITE}/tokens/{issued['id']}", other)
+    r = api.call("DELETE", f"/sites/{site}/tokens/{issued['id']}", other)
     elapsed = time.perf_counter() - started
     assert r.status_code == 204 and "x-revocation-pending" not in r.headers, r.headers
     for service, path in routes.items():  # the very next requests, no wait
@@ -49,8 +50,9 @@ def check_revocation_reaches_every_service(api: Api) -> None:
         assert refused.json()["code"] == "token_revoked", service
         assert api.call("GET", path, other).status_code == 200, service
     print(f"\nrevocation answered in {elapsed * 1000:.0f} ms")
-    assert issued["id"] not in {t["id"] for t in api.ok("GET", f"/sites/{SITE}/tokens")["items"]}
-    assert api.call("DELETE", f"/sites/{SITE}/tokens/{issued['id']}").status_code == 404
+    assert issued["id"] not in {t["id"] for t in api.ok("GET", f"/sites/{site}/tokens")["items"]}
+    assert api.call("DELETE", f"/sites/{site}/tokens/{issued['id']}").status_code == 404
+    return elapsed
 
 
 def test_a_revoked_token_is_refused_at_once_by_every_service(stack: Stack) -> None:
