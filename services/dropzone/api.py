@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+from datetime import timedelta
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
@@ -130,17 +131,15 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
     @router.post("/sites/{site}/tokens", status_code=201, response_model=TokenRead,
                  summary="Issue a site token for the ENT front-end", responses=problems(400, 401, 403, 404, 413, 422))
     async def create_token(site: SiteId, _: AdminPrincipal, body: TokenCreate | None = None) -> TokenRead:
-        """The token is shown once (only its hash is stored); `expires_at` is signed into it."""
-        expires_at = body.expires_at if body else None
-        if expires_at is not None and expires_at <= utcnow():
-            raise Problem(422, "Unprocessable Content", "expires_at must be in the future", code="validation_error",
-                          errors=[{"loc": ["body", "expires_at"], "msg": "must be in the future", "type": "past"}])
+        """The token is shown once (only its hash is stored); its expiry (`expires_in_s`) is signed into it."""
+        now = utcnow()
+        expires_at = now + timedelta(seconds=body.expires_in_s) if body and body.expires_in_s else None
         token, token_id = issue_site_token(settings.effective_secret, site, expires_at)
         async with db.transaction() as conn:
             if not await store.site_exists(conn, site):
                 raise not_found("Site")
             row = await store.insert_token(conn, token_id, site, token_hash(token), body.label if body else None,
-                                           utcnow(), expires_at)
+                                           now, expires_at)
         return TokenRead(**token_info(row), token=token)
 
     @router.get("/sites/{site}/tokens", response_model=TokenList, summary="The site's tokens (never their secret)",

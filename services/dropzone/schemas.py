@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import AwareDatetime, BaseModel, Field, StrictBool
+from pydantic import BaseModel, Field, StrictBool
 
 from shared.messages import ID_PATTERN
 from shared.web import Instant, Page
@@ -70,8 +70,9 @@ class SiteRead(BaseModel):
 
 class TokenCreate(BaseModel):
     label: str | None = Field(default=None, max_length=255)
-    expires_at: AwareDatetime | None = Field(default=None, description="When the token stops working (a future "
-                                             "instant); none: until revoked")
+    expires_in_s: int | None = Field(default=None, ge=1, le=10 * 366 * 24 * 3600,
+                                     description="Seconds the token works for (its `expires_at` is signed into "
+                                                 "it); none: until revoked")
 
 
 class TokenInfo(BaseModel):

@@ -301,6 +301,8 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
                 summary="The subscriptions of an iCal feed (never their secret)", responses=problems(401, 404, 422))
     async def subscriptions(site: SiteId, est: EstablishmentId, _: SitePrincipal, kind: FeedKind,
                             ident: str) -> SubscriptionList:
+        if kind not in FEED_KINDS:
+            raise not_found("Calendar")
         async with db.read() as conn:
             rows = await store.feed_subscriptions(conn, site, est, kind, ident)
         return SubscriptionList(items=[subscription_view(r) for r in rows], next_cursor=None)
@@ -310,6 +312,8 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
                    responses=problems(401, 404, 422))
     async def unsubscribe(site: SiteId, est: EstablishmentId, _: SitePrincipal, kind: FeedKind,
                           ident: str) -> Response:
+        if kind not in FEED_KINDS:
+            raise not_found("Calendar")
         async with db.transaction() as conn:
             if not await store.delete_subscriptions(conn, site, est, kind, ident):
                 raise not_found("Subscription")
