@@ -168,7 +168,7 @@ def gateway_router(gateway: Gateway, title: str) -> APIRouter:
     router = APIRouter()
     responses: dict[int | str, dict[str, Any]] = {503: {"model": ProductHealth, "description": "Not ready"}}
 
-    @router.get("/api/v1/ops/healthz", response_model=ProductHealth, response_model_exclude_none=True,
+    @router.get("/ops/healthz", response_model=ProductHealth, response_model_exclude_none=True,
                 summary="Liveness of the whole product (every service)", responses=responses)
     async def product_healthz(response: Response) -> ProductHealth:
         """`GET /healthz` at the base URL: every service answers."""
@@ -176,7 +176,7 @@ def gateway_router(gateway: Gateway, title: str) -> APIRouter:
         response.status_code = 200 if health.status == "ok" else 503
         return health
 
-    @router.get("/api/v1/ops/readyz", response_model=ProductHealth, response_model_exclude_none=True,
+    @router.get("/ops/readyz", response_model=ProductHealth, response_model_exclude_none=True,
                 summary="Readiness of the whole product (every service, its database, the broker)",
                 responses=responses)
     async def product_readyz(response: Response) -> ProductHealth:
@@ -185,7 +185,8 @@ def gateway_router(gateway: Gateway, title: str) -> APIRouter:
         response.status_code = 200 if health.status == "ready" else 503
         return health
 
-    @router.get("/openapi.json", include_in_schema=False)
+    @router.get("/openapi.json", include_in_schema=False,
+                responses={200: {"description": "The OpenAPI document", "content": {"application/json": {}}}})
     async def openapi(request: Request) -> JSONResponse:
         try:
             document = await gateway.document(local_only=request.headers.get(LOCAL_HEADER) == "1")
@@ -196,7 +197,8 @@ def gateway_router(gateway: Gateway, title: str) -> APIRouter:
                                 media_type="application/problem+json")
         return JSONResponse(document)
 
-    @router.get("/docs", include_in_schema=False)
+    @router.get("/docs", include_in_schema=False, response_class=HTMLResponse,
+                responses={200: {"description": "Swagger UI", "content": {"text/html": {}}}})
     async def swagger_ui() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{title} — Swagger UI",
                                    swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
@@ -205,7 +207,8 @@ def gateway_router(gateway: Gateway, title: str) -> APIRouter:
                                    # no validator badge: it would load an image from swagger.io
                                    swagger_ui_parameters={"validatorUrl": None})
 
-    @router.get("/redoc", include_in_schema=False)
+    @router.get("/redoc", include_in_schema=False, response_class=HTMLResponse,
+                responses={200: {"description": "ReDoc", "content": {"text/html": {}}}})
     async def redoc() -> HTMLResponse:
         return get_redoc_html(openapi_url="/openapi.json", title=f"{title} — ReDoc",
                               redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",

@@ -75,7 +75,7 @@ ROUTES = [
     ("GET", "/api/v1/healthz", "notifier"),
     ("GET", "/api/v1/readyz", "notifier"),
     ("GET", "/api/v1/metrics", "notifier"),
-    ("GET", "/api/v1/ops/readyz", "notifier"),
+    ("GET", "/ops/readyz", "notifier"),
     ("GET", "/openapi.json", "notifier"),
     ("GET", "/docs", "notifier"),
     ("GET", "/redoc", "notifier"),
@@ -124,8 +124,8 @@ ROUTES = [
     ("DELETE", "/api/v1/sites/4817/establishments/1754/calendar/class/3A/subscription", "scheduler"),
 ]
 # The product's health is the gateway's (the notifier's view of every service).
-REWRITTEN = {"/healthz": "/api/v1/ops/healthz", "/readyz": "/api/v1/ops/readyz",
-             "/api/v1/healthz": "/api/v1/ops/healthz", "/api/v1/readyz": "/api/v1/ops/readyz"}
+REWRITTEN = {"/healthz": "/ops/healthz", "/readyz": "/ops/readyz",
+             "/api/v1/healthz": "/ops/healthz", "/api/v1/readyz": "/ops/readyz"}
 
 
 class _Stub(http.server.BaseHTTPRequestHandler):

@@ -23,17 +23,17 @@ def wait_readyz(stack: Stack, status: int, within: float = 30) -> dict[str, Any]
     while True:
         r = get(stack, "/readyz")
         if r.status_code == status:
-            return dict(get(stack, "/api/v1/ops/readyz").json())
+            return dict(get(stack, "/ops/readyz").json())
         assert time.monotonic() < deadline, f"/readyz stayed {r.status_code}"
         time.sleep(0.2)
 
 
 def test_readiness_and_documents_of_the_embedded_product(stack: Stack) -> None:
     assert get(stack, "/readyz").json() == {"status": "ready"}
-    product = get(stack, "/api/v1/ops/readyz").json()
+    product = get(stack, "/ops/readyz").json()
     assert product["status"] == "ready" and product["database"] == product["broker"] == "ok"
     assert set(product["services"]) == SERVICES
-    assert get(stack, "/api/v1/ops/healthz").json()["status"] == "ok"
+    assert get(stack, "/ops/healthz").json()["status"] == "ok"
     document = get(stack, "/openapi.json").json()
     assert len(document["paths"]) >= 39 and "/api/v1/sites/{site}/changes" in document["paths"]
     for page, asset in (("/docs", "/docs/assets/swagger-ui-bundle.js"), ("/redoc", "/docs/assets/redoc.standalone.js")):
