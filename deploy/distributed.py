@@ -8,6 +8,7 @@ configuration (`deploy/nginx.py`) instead.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import signal
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
+from deploy.demo import demo_banner
 from deploy.nginx import COMPOSE_CONF, render_compose_conf
 from deploy.supervisor import Cluster, ClusterError, redact
 
@@ -66,16 +68,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             cluster.start()
             cfg = cluster._cfg
-            _print(f"edt-import (distributed) ready at {cluster.base_url}")
-            _print(f"  database  {redact(cfg.database_url)}")
-            _print(f"  broker    {redact(cfg.broker_url)}")
-            for name, inst in cluster.instances.items():
-                pid = inst.proc.pid if inst.proc else "?"
-                _print(f"  {name:<14} pid {pid:<8} port {inst.port:<6} log {inst.log}")
-            token_note = f" (generated, kept in {cfg.data_dir / 'admin-token'})" if cfg.admin_token_generated else ""
-            _print(f"  admin token  {cfg.admin_token}{token_note}")
-            _print(f"  WebDAV       {cluster.base_url}/webdav/<site>/<establishment>/")
-            _print(f"  Console      {cluster.base_url}/console/   metrics  {cluster.base_url}/metrics/<service>")
+            processes = [f"  {name:<14} pid {inst.proc.pid if inst.proc else '?':<8} port {inst.port:<6} log {inst.log}"
+                         for name, inst in cluster.instances.items()]
+            extra = ["  Processes", *[f"  {line}" for line in processes],
+                     f"  Database       {redact(cfg.database_url)}", f"  Broker         {redact(cfg.broker_url)}",
+                     f"  Metrics        {cluster.base_url}/metrics/<service>"]
+            if cfg.admin_token_generated:
+                extra.append(f"  (admin token generated, kept in {cfg.data_dir / 'admin-token'})")
+            try:
+                text = asyncio.run(demo_banner(cluster.base_url, cfg.env["EDT_PUBLIC_URL"].rstrip("/"),
+                                               cfg.admin_token, cfg.data_dir, "distributed", extra))
+            except Exception as exc:  # noqa: BLE001 - the cluster is still useful without the demo
+                text = f"edt-import (distributed) ready at {cluster.base_url}; demo bootstrap failed: {exc!r}"
+            _print(text)
             _print("Ctrl-C (or SIGTERM) stops everything.")
             while True:
                 cluster.check()

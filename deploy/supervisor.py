@@ -26,6 +26,7 @@ configuration is rendered by `deploy/nginx.py`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -47,6 +48,7 @@ from deploy.nginx import SERVICES, render_nginx_conf
 
 SCALABLE = ("validator", "thresholds", "reconciler", "scheduler", "notifier")  # EDT_CONSUMERS_<NAME>
 NGINX = "nginx"
+GATEWAY = "notifier"  # answers the product's /healthz, /readyz, /openapi.json and /docs behind nginx
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -220,7 +222,8 @@ class ClusterConfig:
             "EDT_HOST": "127.0.0.1",  # services listen on loopback; only nginx faces clients
             "PYTHONUNBUFFERED": "1",
         }
-        for key in [k for k in children if k.startswith("EDT_CONSUMERS_") or k == "EDT_SERVICE_PORT"]:
+        for key in [k for k in children if k.startswith("EDT_CONSUMERS_") or k in ("EDT_SERVICE_PORT",
+                                                                                  "EDT_SERVICE_URLS")]:
             children.pop(key)
         return cls(database_url=children["EDT_DATABASE_URL"], broker_url=children["EDT_BROKER_URL"], host=host,
                    port=port, base_port=base_port, data_dir=data_dir, blob_dir=blob_dir,
@@ -287,6 +290,14 @@ class Cluster:
     @property
     def ports(self) -> dict[str, int]:
         return {name: inst.port for name, inst in self.instances.items()}
+
+    def service_urls(self) -> dict[str, list[str]]:
+        """Every instance's direct URL, by service: what the gateway (the notifier) answers for."""
+        out: dict[str, list[str]] = {s: [] for s in SERVICES}
+        for inst in self.instances.values():
+            if inst.service in out:
+                out[inst.service].append(f"http://127.0.0.1:{inst.port}")
+        return out
 
     def service_url(self, name: str) -> str:
         """Direct URL of one instance, bypassing nginx."""
@@ -506,6 +517,8 @@ class Cluster:
         else:
             cmd = [self.python, "-m", f"services.{inst.service}.main"]
             env = {**cfg.env, "EDT_SERVICE_PORT": str(inst.port), "EDT_INSTANCE": inst.name}
+            if inst.service == GATEWAY:
+                env["EDT_SERVICE_URLS"] = json.dumps(self.service_urls())
         inst.log.parent.mkdir(parents=True, exist_ok=True)
         with inst.log.open("ab") as log:
             log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {inst.name}: {' '.join(cmd)}\n".encode())

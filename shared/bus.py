@@ -93,6 +93,10 @@ class Bus(ABC):
     async def queue_stats(self, queue: str) -> dict[str, Any]:
         return {}
 
+    def is_ready(self) -> bool:
+        """The broker is reachable (readiness): the in-process bus always is."""
+        return True
+
     def backoff(self, attempt: int) -> float:
         return self.backoff_s * (2**attempt)
 
@@ -260,6 +264,11 @@ class RabbitBus(Bus):
             await self._connection.close()
             self._connection = None
 
+    def is_ready(self) -> bool:
+        # A robust connection reconnects by itself: `connected` is clear while it is down.
+        connection = self._connection
+        return connection is not None and not connection.is_closed and connection.connected.is_set()
+
     async def declare_queue(self, channel: Any, queue: str) -> Any:
         # Quorum queue; x-delivery-limit is the safety net for a message that kills its consumer
         # process over and over (our own retry counter never gets a chance to run then).
@@ -361,6 +370,39 @@ class RabbitBus(Bus):
             "ack_rate": (stats.get("ack_details") or {}).get("rate", 0.0),
             "dead_lettered": dlq.get("messages", 0) if isinstance(dlq, dict) else 0,
         }
+
+
+class AckWaiter:
+    """Requests of this process waiting for named services to acknowledge a message (read-your-writes: a
+    deposit recorded, a revocation or an abort registered). `expect` before the message can leave, `ack`
+    from the consumer of the acknowledgements, `wait` in the request; `forget` when it is answered."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, tuple[set[str], asyncio.Event, dict[str, Any]]] = {}
+
+    def expect(self, key: str, by: tuple[str, ...] | list[str]) -> None:
+        self._pending[key] = (set(by), asyncio.Event(), {})
+
+    def ack(self, key: str, by: str, detail: Any = None) -> None:
+        waiting = self._pending.get(key)
+        if waiting is None:
+            return
+        waiting[0].discard(by)
+        waiting[2][by] = detail
+        if not waiting[0]:
+            waiting[1].set()
+
+    async def wait(self, key: str, timeout_s: float) -> tuple[set[str], dict[str, Any]]:
+        """The services still missing after at most `timeout_s` (empty: all acknowledged) and what each one
+        that answered said."""
+        missing, done, details = self._pending[key]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await done.wait()
+        return set(missing), dict(details)
+
+    def forget(self, key: str) -> None:
+        self._pending.pop(key, None)
 
 
 def make_bus(broker_url: str, *, max_retries: int = 3, backoff_s: float = 0.5, prefetch: int = 4,

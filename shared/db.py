@@ -46,6 +46,18 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+def revoked_tokens_table(metadata: sa.MetaData) -> sa.Table:
+    """The site tokens one service refuses (see shared.web.TokenRevocations): filled from TokenRevoked
+    events, read on every request that carries a site token."""
+    return sa.Table(
+        f"{metadata.schema}_revoked_tokens",
+        metadata,
+        sa.Column("token_id", sa.String(32), primary_key=True),
+        sa.Column("site", sa.String(64), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
 def is_sqlite_url(url: str) -> bool:
     return url.startswith("sqlite")
 
@@ -167,6 +179,16 @@ def stage_runs_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("step_status", sa.String(16), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    )
+
+
+def stage_aborts_table(metadata: sa.MetaData) -> sa.Table:
+    """Imports a pipeline stage must not commit (ImportAbort events, see shared.worker.StageWorker)."""
+    return sa.Table(
+        f"{metadata.schema}_stage_aborts",
+        metadata,
+        sa.Column("import_id", sa.String(32), primary_key=True),
+        sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
     )
 
 

@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.messages import ID_PATTERN
 from shared.settings import Settings
-from shared.web import Principal, authenticate, require_admin, require_site
+from shared.web import Principal, Problem, TokenRevocations, authenticate, require_admin, require_site
 
 SiteId = Annotated[str, Path(pattern=ID_PATTERN, description="Site (deposit space) id, e.g. `4817`")]
 EstablishmentId = Annotated[str, Path(pattern=ID_PATTERN, description="Establishment id, e.g. `1754`")]
@@ -31,10 +31,28 @@ def settings_of(request: Request) -> Settings:
 
 async def current_principal(request: Request, credentials: Annotated[
         HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
-    return authenticate(settings_of(request), credentials.credentials if credentials else None)
+    """The caller; a revoked site token is refused by every service from the DELETE's answer on."""
+    principal = authenticate(settings_of(request), credentials.credentials if credentials else None)
+    revocations: TokenRevocations | None = getattr(request.app.state, "revocations", None)
+    if principal.token_id is not None and revocations is not None and await revocations.is_revoked(
+            principal.token_id):
+        raise Problem(401, "Unauthorized", "Token revoked", code="token_revoked")
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def optional_principal(request: Request, credentials: Annotated[
+        HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal | None:
+    """None without an Authorization header (a route that also takes another proof, e.g. a feed's secret);
+    401 for a bad token."""
+    if credentials is None:
+        return None
+    return await current_principal(request, credentials)
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
 
 
 async def admin_principal(principal: CurrentPrincipal) -> Principal:

@@ -89,6 +89,12 @@ TERMINAL_STATUSES = frozenset(
 class Mode(StrEnum):
     AUTO = "auto"
     MANUAL = "manual"
+    # Extension: the import made by POST /imports/{id}/undo, restoring what the undone import changed.
+    UNDO = "undo"
+
+
+# What a deposit (WebDAV, REST upload) may ask for: an undo is made by the history API only.
+DEPOSIT_MODES: tuple[Mode, ...] = (Mode.AUTO, Mode.MANUAL)
 
 
 def utcnow() -> datetime:
@@ -164,6 +170,9 @@ class Deposit(BaseModel):
     # Establishment id → UAI for every establishment the import covers (one, or all for a site-wide file).
     establishments: dict[str, str] = Field(default_factory=dict)
     target_uais: list[str] = Field(default_factory=list)
+    # Establishment id → name for every establishment of the site: what the history shows (never read
+    # from the dropzone's tables).
+    establishment_names: dict[str, str] = Field(default_factory=dict)
 
 
 class StatusEvent(Message):
@@ -249,6 +258,23 @@ class DirectoryUpdated(Message):
         return f"directory.updated.{self.site}"
 
 
+class EstablishmentUpdated(Message):
+    """Published by the dropzone (exchange edt.status, routing key establishment.updated.<site>) when an
+    establishment is created or renamed, so that the services showing its name keep their own copy."""
+
+    exchange: ClassVar[str] = STATUS_EXCHANGE
+
+    site: str
+    establishment: str
+    uai: str
+    name: str
+    at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def routing_key(self) -> str:
+        return f"establishment.updated.{self.site}"
+
+
 class DirectoryBarrier(Message):
     """Sent by the thresholds stage straight to its own directory queue: once its consumer has handled this
     marker, every directory event queued before it has been applied (see services/thresholds/handlers.py)."""
@@ -273,3 +299,71 @@ class DepositAck(Message):
 
 
 DEPOSIT_ACKERS: tuple[str, ...] = ("notifier", "thresholds")
+
+
+class TokenRevoked(Message):
+    """Published by the dropzone (exchange edt.status, routing key token.revoked.<site>) when a site token is
+    revoked: every service records it in its own revocation list before it acknowledges, and the DELETE is
+    answered once they all have (revoked at once for the request after the answer, in every service)."""
+
+    exchange: ClassVar[str] = STATUS_EXCHANGE
+
+    token_id: str
+    site: str
+    at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def routing_key(self) -> str:
+        return f"token.revoked.{self.site}"
+
+
+class TokenRevocationAck(Message):
+    """Published on edt.status (routing key token.ack.<by>) once a service has recorded a revocation."""
+
+    exchange: ClassVar[str] = STATUS_EXCHANGE
+
+    token_id: str
+    by: str
+
+    @property
+    def routing_key(self) -> str:
+        return f"token.ack.{self.by}"
+
+
+# The services that keep a revocation list of their own besides the dropzone (which writes its own in the
+# DELETE's transaction).
+REVOCATION_ACKERS: tuple[str, ...] = ("validator", "thresholds", "reconciler", "scheduler", "notifier")
+
+
+class ImportAbort(Message):
+    """Published by the notifier (exchange edt.status, routing key abort.requested.<site>) when a running import
+    is to stop at its next stage boundary: every stage service records it (its StageWorker checks it inside
+    the stage's transaction before committing) and acknowledges (AbortAck)."""
+
+    exchange: ClassVar[str] = STATUS_EXCHANGE
+
+    import_id: str
+    site: str
+    at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def routing_key(self) -> str:
+        return f"abort.requested.{self.site}"
+
+
+class AbortAck(Message):
+    """A stage service recorded an abort (routing key abort.ack.<by>): `finished` when its own step of the
+    import had already committed (for the last stage: the import is integrated, too late to abort)."""
+
+    exchange: ClassVar[str] = STATUS_EXCHANGE
+
+    import_id: str
+    by: str
+    finished: bool
+
+    @property
+    def routing_key(self) -> str:
+        return f"abort.ack.{self.by}"
+
+
+ABORT_ACKERS: tuple[str, ...] = tuple(s.value for s in PIPELINE)

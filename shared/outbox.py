@@ -22,7 +22,7 @@ import logging
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -103,6 +103,22 @@ class LoopService(ABC):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+class Periodic(LoopService):
+    """A coroutine function run as a LoopService (e.g. a retention sweep composed in a service's main.py)."""
+
+    def __init__(self, job: Callable[[], Awaitable[None]], loop_seconds: float, name: str) -> None:
+        super().__init__(loop_seconds)
+        self.job = job
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def run_once(self) -> None:
+        await self.job()
 
 
 class Outbox:

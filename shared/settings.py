@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,7 +20,8 @@ class Settings(BaseSettings):
     admin_token: str = ""
     # Signs site tokens so that every service can check them without reading dropzone's tables.
     secret_key: str = ""
-    public_url: str = "http://127.0.0.1:8000"
+    # Base of the URLs handed out (WebDAV, iCal subscriptions); unset: http://EDT_HOST:EDT_PORT.
+    public_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
     max_upload_mb: int = 100
@@ -48,6 +49,13 @@ class Settings(BaseSettings):
     # Read-your-writes: how long a deposit's answer waits for the notifier and threshold control to have
     # recorded it (they normally take milliseconds; past this bound the client is answered anyway).
     deposit_ack_timeout_s: float = 10.0
+    # Change events kept for GET /sites/{site}/changes (per site: the newest events, at most this many
+    # and none older than this many hours).
+    changes_retention_h: float = Field(default=72.0, gt=0)
+    changes_max_events: int = Field(default=200, ge=1)
+    # Distributed mode: every service instance's base URL, by service ({"dropzone": ["http://…"], …}). Set,
+    # this process answers for the whole product at the base URL (readiness, the merged OpenAPI).
+    service_urls: dict[str, list[str]] = Field(default_factory=dict)
     login_max_failures: int = 5  # failed WebDAV logins before an account is locked out
     login_lockout_s: int = 900
 
@@ -56,6 +64,13 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     tracing_exporter: Literal["none", "console", "otlp"] = "none"
+
+    @model_validator(mode="after")
+    def _public_url_follows_host_and_port(self) -> Settings:
+        if not self.public_url:
+            host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+            self.public_url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+        return self
 
     @property
     def max_upload_bytes(self) -> int:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Generic, TypeVar
 
+import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -30,9 +31,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from shared.blobs import BlobStore, tune_gc
-from shared.bus import Bus, make_bus
-from shared.db import Database, as_utc
+from shared.bus import Bus, Delivery, make_bus
+from shared.db import Database, as_utc, upsert
+from shared.gateway import Gateway, install_gateway
+from shared.messages import STATUS_EXCHANGE, TokenRevocationAck, TokenRevoked
 from shared.observability import HTTP_REQUESTS, method_label, ops_router, setup_logging, setup_tracing
+from shared.outbox import Outbox
 from shared.settings import Settings
 
 PROBLEM_JSON = "application/problem+json"
@@ -226,14 +230,20 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _signature(secret: str, site: str, token_id: str) -> str:
-    return _b64(hmac.new(secret.encode(), f"site:{site}:{token_id}".encode(), hashlib.sha256).digest())
+def _signature(secret: str, site: str, token_id: str, expires: int | None = None) -> str:
+    message = f"site:{site}:{token_id}" + (f":{expires}" if expires is not None else "")
+    return _b64(hmac.new(secret.encode(), message.encode(), hashlib.sha256).digest())
 
 
-def issue_site_token(secret: str, site: str) -> tuple[str, str]:
-    """A new site token and its id. Only a hash of the token is ever stored."""
+def issue_site_token(secret: str, site: str, expires_at: datetime | None = None) -> tuple[str, str]:
+    """A new site token and its id. Only a hash of the token is ever stored. An expiry is signed into the
+    token (`edts.<site>.<id>.<epoch s>.<signature>`), so every service refuses it past that time alone."""
     token_id = secrets.token_hex(8)
-    return f"edts.{_b64(site.encode())}.{token_id}.{_signature(secret, site, token_id)}", token_id
+    site_part = _b64(site.encode())
+    if expires_at is None:
+        return f"edts.{site_part}.{token_id}.{_signature(secret, site, token_id)}", token_id
+    expires = int(expires_at.timestamp())
+    return f"edts.{site_part}.{token_id}.{expires}.{_signature(secret, site, token_id, expires)}", token_id
 
 
 def token_hash(token: str) -> str:
@@ -244,15 +254,50 @@ def principal_from_token(settings: Settings, token: str) -> Principal | None:
     if settings.admin_token and hmac.compare_digest(token.encode(), settings.admin_token.encode()):
         return Principal(admin=True)
     parts = token.split(".")
-    if len(parts) != 4 or parts[0] != "edts" or not settings.effective_secret:
+    if len(parts) not in (4, 5) or parts[0] != "edts" or not settings.effective_secret:
         return None
     try:
         site = _unb64(parts[1]).decode()
+        expires = int(parts[3]) if len(parts) == 5 else None
     except (ValueError, UnicodeDecodeError):
         return None
-    if hmac.compare_digest(parts[3], _signature(settings.effective_secret, site, parts[2])):
-        return Principal(admin=False, site=site, token_id=parts[2])
-    return None
+    if not hmac.compare_digest(parts[-1], _signature(settings.effective_secret, site, parts[2], expires)):
+        return None
+    if expires is not None and expires <= datetime.now(UTC).timestamp():
+        return None
+    return Principal(admin=False, site=site, token_id=parts[2])
+
+
+class TokenRevocations:
+    """One service's list of revoked site tokens (its own table, `revoked_tokens_table`): filled from the
+    dropzone's TokenRevoked events (durable queue `edt.<service>.tokens`), each acknowledged once recorded,
+    and read on every request carrying a site token — tokens are signed, so this list is what makes a
+    revocation hold in every service, at once (the DELETE is answered after every service's ack)."""
+
+    def __init__(self, db: Database, table: sa.Table, outbox: Outbox, service: str) -> None:
+        self.db = db
+        self.table = table
+        self.outbox = outbox
+        self.service = service
+
+    @property
+    def queue(self) -> str:
+        return f"edt.{self.service}.tokens"
+
+    async def start(self, bus: Bus) -> None:
+        await bus.consume(self.queue, self.on_revoked, bindings=((STATUS_EXCHANGE, "token.revoked.*"),))
+
+    async def on_revoked(self, delivery: Delivery) -> None:
+        event = TokenRevoked.from_bytes(delivery.body)
+        async with self.outbox.unit_of_work() as uow:
+            await uow.conn.execute(upsert(self.db, self.table, {
+                "token_id": event.token_id, "site": event.site, "revoked_at": event.at}, ["token_id"]))
+            await uow.emit(TokenRevocationAck(token_id=event.token_id, by=self.service))
+
+    async def is_revoked(self, token_id: str) -> bool:
+        async with self.db.read() as conn:
+            found = await conn.execute(sa.select(self.table.c.token_id).where(self.table.c.token_id == token_id))
+            return found.first() is not None
 
 
 def authenticate(settings: Settings, token: str | None) -> Principal:
@@ -367,6 +412,8 @@ class Service:
     mounts: list[tuple[str, Callable[[asyncio.AbstractEventLoop], Any]]] = field(default_factory=list)
     # Routes outside /api/v1 and the OpenAPI (the console's pages).
     pages: APIRouter | None = None
+    # The service's list of revoked site tokens: started with the app, checked by every route's auth.
+    revocations: TokenRevocations | None = None
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -379,19 +426,26 @@ def build_runtime(settings: Settings) -> Runtime:
 def create_app(runtime: Runtime, services: list[Service]) -> FastAPI:
     """One FastAPI app serving the given services' routes under /api/v1 (plus their mounts)."""
 
-    async def ready() -> bool:
+    async def checks() -> dict[str, bool]:
+        """This process's readiness: its database answers and its broker connection is up."""
         try:
             async with runtime.db.read() as conn:
                 await conn.exec_driver_sql("SELECT 1")
-            return True
+            database = True
         except Exception:  # noqa: BLE001 - readiness reports, never raises
-            return False
+            database = False
+        return {"database": database, "broker": runtime.bus.is_ready()}
+
+    async def ready() -> bool:
+        return all((await checks()).values())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.loop = asyncio.get_running_loop()
         await runtime.bus.start()
         for service in services:
+            if service.revocations is not None:
+                await service.revocations.start(runtime.bus)
             await service.start()
         try:
             yield
@@ -402,12 +456,14 @@ def create_app(runtime: Runtime, services: list[Service]) -> FastAPI:
             await runtime.db.close()
 
     setup_tracing("edt-import")  # once per process; run_service and `make run` chose the exporter before
-    app = FastAPI(title="edt-import", version="1", lifespan=lifespan,
-                  description="Automated timetable import (EDT / PRONOTE) for ENTs")
+    # /openapi.json, /docs and /redoc are the gateway's (shared/gateway.py): offline assets, merged document.
+    app = FastAPI(title="edt-import", version="1", lifespan=lifespan, openapi_url=None, docs_url=None,
+                  redoc_url=None, description="Automated timetable import (EDT / PRONOTE) for ENTs")
     app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
     install_problem_handlers(app)
     app.include_router(ops_router(ready))
     app.include_router(ops_router(ready), prefix="/api/v1", include_in_schema=False)
+    install_gateway(app, Gateway(runtime.settings, checks, app.openapi, [s.name for s in services]))
     for service in services:
         if service.router is not None:
             app.include_router(service.router, prefix="/api/v1", tags=[service.name])
@@ -416,6 +472,9 @@ def create_app(runtime: Runtime, services: list[Service]) -> FastAPI:
         for path, factory in service.mounts:
             app.mount(path, LazyMount(factory))
     app.state.runtime = runtime
+    # One process checks one list: in embedded mode every service's list is in the same database and every
+    # revocation is recorded in all of them before the DELETE is answered, so any one is up to date.
+    app.state.revocations = next((s.revocations for s in services if s.revocations is not None), None)
     app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_upload_bytes + 1024 * 1024)
     app.add_middleware(RequestMetrics)
     return app

@@ -1,6 +1,13 @@
 """The one consumer every pipeline stage runs (design.md §9 handlers): `StageWorker` drives a
 `shared.stage.Stage` from its queue.
 
+Aborts (POST /imports/{id}/abort): the worker records each ImportAbort in its service's table and checks it
+inside the stage's transaction, just before committing — an aborted import's step rolls back and the
+import ends `cancelled` at that boundary, with nothing of the step written. The check and the recording
+take the same lock (an advisory lock on PostgreSQL; SQLite has one writer, so the recording also marks the
+import in this process first, where a step in progress sees it), so an abort is either seen by the step
+or recorded after its commit, and the acknowledgement says which (`finished`).
+
 The stage contract it drives is `shared/stage.py`, kept apart because domains import `StageResult` from
 it and must load no infrastructure, while the worker needs the database (its runs table), the outbox, the
 bus and the metrics.
@@ -12,10 +19,22 @@ import logging
 import time
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.bus import Bus, Delivery
-from shared.db import upsert
-from shared.messages import STAGE_QUEUES, StageCommand, StatusEvent, StepStatus, next_stage, utcnow
+from shared.db import Database, upsert
+from shared.messages import (
+    STAGE_QUEUES,
+    STATUS_EXCHANGE,
+    AbortAck,
+    ImportAbort,
+    ImportStatus,
+    StageCommand,
+    StatusEvent,
+    StepStatus,
+    next_stage,
+    utcnow,
+)
 from shared.messages import Stage as StageName
 from shared.observability import (
     MESSAGES,
@@ -33,6 +52,22 @@ from shared.outbox import Outbox
 from shared.stage import Stage, StageResult, UnitOfWork, internal_error
 
 log = logging.getLogger("edt.stage")
+
+ABORTED_RUN = "aborted"  # the runs table's step_status of a step an abort rolled back
+ABORTED = ("Import interrompu à la demande : rien de cette étape n'a été écrit.",
+           "Import aborted on request: nothing of this step was written.")
+
+
+class StageAborted(Exception):
+    """Raised inside a stage's transaction when its import was aborted: the transaction rolls back."""
+
+
+async def is_aborted(db: Database, conn: AsyncConnection, aborts: sa.Table, import_id: str) -> bool:
+    """Inside a transaction about to commit: has this import been aborted? Holds the abort lock of the
+    import until the transaction ends, so that an abort being recorded waits for this commit."""
+    await db.advisory_lock(conn, "abort", import_id)
+    found = await conn.execute(sa.select(aborts.c.import_id).where(aborts.c.import_id == import_id))
+    return found.first() is not None
 
 
 def step_event(stage: StageName, cmd: StageCommand, step: StepStatus, result: StageResult | None = None) -> StatusEvent:
@@ -60,20 +95,29 @@ class StageWorker:
     → `stage.apply` inside ONE unit of work that also records the run, the step's event and the next
     command → commit → ack. A redelivered command whose run is finished is acknowledged and dropped."""
 
-    def __init__(self, stage: Stage, *, outbox: Outbox, bus: Bus, runs: sa.Table) -> None:
+    def __init__(self, stage: Stage, *, outbox: Outbox, bus: Bus, runs: sa.Table, aborts: sa.Table) -> None:
         self.stage = stage
         self.name = stage.name
         self.outbox = outbox
         self.db = outbox.db
         self.bus = bus
         self.runs = runs
+        self.aborts = aborts
+        # Aborts being recorded by this process: seen by a step in progress here before the row can be
+        # written (SQLite's one writer is the step's transaction itself).
+        self._aborting: set[str] = set()
 
     @property
     def queue(self) -> str:
         return STAGE_QUEUES[self.name]
 
     async def start(self, consumers: int | None = None) -> None:
+        await self.bus.consume(f"{self.queue}.aborts", self.on_abort,
+                               bindings=((STATUS_EXCHANGE, "abort.requested.*"),))
         await self.bus.consume(self.queue, self.handle, on_give_up=self.give_up, prefetch=consumers)
+
+    async def _aborted(self, conn: AsyncConnection, import_id: str) -> bool:
+        return import_id in self._aborting or await is_aborted(self.db, conn, self.aborts, import_id)
 
     async def handle(self, delivery: Delivery) -> None:
         cmd = StageCommand.from_bytes(delivery.body)
@@ -102,7 +146,7 @@ class StageWorker:
                      f" → {result.outcome.value}" if result.outcome else "")
 
     async def _handle(self, cmd: StageCommand) -> StageResult | None:
-        """The step (None: a duplicate, already finished here or by another consumer)."""
+        """The step (None: a duplicate, already finished here or by another consumer, or an aborted import)."""
         runs = self.runs
         async with self.outbox.unit_of_work() as uow:
             row = (await uow.conn.execute(sa.select(runs).where(runs.c.import_id == cmd.import_id))).first()
@@ -110,25 +154,67 @@ class StageWorker:
                 MESSAGES.labels(self.name.value, self.queue, "duplicate").inc()
                 log.info("duplicate command dropped: the step has finished")
                 return None
+            if await self._aborted(uow.conn, cmd.import_id):  # aborted while it waited in the queue
+                await self._end_aborted(uow, cmd)
+                return None
             if row is None:
                 await uow.conn.execute(runs.insert().values(
                     import_id=cmd.import_id, step_status=StepStatus.RUNNING.value, started_at=utcnow()))
                 await uow.emit(step_event(self.name, cmd, StepStatus.RUNNING))
         log.info("step started")
         prepared = await self.stage.prepare(cmd)
-        async with self.outbox.unit_of_work() as uow:
-            query = sa.select(runs).where(runs.c.import_id == cmd.import_id)
-            if self.db.is_postgres:
-                query = query.with_for_update()
-            row = (await uow.conn.execute(query)).first()
-            if row is not None and row.finished_at is not None:  # another consumer finished it
-                return None
-            result = await self.stage.apply(uow, cmd, prepared)
-            await uow.conn.execute(runs.update().where(runs.c.import_id == cmd.import_id).values(
-                step_status=result.step_status.value, finished_at=utcnow()))
-            await finish_step(uow, self.name, cmd, result)
+        try:
+            async with self.outbox.unit_of_work() as uow:
+                row = (await uow.conn.execute(self._run_row(cmd.import_id))).first()
+                if row is not None and row.finished_at is not None:  # another consumer finished it
+                    return None
+                result = await self.stage.apply(uow, cmd, prepared)
+                if await self._aborted(uow.conn, cmd.import_id):
+                    raise StageAborted(cmd.import_id)  # everything the step wrote rolls back
+                await uow.conn.execute(runs.update().where(runs.c.import_id == cmd.import_id).values(
+                    step_status=result.step_status.value, finished_at=utcnow()))
+                await finish_step(uow, self.name, cmd, result)
+        except StageAborted:
+            async with self.outbox.unit_of_work() as uow:
+                row = (await uow.conn.execute(self._run_row(cmd.import_id))).first()
+                if row is None or row.finished_at is None:
+                    await self._end_aborted(uow, cmd)
+            MESSAGES.labels(self.name.value, self.queue, "aborted").inc()
+            log.info("step rolled back: the import was aborted")
+            return None
         MESSAGES.labels(self.name.value, self.queue, "ok").inc()
         return result
+
+    def _run_row(self, import_id: str) -> sa.Select[tuple[object, ...]]:
+        query = sa.select(self.runs).where(self.runs.c.import_id == import_id)
+        return query.with_for_update() if self.db.is_postgres else query
+
+    async def _end_aborted(self, uow: UnitOfWork, cmd: StageCommand) -> None:
+        """The step ends in error, the import `cancelled` ("Interrompu"), nothing sent on."""
+        now = utcnow()
+        await uow.conn.execute(upsert(self.db, self.runs, {
+            "import_id": cmd.import_id, "step_status": ABORTED_RUN, "started_at": now, "finished_at": now},
+            ["import_id"], ["step_status", "finished_at"]))
+        fr, en = ABORTED
+        await uow.emit(step_event(self.name, cmd, StepStatus.ERROR, StageResult(
+            StepStatus.ERROR, outcome=ImportStatus.CANCELLED, message=fr, message_en=en)))
+
+    async def on_abort(self, delivery: Delivery) -> None:
+        """Record an abort (ImportAbort) and acknowledge it, saying whether this stage's step of the import
+        had already committed (`finished`)."""
+        event = ImportAbort.from_bytes(delivery.body)
+        self._aborting.add(event.import_id)
+        try:
+            async with self.outbox.unit_of_work() as uow:
+                await self.db.advisory_lock(uow.conn, "abort", event.import_id)
+                run = (await uow.conn.execute(sa.select(self.runs).where(
+                    self.runs.c.import_id == event.import_id))).first()
+                finished = run is not None and run.finished_at is not None and run.step_status != ABORTED_RUN
+                await uow.conn.execute(upsert(self.db, self.aborts, {
+                    "import_id": event.import_id, "requested_at": event.at}, ["import_id"]))
+                await uow.emit(AbortAck(import_id=event.import_id, by=self.name.value, finished=finished))
+        finally:
+            self._aborting.discard(event.import_id)
 
     async def give_up(self, delivery: Delivery, exc: BaseException) -> None:
         """After the last retry: the import is `failed` with its reason, then the message is dead-lettered."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from pathlib import Path
+from datetime import timedelta
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Response, UploadFile
+from fastapi import APIRouter, File, Form, Path, Response, UploadFile
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.dropzone import store
@@ -19,6 +20,7 @@ from services.dropzone.schemas import (
     AccountList,
     AccountRead,
     AccountUpdate,
+    DepositMode,
     EstablishmentCreate,
     EstablishmentList,
     EstablishmentRead,
@@ -27,6 +29,8 @@ from services.dropzone.schemas import (
     SiteRead,
     SiteUpdate,
     TokenCreate,
+    TokenInfo,
+    TokenList,
     TokenRead,
     WebdavUrl,
 )
@@ -36,7 +40,7 @@ from shared.messages import Mode, iso, utcnow
 from shared.settings import Settings
 from shared.web import Problem, issue_site_token, not_found, problems, token_hash
 
-UploadMode = Annotated[Mode, Form(description="`manual` (the default) or `auto`")]
+UploadMode = Annotated[DepositMode, Form(description="`manual` (the default) or `auto`")]
 DryRun = Annotated[bool, Form(description="Run every check and compute the bilan, write nothing")]
 Review = Annotated[bool, Form(description="Manual import: pause at awaiting_selection for the wizard "
                                           "(GET …/preview, PUT …/selection, POST …/confirm); default false: "
@@ -110,15 +114,8 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
     async def put_establishment(site: SiteId, est: EstablishmentId, body: EstablishmentCreate, _: AdminPrincipal,
                                 response: Response) -> EstablishmentRead:
         uai = body.uai.upper()
-        async with db.transaction() as conn:
-            if not await store.site_exists(conn, site):
-                raise not_found("Site")
-            clash = await store.uai_owner(conn, site, uai, other_than=est)
-            if clash:
-                raise Problem(409, "Conflict", f"UAI {uai} already belongs to establishment {clash}",
-                              code="uai_taken")
-            if await store.put_establishment(conn, site, est, uai, body.name):
-                response.status_code = 201
+        if await dropzone.put_establishment(site, est, uai, body.name):
+            response.status_code = 201
         return EstablishmentRead(id=est, uai=uai, name=body.name)
 
     @router.get("/sites/{site}/establishments", response_model=EstablishmentList,
@@ -126,15 +123,43 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
     async def list_establishments(site: SiteId, _: SitePrincipal) -> EstablishmentList:
         return EstablishmentList(items=(await read_site(site)).establishments, next_cursor=None)
 
+    def token_info(row: Any) -> dict[str, Any]:
+        expires = as_utc(row.expires_at)
+        return {"id": row.id, "site": row.site, "label": row.label, "created_at": iso(row.created_at),
+                "expires_at": iso(expires) if expires else None, "expired": bool(expires and expires <= utcnow())}
+
     @router.post("/sites/{site}/tokens", status_code=201, response_model=TokenRead,
                  summary="Issue a site token for the ENT front-end", responses=problems(400, 401, 403, 404, 413, 422))
     async def create_token(site: SiteId, _: AdminPrincipal, body: TokenCreate | None = None) -> TokenRead:
-        token, token_id = issue_site_token(settings.effective_secret, site)
+        """The token is shown once (only its hash is stored); its expiry (`expires_in_s`) is signed into it."""
+        now = utcnow()
+        expires_at = now + timedelta(seconds=body.expires_in_s) if body and body.expires_in_s else None
+        token, token_id = issue_site_token(settings.effective_secret, site, expires_at)
         async with db.transaction() as conn:
             if not await store.site_exists(conn, site):
                 raise not_found("Site")
-            await store.insert_token(conn, token_id, site, token_hash(token), body.label if body else None, utcnow())
-        return TokenRead(id=token_id, site=site, token=token)
+            row = await store.insert_token(conn, token_id, site, token_hash(token), body.label if body else None,
+                                           now, expires_at)
+        return TokenRead(**token_info(row), token=token)
+
+    @router.get("/sites/{site}/tokens", response_model=TokenList, summary="The site's tokens (never their secret)",
+                responses=problems(401, 404, 422))
+    async def list_tokens(site: SiteId, _: SitePrincipal) -> TokenList:
+        async with db.read() as conn:
+            if not await store.site_exists(conn, site):
+                raise not_found("Site")
+            rows = await store.site_tokens(conn, site)
+        return TokenList(items=[TokenInfo(**token_info(r)) for r in rows], next_cursor=None)
+
+    @router.delete("/sites/{site}/tokens/{token_id}", status_code=204, response_class=Response,
+                   summary="Revoke a site token, at once in every service", responses=problems(401, 404, 422))
+    async def revoke_token(site: SiteId, token_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")],
+                           _: SitePrincipal) -> Response:
+        """Answered once every service has recorded the revocation: the very next request with the token
+        is refused (401) wherever it goes. A token may revoke itself."""
+        missing = await dropzone.revoke_token(site, token_id)
+        headers = {"X-Revocation-Pending": ", ".join(sorted(missing))} if missing else None
+        return Response(status_code=204, headers=headers)
 
     # --- deposit accounts -------------------------------------------------------------------------
 
@@ -186,9 +211,9 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
 
     # --- REST upload --------------------------------------------------------------------------------
 
-    async def upload(site: str, target: str | None, file: UploadFile, mode: Mode, dry_run: bool, review: bool,
+    async def upload(site: str, target: str | None, file: UploadFile, mode: DepositMode, dry_run: bool, review: bool,
                      response: Response) -> ImportAccepted:
-        name = Path(file.filename or "upload.xml").name
+        name = FilePath(file.filename or "upload.xml").name
         tmp_dir = settings.data_dir / "uploads"
         tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=tmp_dir)
@@ -204,10 +229,10 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
                     await asyncio.to_thread(out.write, chunk)
             if size == 0:
                 raise Problem(422, "Unprocessable Content", "Le fichier déposé est vide.", code="empty_file")
-            import_id = await dropzone.take_deposit(site, target, name, Path(tmp), source="rest", account=None,
-                                                    mode=mode, dry_run=dry_run, review=review)
+            import_id = await dropzone.take_deposit(site, target, name, FilePath(tmp), source="rest", account=None,
+                                                    mode=Mode(mode.value), dry_run=dry_run, review=review)
         finally:
-            await asyncio.to_thread(Path(tmp).unlink, missing_ok=True)
+            await asyncio.to_thread(FilePath(tmp).unlink, missing_ok=True)
         link = f"/api/v1/imports/{import_id}"
         response.headers["Location"] = link
         return ImportAccepted.model_validate({"import_id": import_id, "links": {"import": link}})
@@ -219,14 +244,14 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
     @router.post("/sites/{site}/establishments/{est}/imports", status_code=202, response_model=ImportAccepted,
                  summary="Upload an export for an establishment", responses=accepted)
     async def upload_establishment(site: SiteId, est: EstablishmentId, _: SitePrincipal, file: DepositFile,
-                                   response: Response, mode: UploadMode = Mode.MANUAL, dry_run: DryRun = False,
+                                   response: Response, mode: UploadMode = DepositMode.MANUAL, dry_run: DryRun = False,
                                    review: Review = False) -> ImportAccepted:
         return await upload(site, est, file, mode, dry_run, review, response)
 
     @router.post("/sites/{site}/deposits", status_code=202, response_model=ImportAccepted,
                  summary="Upload an export for the whole site (routed by UAI)", responses=accepted)
     async def upload_site(site: SiteId, _: SitePrincipal, file: DepositFile, response: Response,
-                          mode: UploadMode = Mode.MANUAL, dry_run: DryRun = False,
+                          mode: UploadMode = DepositMode.MANUAL, dry_run: DryRun = False,
                           review: Review = False) -> ImportAccepted:
         """Extension: the REST twin of the « Tous les établissements » WebDAV URL."""
         return await upload(site, None, file, mode, dry_run, review, response)

@@ -19,14 +19,16 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from services.dropzone import domain, store
 from services.dropzone.store import accounts, deposits, establishments, notified, sites
-from shared.bus import Delivery
+from shared.bus import AckWaiter, Delivery
 from shared.db import Database, as_utc, upsert
 from shared.messages import (
     DEPOSIT_ACKERS,
     NOTIFICATIONS_EXCHANGE,
+    REVOCATION_ACKERS,
     Deposit,
     DepositAck,
     Envelope,
+    EstablishmentUpdated,
     FileRef,
     ImportLifecycle,
     ImportStatus,
@@ -34,6 +36,8 @@ from shared.messages import (
     Stage,
     StatusEvent,
     StepStatus,
+    TokenRevocationAck,
+    TokenRevoked,
     utcnow,
 )
 from shared.observability import DEPOSITS, log_context, span
@@ -54,8 +58,8 @@ class Dropzone:
         self.settings = settings
         self.hasher = PasswordHasher()
         self.logins = domain.LoginCache(AUTH_CACHE_S)  # the one cache of WebDAV logins
-        # import id → the services whose acknowledgement it still waits for, and the event set when none
-        self._acks: dict[str, tuple[set[str], asyncio.Event]] = {}
+        # deposits and revocations this process answers once the other services have recorded them
+        self.acks = AckWaiter()
 
     # --- sites ------------------------------------------------------------------------------------
 
@@ -64,11 +68,30 @@ class Dropzone:
             return (await conn.execute(sa.select(sites).where(sites.c.id == site))).first()
 
     async def site_establishments(self, site: str) -> dict[str, str] | None:
+        named = await self._establishments(site)
+        return None if named is None else {est: uai for est, (uai, _) in named.items()}
+
+    async def _establishments(self, site: str) -> dict[str, tuple[str, str]] | None:
+        """Establishment id → (UAI, name) of the site; None when there is no such site."""
         async with self.db.read() as conn:
             if (await conn.execute(sa.select(sites.c.id).where(sites.c.id == site))).first() is None:
                 return None
             rows = (await conn.execute(sa.select(establishments).where(establishments.c.site == site))).all()
-        return {r.id: r.uai for r in rows}
+        return {r.id: (r.uai, r.name) for r in rows}
+
+    async def put_establishment(self, site: str, est: str, uai: str, name: str) -> bool:
+        """Create or replace an establishment (True when new); the services that show its name hear of it
+        (EstablishmentUpdated, in the same transaction)."""
+        async with self.outbox.unit_of_work() as uow:
+            if not await store.site_exists(uow.conn, site):
+                raise not_found("Site")
+            clash = await store.uai_owner(uow.conn, site, uai, other_than=est)
+            if clash:
+                raise Problem(409, "Conflict", f"UAI {uai} already belongs to establishment {clash}",
+                              code="uai_taken")
+            created = await store.put_establishment(uow.conn, site, est, uai, name)
+            await uow.emit(EstablishmentUpdated(site=site, establishment=est, uai=uai, name=name))
+        return created
 
     # --- deposits ---------------------------------------------------------------------------------
 
@@ -79,7 +102,8 @@ class Dropzone:
         site_row = await self.site(site)
         if site_row is None:
             raise not_found("Site")
-        ests = await self.site_establishments(site) or {}
+        named = await self._establishments(site) or {}
+        ests = {est: uai for est, (uai, _) in named.items()}
         if target is not None and target not in ests:
             raise not_found("Establishment")
         sniff = await asyncio.to_thread(sniff_export, path)
@@ -99,8 +123,9 @@ class Dropzone:
                             review=review and mode is Mode.MANUAL and not dry_run,
                             source="webdav" if source == "webdav" else "rest", account=account,
                             establishments=route.establishments,
-                            target_uais=sorted(route.establishments.values())))
-        pending = self._acks[import_id] = (set(DEPOSIT_ACKERS), asyncio.Event())
+                            target_uais=sorted(route.establishments.values()),
+                            establishment_names={est: name for est, (_, name) in named.items()}))
+        self.acks.expect(f"deposit:{import_id}", DEPOSIT_ACKERS)
         # The import's trace starts here: its status event carries it to the notifier, then every stage.
         with log_context(import_id=import_id, site=site, establishment=establishment, stage=Stage.DEPOSIT.value), \
                 span("deposit", import_id=import_id, site=site, establishment=establishment, stage="deposit",
@@ -114,30 +139,52 @@ class Dropzone:
                     await uow.emit(event, message_id=import_id)
                 DEPOSITS.labels(source).inc()
                 log.info("deposit target=%s name=%s sha=%s size=%d source=%s", target, name, sha[:12], size, source)
-                await self._acknowledged(import_id, pending[1])
+                # Read-your-writes: answer once the import is recorded by the notifier (readable, listed) and
+                # the establishment's settings are locked by threshold control. The deposit is durable already:
+                # past the bound (a service down), the client is answered anyway and the import appears when
+                # it is back.
+                missing, _ = await self.acks.wait(f"deposit:{import_id}", self.settings.deposit_ack_timeout_s)
+                if missing:
+                    log.warning("deposit %s: not acknowledged within %.0f s (%s); answering anyway", import_id,
+                                self.settings.deposit_ack_timeout_s, ", ".join(sorted(missing)))
             finally:
-                self._acks.pop(import_id, None)
+                self.acks.forget(f"deposit:{import_id}")
         return import_id
 
-    async def _acknowledged(self, import_id: str, done: asyncio.Event) -> None:
-        """Read-your-writes: wait until the import is recorded by the notifier (readable, listed) and the
-        establishment's settings are locked by threshold control. The deposit is durable already: past the
-        bound (a service down), the client is answered anyway and the import appears when it is back."""
-        try:
-            async with asyncio.timeout(self.settings.deposit_ack_timeout_s):
-                await done.wait()
-        except TimeoutError:
-            log.warning("deposit %s: not acknowledged within %.0f s (%s); answering anyway", import_id,
-                        self.settings.deposit_ack_timeout_s, ", ".join(sorted(self._acks[import_id][0])))
-
     async def on_ack(self, delivery: Delivery) -> None:
-        """A service recorded a deposit (deposit.ack.<service>): the last one awaited wakes its request."""
+        """A service recorded a deposit (deposit.ack.<service>) or a revocation (token.ack.<service>): the
+        last one awaited wakes its request."""
+        if delivery.routing_key.startswith("token."):
+            revoked = TokenRevocationAck.from_bytes(delivery.body)
+            self.acks.ack(f"token:{revoked.token_id}", revoked.by)
+            return
         ack = DepositAck.from_bytes(delivery.body)
-        waiting = self._acks.get(ack.import_id)
-        if waiting is not None:
-            waiting[0].discard(ack.by)
-            if not waiting[0]:
-                waiting[1].set()
+        self.acks.ack(f"deposit:{ack.import_id}", ack.by)
+
+    # --- site tokens ------------------------------------------------------------------------------
+
+    async def revoke_token(self, site: str, token_id: str) -> set[str]:
+        """Revoke a site token in every service at once: the dropzone's own list in this transaction, the
+        others' from the TokenRevoked event, each acknowledged before this returns (bounded like deposits).
+        Returns the services that did not acknowledge in time (empty normally). 404 for an unknown token or
+        one already revoked."""
+        key = f"token:{token_id}"
+        self.acks.expect(key, REVOCATION_ACKERS)
+        try:
+            async with self.outbox.unit_of_work() as uow:
+                now = utcnow()
+                if not await store.revoke_token(uow.conn, site, token_id, now):
+                    raise not_found("Token")
+                await uow.conn.execute(upsert(self.db, store.revoked_tokens, {
+                    "token_id": token_id, "site": site, "revoked_at": now}, ["token_id"]))
+                await uow.emit(TokenRevoked(token_id=token_id, site=site, at=now))
+            missing, _ = await self.acks.wait(key, self.settings.deposit_ack_timeout_s)
+        finally:
+            self.acks.forget(key)
+        if missing:
+            log.warning("revocation of token %s: not acknowledged by %s within %.0f s", token_id,
+                        ", ".join(sorted(missing)), self.settings.deposit_ack_timeout_s)
+        return missing
 
     # --- lifecycle --------------------------------------------------------------------------------
 

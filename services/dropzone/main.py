@@ -11,7 +11,7 @@ from services.dropzone.handlers import Dropzone
 from services.dropzone.webdav import webdav_factory
 from shared.messages import NOTIFICATIONS_EXCHANGE, STATUS_EXCHANGE, Mode
 from shared.outbox import Outbox
-from shared.web import Runtime, Service, run_service
+from shared.web import Runtime, Service, TokenRevocations, run_service
 
 LIFECYCLE_QUEUE = "edt.dropzone.lifecycle"
 NOTIFICATIONS_QUEUE = "edt.dropzone.notifications"
@@ -48,12 +48,14 @@ def build(rt: Runtime) -> Service:
                              bindings=((STATUS_EXCHANGE, "import.history.done"),))
         await rt.bus.consume(NOTIFICATIONS_QUEUE, dropzone.on_notification,
                              bindings=((NOTIFICATIONS_EXCHANGE, "threshold.#"),))
-        # This process's own queue: the acknowledgements of the deposits it is answering.
+        # This process's own queue: the acknowledgements of the deposits and revocations it is answering.
         await rt.bus.consume(f"edt.dropzone.acks.{uuid.uuid4().hex[:12]}", dropzone.on_ack,
-                             bindings=((STATUS_EXCHANGE, "deposit.ack.*"),), transient=True)
+                             bindings=((STATUS_EXCHANGE, "deposit.ack.*"), (STATUS_EXCHANGE, "token.ack.*")),
+                             transient=True)
 
     return Service("dropzone", build_router(rt.db, dropzone, rt.settings), start, outbox.relay.stop,
-                   mounts=[("/webdav", webdav)])
+                   mounts=[("/webdav", webdav)],
+                   revocations=TokenRevocations(rt.db, store.revoked_tokens, outbox, "dropzone"))
 
 
 if __name__ == "__main__":

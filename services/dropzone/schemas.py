@@ -3,12 +3,21 @@ deposit accounts, REST uploads."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from pydantic import BaseModel, Field, StrictBool
 
 from shared.messages import ID_PATTERN
 from shared.web import Instant, Page
 
 UAI_PATTERN = r"^[0-9]{7}[A-Za-z]$"
+
+
+class DepositMode(StrEnum):
+    """What a deposit may ask for (an `undo` import is made by the history API only)."""
+
+    MANUAL = "manual"
+    AUTO = "auto"
 
 
 class SiteCreate(BaseModel):
@@ -61,14 +70,30 @@ class SiteRead(BaseModel):
 
 class TokenCreate(BaseModel):
     label: str | None = Field(default=None, max_length=255)
+    expires_in_s: int | None = Field(default=None, ge=1, le=10 * 366 * 24 * 3600,
+                                     description="Seconds the token works for (its `expires_at` is signed into "
+                                                 "it); none: until revoked")
 
 
-class TokenRead(BaseModel):
-    """A new site token, shown once (only its hash is stored)."""
+class TokenInfo(BaseModel):
+    """A site token as listed: never its secret."""
 
     id: str
     site: str
+    label: str | None
+    created_at: Instant
+    expires_at: Instant | None
+    expired: bool
+
+
+class TokenRead(TokenInfo):
+    """A new site token, shown once (only its hash is stored)."""
+
     token: str
+
+
+class TokenList(Page[TokenInfo]):
+    pass
 
 
 class AccountCreate(BaseModel):

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import outbox_table, service_metadata
+from shared.db import outbox_table, revoked_tokens_table, service_metadata
 
 metadata = service_metadata("dropzone")
 
@@ -59,6 +59,8 @@ tokens = sa.Table(
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("label", sa.String(255), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),  # also signed into the token itself
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 deposits = sa.Table(
@@ -91,6 +93,7 @@ notified = sa.Table(
 )
 
 outbox = outbox_table(metadata)
+revoked_tokens = revoked_tokens_table(metadata)
 
 
 # --- queries (the routes' and the handlers'; each takes the caller's connection) ---------------------
@@ -138,9 +141,23 @@ async def put_establishment(conn: AsyncConnection, site: str, est: str, uai: str
 
 
 async def insert_token(conn: AsyncConnection, token_id: str, site: str, hashed: str, label: str | None,
-                       at: datetime) -> None:
+                       at: datetime, expires_at: datetime | None = None) -> Any:
     await conn.execute(tokens.insert().values(id=token_id, site=site, token_hash=hashed, label=label,
-                                              created_at=at))
+                                              created_at=at, expires_at=expires_at))
+    return (await conn.execute(sa.select(tokens).where(tokens.c.id == token_id))).one()
+
+
+async def site_tokens(conn: AsyncConnection, site: str) -> list[Any]:
+    """The site's tokens that are not revoked, oldest first."""
+    return list((await conn.execute(sa.select(tokens).where(tokens.c.site == site, tokens.c.revoked_at.is_(None))
+                                    .order_by(tokens.c.created_at, tokens.c.id))).all())
+
+
+async def revoke_token(conn: AsyncConnection, site: str, token_id: str, at: datetime) -> bool:
+    """False when the site has no such token, or it is revoked already."""
+    result = await conn.execute(tokens.update().where(tokens.c.site == site, tokens.c.id == token_id,
+                                                      tokens.c.revoked_at.is_(None)).values(revoked_at=at))
+    return bool(result.rowcount)
 
 
 async def count_accounts(conn: AsyncConnection, site: str) -> int:

@@ -27,6 +27,7 @@ from services.notifier.schemas import (
     ReportAction,
     ReportRead,
     StepRead,
+    UndoAccepted,
 )
 from shared.blobs import BlobStore
 from shared.bus import Bus
@@ -67,7 +68,9 @@ class EventStream(StreamingResponse):
     media_type = "text/event-stream"
 
 
-def import_view(row: Any, step_rows: list[Any], position: int | None, eta: int | None) -> ImportRead:
+def import_view(row: Any, step_rows: list[Any], position: int | None, eta: int | None,
+                names: dict[str, str] | None = None) -> ImportRead:
+    """`names`: the site's establishment names (the label; the id when the name is not known)."""
     status = ImportStatus(row.status)
     short, long = domain.label_for(status)
     by_stage = {s.stage: s for s in step_rows}
@@ -83,7 +86,8 @@ def import_view(row: Any, step_rows: list[Any], position: int | None, eta: int |
         "id": row.id,
         "site": row.site,
         "establishment": row.establishment,
-        "establishment_label": row.establishment or "Tous",
+        "establishment_label": (names or {}).get(row.establishment, row.establishment) if row.establishment
+        else "Tous",
         "establishments": row.establishments,
         "mode": row.mode,
         "auto": row.mode == "auto",
@@ -109,6 +113,8 @@ def import_view(row: Any, step_rows: list[Any], position: int | None, eta: int |
         "alerts": row.alerts or [],
         "links": {"self": f"/api/v1/imports/{row.id}", "report": f"/api/v1/imports/{row.id}/report",
                   "source": f"/api/v1/imports/{row.id}/source"},
+        "undo_of": (row.artifacts or {}).get("undo_of"),
+        "abort_requested_at": (row.artifacts or {}).get("abort_requested_at"),
     })
 
 
@@ -220,7 +226,8 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
             row = await load(conn, import_id, who)
             step_rows = (await store.steps_of(conn, [import_id]))[import_id]
             positions, avg = await positions_and_etas(conn, [row])
-        return import_view(row, step_rows, *eta_for(row, positions, avg))
+            names = await store.names_of_site(conn, row.site)
+        return import_view(row, step_rows, *eta_for(row, positions, avg), names)
 
     @router.get("/sites/{site}/imports", response_model=ImportList, summary="The site's import history",
                 responses=problems(400, 401, 404, 422))
@@ -230,8 +237,9 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
                       status: Annotated[str | None, Query(
                           description="One status or several, comma-separated",
                           json_schema_extra={"pattern": STATUS_LIST_PATTERN})] = None,
-                      mode: Annotated[str | None, Query(description="auto or manual (empty: both)",
-                                                        json_schema_extra={"enum": ["auto", "manual", ""]})] = None,
+                      mode: Annotated[str | None, Query(description="auto, manual or undo (empty: all)",
+                                                        json_schema_extra={"enum": ["auto", "manual", "undo",
+                                                                                    ""]})] = None,
                       limit: Annotated[int, Query(ge=1, le=500)] = 50,
                       cursor: Annotated[str | None, cursor_query(datetime, str)] = None) -> ImportList:
         wanted = None
@@ -240,8 +248,8 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
             unknown = [s for s in wanted if s not in ImportStatus._value2member_map_]
             if unknown:
                 raise Problem(400, "Bad Request", f"Unknown status: {', '.join(unknown)}", code="invalid_status")
-        if mode and mode not in ("auto", "manual"):
-            raise Problem(400, "Bad Request", "mode is auto or manual", code="invalid_mode")
+        if mode and mode not in ("auto", "manual", "undo"):
+            raise Problem(400, "Bad Request", "mode is auto, manual or undo", code="invalid_mode")
         after = decode_cursor(cursor, datetime, str)
         page_after = (after[0], after[1]) if after else None
         async with db.read() as conn:
@@ -250,7 +258,8 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
             page = rows[:limit]
             grouped = await store.steps_of(conn, [r.id for r in page])
             positions, avg = await positions_and_etas(conn, page)
-        items = [import_view(r, grouped[r.id], *eta_for(r, positions, avg)) for r in page]
+            names = await store.names_of_site(conn, site)
+        items = [import_view(r, grouped[r.id], *eta_for(r, positions, avg), names) for r in page]
         next_cursor = None
         if len(rows) > limit:
             last = page[-1]
@@ -292,10 +301,11 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
         async with db.read() as conn:
             row = await load(conn, import_id, who)
             step_rows = (await store.steps_of(conn, [import_id]))[import_id]
+            names = await store.names_of_site(conn, row.site)
         actions = [ReportAction.model_validate({**action, "label": domain.action_label(action["action"])})
                    for stage_counts in (row.counts or {}).values()
                    for action in (stage_counts or {}).get("actions", [])]
-        view = import_view(row, step_rows, None, None)
+        view = import_view(row, step_rows, None, None, names)
         return ReportRead(import_id=row.id, status=view.status, label=view.label, label_detail=view.label_detail,
                           establishment_label=view.establishment_label, file=view.file, steps=view.steps,
                           actions=actions, total_tasks=sum(a.success + a.error for a in actions), alerts=view.alerts,
@@ -358,6 +368,93 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
                           live: Live = False) -> EventStream:
         return await sse(request, once, live, site=site)
 
+    @router.post("/imports/{import_id}/abort", response_model=ImportRead, status_code=202,
+                 summary="Stop a waiting or running import (nothing of it is written)",
+                 responses={200: {"model": ImportRead, "description": "It had not started: cancelled at once"},
+                            **problems(401, 404, 409, 422)})
+    async def abort(import_id: str, who: CurrentPrincipal, response: Response) -> ImportRead:
+        """A waiting import (or one paused for its selection) ends `cancelled` at once (200). A running one
+        ends `cancelled` (« Interrompu ») at its next stage boundary (202; 200 when it has ended so by the time
+        of the answer): every stage service records the abort before the answer, the step in progress rolls back,
+        and what earlier steps wrote (groups and memberships) is restored. 409 with the reason for an import
+        that has ended, or that was integrated before the abort reached it (undo it instead)."""
+        async with db.read() as conn:
+            await load(conn, import_id, who)
+        status, refusal = await handlers.abort(import_id)
+        if refusal is not None:
+            raise Problem(409, "Conflict", refusal[0], code="not_abortable", detail_en=refusal[1],
+                          status_value=status.value if status else None)
+        if status is ImportStatus.CANCELLED:
+            response.status_code = 200
+        return await read_import(import_id, who)
+
+    @router.post("/imports/{import_id}/undo", response_model=UndoAccepted, status_code=202,
+                 summary="Undo the establishment's last integrated import",
+                 responses={202: {"description": "The undo import, readable at once at `Location`",
+                                  "headers": {"Location": {"description": "The undo import",
+                                                           "schema": {"type": "string"}}}},
+                            **problems(401, 404, 409, 422)})
+    async def undo(import_id: str, who: CurrentPrincipal, response: Response) -> UndoAccepted:
+        """A new import of mode `undo` (in the history, queued and locking the establishment's settings like
+        any import) restores, from its start on, the sessions, groups and memberships as they were before
+        `import_id` — with its bilan and change events; sessions before its start are untouched. 409 with
+        the reason when `import_id` is not the establishment's last integrated import, was not integrated,
+        changed nothing, or another import of the establishment waits or runs."""
+        async with db.read() as conn:
+            await load(conn, import_id, who)
+        new_id, refusal = await handlers.undo(import_id)
+        if refusal is not None or new_id is None:
+            fr, en = refusal or ("", "")
+            raise Problem(409, "Conflict", fr, code="not_undoable", detail_en=en)
+        link = f"/api/v1/imports/{new_id}"
+        response.headers["Location"] = link
+        return UndoAccepted(import_id=new_id, links={"import": link})
+
+    async def change_stream(site: str, last_id: int, request: Request, once: bool,
+                            establishment: str | None) -> AsyncIterator[bytes]:
+        yield b": edt-import change events\n\n"
+        async with db.read() as conn:
+            dropped = await store.changes_dropped_through(conn, site)
+        if 0 < last_id < dropped:  # resumed from an event retention has dropped since: say what was lost
+            lost = {"reason": "retention", "dropped_through": dropped, "last_event_id": last_id,
+                    "detail": "Events after Last-Event-ID were dropped by retention: read the sessions again "
+                              "(GET …/sessions), then follow this stream"}
+            yield f"id: {dropped}\nevent: reset\ndata: {json.dumps(lost)}\n\n".encode()
+        last_id = max(last_id, dropped)
+        while True:
+            growth = handlers.log_growth()
+            async with db.read() as conn:
+                rows = await store.changes_after(conn, site, last_id, establishment=establishment)
+            for r in rows:
+                last_id = r.id
+                yield f"id: {r.id}\nevent: sessions.changed\ndata: {r.body}\n\n".encode()
+            if once and not rows:
+                return
+            if await request.is_disconnected():
+                return
+            if not rows:
+                await handlers.wait_streams(growth)
+
+    change_events = media(
+        "`event: sessions.changed` per change event of the scheduler (as published on `edt.changes`: `v`, "
+        "`type`, `import_id`, `site`, `establishment`, `batch`, `batches`, `created`, `updated` (sessions), "
+        "`deleted` (`id`, `key`, `start`), `names`); `id` increases; `Last-Event-ID` resumes; `event: reset` "
+        "when events after it were dropped by retention", "text/event-stream")
+
+    @router.get("/sites/{site}/changes", response_class=EventStream,
+                summary="Change events of the site's sessions (Server-Sent Events, resumable)",
+                responses={200: change_events, **problems(401, 404, 422)})
+    async def site_changes(site: SiteId, request: Request, _: SitePrincipal, once: Once = False,
+                           establishment: Annotated[str | None, Query(
+                               description="Only this establishment's events")] = None) -> EventStream:
+        """What the scheduler publishes on `edt.changes`, kept per site (the newest EDT_CHANGES_MAX_EVENTS
+        events, none older than EDT_CHANGES_RETENTION_H hours) so that an ENT without a RabbitMQ consumer
+        follows them too, in both run modes."""
+        header = request.headers.get("last-event-id", "0")
+        last_id = int(header) if header.isdigit() else 0
+        return EventStream(change_stream(site, last_id, request, once, establishment),
+                           headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
     @router.get("/ops/queues", response_model=QueuesRead, response_model_exclude_unset=True,
                 summary="Per stage: ready, unacked, consumers, oldest message age, rate",
                 responses=problems(401, 403))
@@ -365,7 +462,7 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
         stages = {stage.value: QueueRead.model_validate(figures)
                   for stage, figures in (await queue_figures(db, bus)).items()}
         async with db.read() as conn:
-            active = await store.active_imports(conn, [s.value for s in ACTIVE], ACTIVE_LISTED)
+            active = await store.oldest_active(conn, [s.value for s in ACTIVE], ACTIVE_LISTED)
             counts = await store.count_by_status_mode(conn)
             positions, _avg = await positions_and_etas(conn, active)
         waiting = sum(n for (status, _), n in counts.items() if status == ImportStatus.WAITING.value)

@@ -65,6 +65,70 @@ NO_CHANGE_MESSAGE = ("Aucun changement : fichier identique au dernier import int
 CANCELLED_MESSAGE = ("Import interrompu à la demande.", "Import cancelled on request.")
 
 
+# --- abort and undo (extensions: POST /imports/{id}/abort, POST /imports/{id}/undo) --------------------
+
+def abort_refusal(status: ImportStatus) -> tuple[str, str] | None:
+    """Why an import cannot be aborted (it has ended), or None."""
+    if not is_terminal(status):
+        return None
+    short, _ = label_for(status)
+    return (f"L'import est terminé (« {short} », {status.value}) : il ne peut plus être interrompu. Un import "
+            "intégré peut être annulé (undo).",
+            f"The import has ended ({status.value}): it can no longer be aborted. An integrated import can be "
+            "undone.")
+
+
+ABORT_TOO_LATE = ("L'import a été intégré avant l'interruption : utilisez l'annulation (undo) pour revenir à "
+                  "l'état précédent.",
+                  "The import was integrated before the abort reached it: undo it to return to the previous state.")
+
+
+@dataclass(frozen=True)
+class Integrated:
+    """An import as the undo rule sees it."""
+
+    id: str
+    site: str
+    establishment: str | None
+    status: ImportStatus
+    dry_run: bool
+    no_change: bool
+
+
+def undo_refusal(target: Integrated, later: Sequence[Integrated],
+                 active: Sequence[Integrated]) -> tuple[str, str] | None:
+    """Why `target` cannot be undone, or None. Only the establishment's last integrated import can (what it
+    changed is still what is stored), and only while no other import of the establishment waits or runs.
+    `later`: integrated imports that ended after it; `active`: imports waiting or in flight (both of the site)."""
+    if target.status is not ImportStatus.DONE or target.dry_run:
+        what = "une simulation" if target.dry_run else f"« {label_for(target.status)[0]} » ({target.status.value})"
+        what_en = "a dry run" if target.dry_run else target.status.value
+        return (f"Seul un import intégré peut être annulé : cet import est {what}.",
+                f"Only an integrated import can be undone: this one is {what_en}.")
+    if target.no_change:
+        return ("Cet import n'a rien changé (fichier identique au précédent) : il n'y a rien à annuler.",
+                "This import changed nothing (the same file as before): there is nothing to undo.")
+    slot = Slot(target.id, target.site, target.establishment, datetime.min)
+    newer = [i for i in later if conflicts(slot, Slot(i.id, i.site, i.establishment, datetime.min))]
+    if newer:
+        return (f"Seul le dernier import intégré de l'établissement peut être annulé : l'import {newer[0].id} est "
+                "plus récent.",
+                f"Only the establishment's last integrated import can be undone: import {newer[0].id} is newer.")
+    busy = [i for i in active if conflicts(slot, Slot(i.id, i.site, i.establishment, datetime.min))]
+    if busy:
+        return (f"Un import de l'établissement est en attente ou en cours ({busy[0].id}) : annulez-le ou attendez "
+                "sa fin avant d'annuler le dernier import intégré.",
+                f"An import of the establishment is waiting or running ({busy[0].id}): wait for it (or abort it) "
+                "before undoing the last integrated one.")
+    return None
+
+
+def undo_message(undone_file: str, undone_at: datetime | None) -> tuple[str, str]:
+    when = undone_at.strftime("%d/%m/%Y %H:%M") if undone_at else "?"
+    return (f"Annulation de l'import « {undone_file} » du {when} (UTC) : retour à l'état précédent.",
+            f"Undo of the import '{undone_file}' of {when} (UTC): back to the previous state.")
+
+
 def superseded_message(file_name: str) -> tuple[str, str]:
     return (f"Remplacé par le dépôt plus récent « {file_name} ».", f"Superseded by the newer deposit '{file_name}'.")
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
+import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,12 +17,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notifier import domain, store
 from services.notifier.store import event_log, imports, steps
-from shared.bus import Delivery
+from shared.bus import AckWaiter, Delivery
 from shared.db import Database, as_utc
 from shared.messages import (
+    ABORT_ACKERS,
+    CHANGES_EXCHANGE,
     STATUS_EXCHANGE,
+    AbortAck,
+    Deposit,
     DepositAck,
+    EstablishmentUpdated,
     FileRef,
+    ImportAbort,
     ImportLifecycle,
     ImportStatus,
     Mode,
@@ -26,6 +36,7 @@ from shared.messages import (
     StageCommand,
     StatusEvent,
     StepStatus,
+    iso,
     next_stage,
     utcnow,
 )
@@ -42,10 +53,22 @@ ACTIVE = (ImportStatus.WAITING, *IN_FLIGHT)
 ADMISSION_LOCK = "admission"  # advisory lock: admission decisions are serialised across processes
 # The notifier listens to the stages' events, not to its own lifecycle events (import.history.*).
 STATUS_BINDINGS = tuple((STATUS_EXCHANGE, f"import.{stage.value}.#") for stage in Stage)
+ESTABLISHMENTS_QUEUE = "edt.notifier.establishments"
+# This process's own queue: the acknowledgements of the aborts and undo imports it is answering.
+ACK_BINDINGS = ((STATUS_EXCHANGE, "abort.ack.*"), (STATUS_EXCHANGE, "deposit.ack.thresholds"))
+ESTABLISHMENT_BINDINGS = ((STATUS_EXCHANGE, "establishment.updated.*"),)
+# The notifier keeps the sessions' change events for its SSE stream, beside the exchange ENTs bind to.
+CHANGES_QUEUE = "edt.notifier.changes"
+CHANGES_BINDINGS = ((CHANGES_EXCHANGE, "sessions.#"),)
 
 
 def scope_of(site: str, establishment: str | None) -> str:
     return f"{site}/{establishment or '*'}"
+
+
+def integrated(row: Any) -> domain.Integrated:
+    return domain.Integrated(row.id, row.site, row.establishment, ImportStatus(row.status), bool(row.dry_run),
+                             bool(row.no_change))
 
 
 def slot_of(row: Any) -> domain.Slot:
@@ -65,6 +88,7 @@ class NotifierHandlers:
         self.db = db
         self.outbox = outbox
         self.settings = settings
+        self.acks = AckWaiter()  # aborts and undo locks this process answers once acknowledged
         self._log_grew = asyncio.Event()
 
     def notify_streams(self) -> None:
@@ -98,6 +122,39 @@ class NotifierHandlers:
                 else:
                     await self._on_stage_event(uow, event)
 
+    async def on_establishment(self, delivery: Delivery) -> None:
+        """An establishment was created or renamed (EstablishmentUpdated): the history shows its name."""
+        event = EstablishmentUpdated.from_bytes(delivery.body)
+        async with self.db.transaction() as conn:
+            await store.save_establishment_names(self.db, conn, event.site, {event.establishment: event.name},
+                                                 event.at)
+
+    # --- change events ------------------------------------------------------------------------------
+
+    async def on_changes(self, delivery: Delivery) -> None:
+        """A change event of the sessions (edt.changes): kept for GET /sites/{site}/changes (bounded per
+        site by EDT_CHANGES_MAX_EVENTS and EDT_CHANGES_RETENTION_H); the streams of this process wake."""
+        body = delivery.body.decode()
+        head = json.loads(body)
+        now = utcnow()
+        async with self.db.transaction() as conn:
+            await store.add_change(self.db, conn, site=head["site"], establishment=head["establishment"],
+                                   import_id=head.get("import_id", ""),
+                                   message_id=delivery.message_id or hashlib.sha256(delivery.body).hexdigest(),
+                                   at=now, body=body)
+            await store.prune_changes(conn, head["site"], keep=self.settings.changes_max_events,
+                                      older_than=now - timedelta(hours=self.settings.changes_retention_h))
+        self.notify_streams()
+
+    async def prune_changes(self) -> None:
+        """Retention of the change events of every site (those no new event pruned lately)."""
+        older_than = utcnow() - timedelta(hours=self.settings.changes_retention_h)
+        async with self.db.read() as conn:
+            sites = await store.sites_with_changes_before(conn, older_than)
+        for site in sites:
+            async with self.db.transaction() as conn:
+                await store.prune_changes(conn, site, older_than=older_than, keep=self.settings.changes_max_events)
+
     # --- deposit ----------------------------------------------------------------------------------
 
     async def _on_deposit(self, uow: UnitOfWork, event: StatusEvent) -> None:
@@ -110,6 +167,8 @@ class NotifierHandlers:
         if (await conn.execute(sa.select(imports.c.id).where(imports.c.id == event.import_id))).first():
             return  # redelivered: recorded already, acknowledged again
         dep = event.deposit
+        if dep.establishment_names:
+            await store.save_establishment_names(self.db, conn, event.site, dep.establishment_names, event.at)
         scope = scope_of(event.site, event.establishment)
         rejected = event.step_status is StepStatus.ERROR
         status = ImportStatus.REJECTED if rejected else ImportStatus.WAITING
@@ -174,13 +233,14 @@ class NotifierHandlers:
         for slot in started:
             row = by_id[slot.id]
             last = await self._last_integrated(conn, row.scope)
+            extra = {"undo_of": row.artifacts["undo_of"]} if (row.artifacts or {}).get("undo_of") else {}
             command = StageCommand(
                 import_id=row.id, site=row.site, establishment=row.establishment,
                 establishments=row.establishments, mode=Mode(row.mode), dry_run=row.dry_run,
                 review=bool((row.artifacts or {}).get("review")),
                 file=FileRef(name=row.file_name, sha256=row.sha256, size=row.size),
                 received_at=row.created_at, started_at=now,
-                artifacts={"previous_import": last.id if last is not None else None})
+                artifacts={"previous_import": last.id if last is not None else None, **extra})
             await conn.execute(imports.update().where(imports.c.id == row.id).values(
                 status=ImportStatus.RECEIVED.value, started_at=now, queued_stage=Stage.VALIDATION.value,
                 queued_at=now))
@@ -295,6 +355,113 @@ class NotifierHandlers:
         uow.after_commit(self.notify_streams)
 
     # --- user actions -----------------------------------------------------------------------------
+
+    async def on_ack(self, delivery: Delivery) -> None:
+        """Acknowledgements this process waits for: aborts recorded by the stages (abort.ack.<stage>) and the
+        settings lock of an undo import (deposit.ack.thresholds)."""
+        if delivery.routing_key.startswith("abort.ack."):
+            ack = AbortAck.from_bytes(delivery.body)
+            self.acks.ack(f"abort:{ack.import_id}", ack.by, ack.finished)
+        else:
+            deposit = DepositAck.from_bytes(delivery.body)
+            self.acks.ack(f"deposit:{deposit.import_id}", deposit.by)
+
+    async def abort(self, import_id: str) -> tuple[ImportStatus | None, tuple[str, str] | None]:
+        """Stop an import: a waiting one at once (`cancelled`); a running one at its next stage boundary —
+        every stage service records the abort (acknowledged before this returns) and the step in progress
+        rolls back. Returns the status the import has (None: unknown) and why it could not be aborted."""
+        async with self.db.read() as conn:
+            row = (await conn.execute(sa.select(imports).where(imports.c.id == import_id))).first()
+        if row is None:
+            return None, None
+        current = ImportStatus(row.status)
+        if refusal := domain.abort_refusal(current):
+            return current, refusal
+        if current is ImportStatus.WAITING:
+            cancelled = await self.cancel(import_id)
+            if cancelled is ImportStatus.CANCELLED:
+                return cancelled, None  # it had not started: nothing of it exists anywhere
+        key = f"abort:{import_id}"
+        self.acks.expect(key, ABORT_ACKERS)
+        try:
+            async with self.outbox.unit_of_work() as uow:
+                await self.db.advisory_lock(uow.conn, ADMISSION_LOCK)
+                row = (await uow.conn.execute(sa.select(imports).where(imports.c.id == import_id))).one()
+                if refusal := domain.abort_refusal(ImportStatus(row.status)):
+                    return ImportStatus(row.status), refusal
+                await uow.conn.execute(imports.update().where(imports.c.id == import_id).values(
+                    artifacts={**(row.artifacts or {}), "abort_requested_at": iso(utcnow())}))
+                await uow.emit(ImportAbort(import_id=import_id, site=row.site))
+            missing, finished = await self.acks.wait(key, self.settings.deposit_ack_timeout_s)
+        finally:
+            self.acks.forget(key)
+        if missing:
+            log.warning("abort of %s: not acknowledged by %s within %.0f s", import_id, ", ".join(sorted(missing)),
+                        self.settings.deposit_ack_timeout_s)
+        if finished.get(Stage.SESSIONS.value):  # the last stage had committed: the import is integrated
+            return ImportStatus.DONE, domain.ABORT_TOO_LATE
+        status = await self.cancel(import_id)  # paused for its selection: ends now (the stages dropped it)
+        async with self.db.read() as conn:
+            now = ImportStatus((await conn.execute(sa.select(imports.c.status).where(
+                imports.c.id == import_id))).scalar_one())
+        if domain.is_terminal(now) and now is not ImportStatus.CANCELLED:
+            return now, domain.abort_refusal(now)
+        return status if status is ImportStatus.CANCELLED else now, None
+
+    async def undo(self, import_id: str) -> tuple[str | None, tuple[str, str] | None]:
+        """A new import of mode `undo` restoring what `import_id` changed (queued, locked and admitted like any
+        import); its settings lock acknowledged before this returns. Returns (new id, None) or (None, why)."""
+        new_id = uuid.uuid4().hex
+        key = f"deposit:{new_id}"
+        self.acks.expect(key, ("thresholds",))
+        try:
+            async with self.outbox.unit_of_work() as uow:
+                conn = uow.conn
+                await self.db.advisory_lock(conn, ADMISSION_LOCK)
+                target = (await conn.execute(sa.select(imports).where(imports.c.id == import_id))).one()
+                later = await store.integrated_after(conn, target.site, as_utc(target.ended_at) or utcnow())
+                active = await store.active_imports(conn, target.site, [s.value for s in ACTIVE])
+                newer = [integrated(r) for r in later if r.id != target.id]
+                if refusal := domain.undo_refusal(integrated(target), newer, [integrated(r) for r in active]):
+                    return None, refusal
+                await self._record_undo(uow, new_id, target)
+            missing, _ = await self.acks.wait(key, self.settings.deposit_ack_timeout_s)
+            if missing:
+                log.warning("undo %s: settings lock not acknowledged within %.0f s", new_id,
+                            self.settings.deposit_ack_timeout_s)
+        finally:
+            self.acks.forget(key)
+        return new_id, None
+
+    async def _record_undo(self, uow: UnitOfWork, new_id: str, target: Any) -> None:
+        """The undo import, as a deposit of the file it restores (that of the import integrated before the
+        undone one — an identical re-deposit of it then changes nothing, one of the undone file does)."""
+        conn = uow.conn
+        restored = await store.integrated_before(conn, target.scope, as_utc(target.ended_at) or utcnow())
+        file = (FileRef(name=restored.file_name, sha256=restored.sha256, size=restored.size) if restored is not None
+                else FileRef(name="(aucun emploi du temps)", sha256="", size=0))
+        fr, en = domain.undo_message(target.file_name, as_utc(target.ended_at))
+        now = utcnow()
+        event = StatusEvent(import_id=new_id, site=target.site, establishment=target.establishment,
+                            stage=Stage.DEPOSIT, step_status=StepStatus.OK, at=now,
+                            deposit=Deposit(file=file, mode=Mode.UNDO, source="rest",
+                                            establishments=target.establishments,
+                                            target_uais=sorted(target.establishments.values())))
+        await conn.execute(imports.insert().values(
+            id=new_id, site=target.site, establishment=target.establishment, scope=target.scope,
+            establishments=target.establishments, mode=Mode.UNDO.value, dry_run=False,
+            status=ImportStatus.WAITING.value, source="rest", account=None, file_name=file.name,
+            sha256=file.sha256, size=file.size, created_at=now, ended_at=None, no_change=False, message=fr,
+            message_en=en, counts={}, alerts=[], artifacts={"undo_of": target.id}))
+        await conn.execute(steps.insert().values(
+            import_id=new_id, stage=Stage.DEPOSIT.value, status=StepStatus.OK.value, started_at=now, ended_at=now,
+            message=fr, message_en=en))
+        await self._log(uow, new_id, target.site, ImportStatus.WAITING, stage=Stage.DEPOSIT, step=StepStatus.OK,
+                        message=fr)
+        # The deposit event locks the establishment's settings in threshold control (acknowledged), like a
+        # deposit's; this service's own consumer finds the import recorded already.
+        await uow.emit(event, message_id=new_id)
+        await self.dispatch(uow)
 
     async def cancel(self, import_id: str) -> ImportStatus | None:
         """Cancel a waiting import or a manual import paused for its selection ("Interrompu")."""

@@ -1,16 +1,25 @@
-"""Composition root of the notifier: history API, admission, status-event consumer."""
+"""Composition root of the notifier: history API, admission, status-event consumer, change events, console."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
 from services.notifier import store
 from services.notifier.api import build_router, refresh_metrics
 from services.notifier.console import CONSOLE_STATIC, build_console
-from services.notifier.handlers import STATUS_BINDINGS, NotifierHandlers
+from services.notifier.handlers import (
+    ACK_BINDINGS,
+    CHANGES_BINDINGS,
+    CHANGES_QUEUE,
+    ESTABLISHMENT_BINDINGS,
+    ESTABLISHMENTS_QUEUE,
+    STATUS_BINDINGS,
+    NotifierHandlers,
+)
 from shared.observability import add_refresher
-from shared.outbox import Outbox
-from shared.web import Runtime, Service, run_service
+from shared.outbox import Outbox, Periodic
+from shared.web import Runtime, Service, TokenRevocations, run_service
 
 STATUS_QUEUE = "edt.notifier"
 
@@ -18,11 +27,18 @@ STATUS_QUEUE = "edt.notifier"
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
     handlers = NotifierHandlers(rt.db, outbox, rt.settings)
+    retention = Periodic(handlers.prune_changes, 600.0, "changes-retention")
     unregister: list[Callable[[], None]] = []
 
     async def start() -> None:
         outbox.relay.start_in_background()
+        retention.start_in_background()
         await rt.bus.consume(STATUS_QUEUE, handlers.on_status, bindings=STATUS_BINDINGS)
+        await rt.bus.consume(ESTABLISHMENTS_QUEUE, handlers.on_establishment, bindings=ESTABLISHMENT_BINDINGS)
+        # One at a time: the stream's ids follow the order the scheduler published them in.
+        await rt.bus.consume(CHANGES_QUEUE, handlers.on_changes, bindings=CHANGES_BINDINGS, prefetch=1)
+        await rt.bus.consume(f"edt.notifier.acks.{uuid.uuid4().hex[:12]}", handlers.on_ack, bindings=ACK_BINDINGS,
+                             transient=True)
         await handlers.redispatch()
         # The notifier reads the queues and the imports table: it keeps their gauges fresh for each scrape.
         unregister.append(add_refresher(lambda: refresh_metrics(rt.db, rt.bus)))
@@ -30,10 +46,12 @@ def build(rt: Runtime) -> Service:
     async def stop() -> None:
         for remove in unregister:
             remove()
+        await retention.stop()
         await outbox.relay.stop()
 
     return Service("notifier", build_router(rt.db, rt.bus, rt.blobs, rt.settings, handlers), start, stop,
-                   pages=build_console(rt.settings), mounts=[CONSOLE_STATIC])
+                   pages=build_console(rt.settings), mounts=[CONSOLE_STATIC],
+                   revocations=TokenRevocations(rt.db, store.revoked_tokens, outbox, "notifier"))
 
 
 if __name__ == "__main__":

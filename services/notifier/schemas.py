@@ -67,6 +67,16 @@ class ImportRead(BaseModel):
     counts: dict[str, Any] = Field(description="Per stage, what it counted")
     alerts: list[dict[str, Any]]
     links: ImportLinks
+    undo_of: str | None = Field(default=None, description="An import of mode `undo`: the import it undoes")
+    abort_requested_at: Instant | None = Field(default=None, description="When an abort was asked for (the "
+                                               "import ends `cancelled` at its next stage boundary)")
+
+
+class UndoAccepted(BaseModel):
+    """202: the undo import is recorded (readable at once at `links.import`) and queued like any import."""
+
+    import_id: str
+    links: dict[str, str]
 
 
 class ImportList(Page[ImportRead]):

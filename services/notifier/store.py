@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import as_utc, outbox_table, service_metadata
+from shared.db import Database, as_utc, outbox_table, revoked_tokens_table, service_metadata, upsert
 from shared.messages import ImportStatus
 
 metadata = service_metadata("notifier")
@@ -77,13 +77,50 @@ event_log = sa.Table(
 # One row: bumped in the transaction of every status change (`bump_admission`), read before the queue
 # positions are computed, so that a cached computation is reused only while nothing moved.
 admission_version = sa.Table(
-    "admission_version",
+    "notifier_admission_version",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("version", sa.BigInteger, nullable=False),
 )
 
+# Establishment names, learnt from the deposits (Deposit.establishment_names) and the dropzone's
+# EstablishmentUpdated events: the history's `establishment_label`.
+establishment_names = sa.Table(
+    "notifier_establishments",
+    metadata,
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Change events of the sessions (edt.changes, published by the scheduler) kept for the SSE stream
+# GET /sites/{site}/changes: the newest `changes_max_events` per site, none older than
+# `changes_retention_h`. `body` is the event as published (JSON text).
+changes = sa.Table(
+    "notifier_changes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("site", sa.String(64), nullable=False),
+    sa.Column("establishment", sa.String(64), nullable=False),
+    sa.Column("import_id", sa.String(32), nullable=False),
+    sa.Column("message_id", sa.String(128), nullable=False, unique=True),  # a redelivery is stored once
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Index("ix_notifier_changes_site", "site", "id"),
+)
+
+# Per site, the id of the last change event dropped by retention: a client resuming from before it
+# has missed events and is told so.
+changes_horizon = sa.Table(
+    "notifier_changes_horizon",
+    metadata,
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("dropped_through", sa.Integer, nullable=False),
+)
+
 outbox = outbox_table(metadata)
+revoked_tokens = revoked_tokens_table(metadata)
 
 # What admission and the queue positions need of an active import (no JSON columns to decode).
 SLOT_COLUMNS = (imports.c.id, imports.c.site, imports.c.establishment, imports.c.status, imports.c.mode,
@@ -191,7 +228,102 @@ async def count_by_status_mode(conn: AsyncConnection) -> dict[tuple[str, str], i
     return {(r[0], r[1]): int(r[2]) for r in rows}
 
 
-async def active_imports(conn: AsyncConnection, statuses: list[str], limit: int) -> list[Any]:
+async def oldest_active(conn: AsyncConnection, statuses: list[str], limit: int) -> list[Any]:
     """Imports waiting or in flight, all sites, oldest first."""
     return list((await conn.execute(sa.select(imports).where(imports.c.status.in_(statuses))
                                     .order_by(imports.c.created_at, imports.c.id).limit(limit))).all())
+
+
+async def save_establishment_names(db: Database, conn: AsyncConnection, site: str, names: dict[str, str],
+                                   at: datetime) -> None:
+    """Keep the newest name of each establishment (by the time the dropzone said it)."""
+    t = establishment_names
+    for est, name in names.items():
+        row = (await conn.execute(sa.select(t.c.updated_at).where(t.c.site == site, t.c.id == est))).first()
+        if row is None:
+            await conn.execute(upsert(db, t, {"site": site, "id": est, "name": name, "updated_at": at},
+                                      ["site", "id"], ["name", "updated_at"]))
+        elif as_utc(row.updated_at) <= at:
+            await conn.execute(t.update().where(t.c.site == site, t.c.id == est).values(name=name, updated_at=at))
+
+
+async def names_of_site(conn: AsyncConnection, site: str) -> dict[str, str]:
+    t = establishment_names
+    return {r.id: r.name for r in (await conn.execute(sa.select(t.c.id, t.c.name).where(t.c.site == site))).all()}
+
+
+# --- change events ------------------------------------------------------------------------------------
+
+
+async def add_change(db: Database, conn: AsyncConnection, *, site: str, establishment: str, import_id: str,
+                     message_id: str, at: datetime, body: str) -> bool:
+    """Store a change event once (False when this message was stored already)."""
+    row = (await conn.execute(upsert(db, changes, {
+        "site": site, "establishment": establishment, "import_id": import_id, "message_id": message_id,
+        "at": at, "body": body}, ["message_id"]).returning(changes.c.id))).first()
+    return row is not None
+
+
+async def prune_changes(conn: AsyncConnection, site: str, *, older_than: datetime, keep: int) -> None:
+    """Drop the site's change events older than `older_than` or beyond the newest `keep`, and remember
+    the last one dropped."""
+    c = changes
+    nth = (await conn.execute(sa.select(c.c.id).where(c.c.site == site).order_by(c.c.id.desc())
+                              .offset(keep).limit(1))).scalar()
+    aged = (await conn.execute(sa.select(sa.func.max(c.c.id)).where(c.c.site == site, c.c.at < older_than))).scalar()
+    through = max(int(nth or 0), int(aged or 0))
+    if not through:
+        return
+    await conn.execute(c.delete().where(c.c.site == site, c.c.id <= through))
+    h = changes_horizon
+    known = (await conn.execute(sa.select(h.c.dropped_through).where(h.c.site == site))).scalar()
+    if known is None:
+        await conn.execute(h.insert().values(site=site, dropped_through=through))
+    elif known < through:
+        await conn.execute(h.update().where(h.c.site == site).values(dropped_through=through))
+
+
+async def sites_with_changes_before(conn: AsyncConnection, moment: datetime) -> list[str]:
+    return [r.site for r in (await conn.execute(sa.select(changes.c.site).where(changes.c.at < moment)
+                                                .distinct())).all()]
+
+
+async def changes_after(conn: AsyncConnection, site: str, last_id: int, *, establishment: str | None = None,
+                        limit: int = 20) -> list[Any]:
+    c = changes
+    query = sa.select(c.c.id, c.c.body).where(c.c.site == site, c.c.id > last_id)
+    if establishment is not None:
+        query = query.where(c.c.establishment == establishment)
+    return list((await conn.execute(query.order_by(c.c.id).limit(limit))).all())
+
+
+async def changes_dropped_through(conn: AsyncConnection, site: str) -> int:
+    h = changes_horizon
+    return int((await conn.execute(sa.select(h.c.dropped_through).where(h.c.site == site))).scalar() or 0)
+
+
+
+# --- undo ---------------------------------------------------------------------------------------------
+
+
+def _changed_something() -> Any:
+    return sa.and_(imports.c.status == ImportStatus.DONE.value, imports.c.dry_run.is_(False),
+                   imports.c.no_change.is_(False))
+
+
+async def integrated_after(conn: AsyncConnection, site: str, moment: datetime) -> list[Any]:
+    """The site's imports integrated (with changes) after `moment`."""
+    return list((await conn.execute(sa.select(imports).where(
+        imports.c.site == site, _changed_something(), imports.c.ended_at > moment))).all())
+
+
+async def integrated_before(conn: AsyncConnection, scope: str, moment: datetime) -> Any:
+    """The last import of `scope` integrated (with changes) before `moment`."""
+    return (await conn.execute(sa.select(imports).where(
+        imports.c.scope == scope, _changed_something(), imports.c.ended_at < moment)
+        .order_by(imports.c.ended_at.desc()).limit(1))).first()
+
+
+async def active_imports(conn: AsyncConnection, site: str, statuses: list[str]) -> list[Any]:
+    return list((await conn.execute(sa.select(imports).where(
+        imports.c.site == site, imports.c.status.in_(statuses)))).all())

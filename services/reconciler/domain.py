@@ -488,6 +488,25 @@ def decide(found: list[EstablishmentMatching], *, actions: list[dict[str, Any]] 
                        artifacts={"reconciliation": {"counts": totals}})
 
 
+def decide_restore(actions: list[dict[str, Any]], kept: int, restored: dict[str, str]) -> StageResult:
+    """An undo import's groups step: the groups and memberships as they were before the undone import
+    (`restored`: per establishment, "exact" when its inverse was applied, "resynchronised" when only the
+    restored model could be re-applied — its history predates what an exact restore needs)."""
+    g = {a["action"]: a["success"] for a in actions}
+    fr = (f"Restauration des groupes : {g.get('groups_created', 0)} créé(s), {g.get('groups_deleted', 0)} "
+          f"supprimé(s) ; rattachements : {g.get('memberships_created', 0)} créé(s), "
+          f"{g.get('memberships_deleted', 0)} supprimé(s).")
+    en = (f"Groups restored: {g.get('groups_created', 0)} created, {g.get('groups_deleted', 0)} deleted; "
+          f"memberships: {g.get('memberships_created', 0)} created, {g.get('memberships_deleted', 0)} deleted.")
+    resynced = sorted(est for est, how in restored.items() if how != "exact")
+    if resynced:
+        fr += f" Établissement(s) {', '.join(resynced)} : groupes recalculés depuis l'emploi du temps restauré."
+        en += f" Establishment(s) {', '.join(resynced)}: groups recomputed from the restored timetable."
+    counts = {"actions": actions, "groups_created": g.get("groups_created", 0), "courses_kept": kept,
+              "restored": restored}
+    return StageResult(StepStatus.WARNING if resynced else StepStatus.OK, message=fr, message_en=en, counts=counts)
+
+
 PERSON_CSV = ("ident", "last_name", "first_name", "birth_date", "class", "reason")
 UNIT_CSV = ("ident", "name", "reason")
 

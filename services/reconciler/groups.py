@@ -162,3 +162,47 @@ def diff(stored_groups: Mapping[str, GroupRow], stored_members: Iterable[str], w
     out.create_members = [m for k, m in want_members.items() if k not in have_m]
     out.delete_members = sorted(k for k in have_m if k not in want_members)
     return out
+
+
+# --- the inverse of a write (abort compensation, undo) ---------------------------------------------
+
+
+def _group_cells(g: GroupRow, import_id: str | None) -> list[Any]:
+    return [g.key, g.kind, g.ident, g.name, g.parent, g.ent_id, g.members_fp, import_id]
+
+
+def _member_cells(m: MemberRow, import_id: str | None) -> list[Any]:
+    return [m.key, m.group_key, m.person_kind, m.person_id, m.file_ident,
+            m.start.isoformat() if m.start else None, m.end.isoformat() if m.end else None, import_id]
+
+
+def inverse(d: Diff, before: Mapping[str, GroupRow], deleted_members: Iterable[tuple[MemberRow, str | None]],
+            origins: Mapping[str, str | None]) -> dict[str, Any]:
+    """What undoes `d` exactly (JSON-able): the groups it deleted or changed as they were, the memberships
+    it deleted, the keys it created. `before`: the stored groups `d` was computed against; `origins`: the
+    import that last wrote each of those groups (kept through a restore)."""
+    return {
+        "groups_create": [_group_cells(before[k], origins.get(k)) for k in d.delete_groups],
+        "groups_update": [_group_cells(before[g.key], origins.get(g.key)) for g in d.update_groups],
+        "groups_delete": sorted(g.key for g in d.create_groups),
+        "members_create": [_member_cells(m, origin) for m, origin in deleted_members],
+        "members_delete": sorted(m.key for m in d.create_members),
+    }
+
+
+def diff_of(payload: Mapping[str, Any]) -> tuple[Diff, dict[str, str | None]]:
+    """An inverse (`inverse`) as a Diff to write, and the import each restored row came from."""
+    def group(cells: list[Any]) -> GroupRow:
+        return GroupRow(*cells[:7])
+
+    def member(cells: list[Any]) -> MemberRow:
+        key, gk, kind, person, ident, start, end = cells[:7]
+        return MemberRow(key, gk, kind, person, ident, date.fromisoformat(start) if start else None,
+                         date.fromisoformat(end) if end else None)
+
+    origins = {c[0]: c[7] for c in [*payload["groups_create"], *payload["groups_update"], *payload["members_create"]]}
+    return Diff(create_groups=[group(c) for c in payload["groups_create"]],
+                update_groups=[group(c) for c in payload["groups_update"]],
+                delete_groups=list(payload["groups_delete"]),
+                create_members=[member(c) for c in payload["members_create"]],
+                delete_members=list(payload["members_delete"])), origins

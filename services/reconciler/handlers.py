@@ -30,7 +30,7 @@ from shared.outbox import Outbox
 from shared.reconcile import ALLOWED_KINDS, Directory, reconcile_snapshot
 from shared.stage import StageResult, UnitOfWork
 from shared.timetable import loads
-from shared.worker import finish_step
+from shared.worker import finish_step, is_aborted
 
 log = logging.getLogger("edt.reconciler")
 
@@ -42,7 +42,7 @@ LIFECYCLE_KEYS = ("import.history.cancelled",)
 class Prepared:
     plans: list[EstPlan]
     site: str
-    work: list[domain.GroupWork]  # empty when the import pauses for the wizard
+    work: list[domain.GroupWork]  # empty when the import pauses for the wizard (or is an undo)
 
     @property
     def matchings(self) -> list[domain.EstablishmentMatching]:
@@ -62,6 +62,8 @@ class ReconcilerStage:
     # --- the stage --------------------------------------------------------------------------------
 
     async def prepare(self, cmd: StageCommand) -> Prepared:
+        if cmd.mode is Mode.UNDO:
+            return Prepared([], cmd.site, [])  # see _restore: the inverse of the undone import's write
         parts = domain.timetable_parts(cmd)
         ests = list(parts)
         async with self.db.read() as conn:
@@ -81,6 +83,8 @@ class ReconcilerStage:
 
     async def apply(self, uow: UnitOfWork, cmd: StageCommand, prepared: Prepared) -> StageResult:
         conn = uow.conn
+        if cmd.mode is Mode.UNDO:
+            return await self._restore(uow, cmd)
         await store.save_results(self.db, conn, cmd.import_id, cmd.site, prepared.matchings)
         if cmd.mode is Mode.MANUAL and cmd.review:
             return await self._pause(uow, cmd, prepared)
@@ -88,11 +92,13 @@ class ReconcilerStage:
         kept_keys: set[str] = set()
         waiting: list[domain.Waiting] = []
         for work in prepared.work:
+            replaced: dict[str, Any] = {}
             if cmd.mode is Mode.MANUAL:  # its selection becomes the establishment's (reused by automatic imports)
+                replaced["selection"] = await store.selection_rows(conn, cmd.site, work.plan.est)
                 await store.save_selection(conn, cmd.site, work.plan.est, work.selection, cmd.import_id)
             kept_keys.update(c.key for c in work.kept)
             waiting += [domain.Waiting(work.plan.est, c.key, c.label) for c in work.late]
-            per_est.append(await self._write_groups(uow, cmd.site, work, cmd.import_id))
+            per_est.append(await self._write_groups(uow, cmd.site, work, cmd.import_id, replaced))
         result = domain.decide(prepared.matchings, actions=domain.sum_actions(per_est), kept=len(kept_keys),
                                waiting=waiting)
         result.artifacts["courses_kept"] = sorted(kept_keys)
@@ -110,10 +116,11 @@ class ReconcilerStage:
                                  selection)
         return domain.decide(prepared.matchings, paused=True)
 
-    async def _write_groups(self, uow: UnitOfWork, site: str, work: domain.GroupWork,
-                            import_id: str) -> list[dict[str, Any]]:
+    async def _write_groups(self, uow: UnitOfWork, site: str, work: domain.GroupWork, import_id: str,
+                            replaced: dict[str, Any]) -> list[dict[str, Any]]:
         """Diff the establishment's stored groups and memberships against what this import wants; write only
-        the difference (same export again: nothing). Returns the bilan's action lines."""
+        the difference (same export again: nothing), and what undoes it. `replaced`: the selection and
+        decisions rows this import replaced. Returns the bilan's action lines."""
         est = work.plan.est
         await self.db.advisory_lock(uow.conn, "groups", site, est)
         have_g = await store.stored_groups(uow.conn, site, est)
@@ -122,8 +129,130 @@ class ReconcilerStage:
         have_m = await store.stored_memberships(uow.conn, site, est, changed)
         want_m = {k: m for k, m in work.want_members.items() if m.group_key in changed}
         d = groups.diff(have_g, have_m, work.want_groups, want_m)
-        await store.write_group_diff(uow.conn, site, est, d, import_id)
+        inverse = await self._write_undoable(uow, site, est, d, import_id, have_g, replaced)
+        kept_before = await self._kept_in_force(uow, site, est, had_groups=bool(have_g))
+        await store.record_group_change(uow.conn, site, est, import_id, inverse, sorted(c.key for c in work.kept),
+                                        kept_before)
         return d.actions()
+
+    async def _write_undoable(self, uow: UnitOfWork, site: str, est: str, d: groups.Diff, import_id: str,
+                              before: dict[str, groups.GroupRow], replaced: dict[str, Any],
+                              origins: dict[str, str | None] | None = None) -> dict[str, Any]:
+        """Write `d` and return what undoes it exactly (the rows it deletes or changes, as they are now)."""
+        conn = uow.conn
+        touched = [*d.delete_groups, *(g.key for g in d.update_groups)]
+        group_origins: dict[str, str | None] = dict(await store.group_origins(conn, site, est, touched))
+        deleted = await store.membership_rows(conn, site, est, d.delete_members)
+        inverse = {**groups.inverse(d, before, deleted, group_origins), **replaced}
+        await store.write_group_diff(conn, site, est, d, import_id, origins)
+        return inverse
+
+    async def _kept_in_force(self, uow: UnitOfWork, site: str, est: str, *, had_groups: bool) -> list[str] | None:
+        """The courses kept before this write: those of the establishment's latest write (or, if that one
+        was undone, of the one before it); none before a first import; None when not known (history older
+        than the record of writes)."""
+        latest = await store.latest_group_change(uow.conn, site, est)
+        if latest is None:
+            return None if had_groups else []
+        return list(latest.previous_kept) if latest.reverted_by and latest.previous_kept is not None else (
+            None if latest.reverted_by else list(latest.kept))
+
+    # --- undo and abort ------------------------------------------------------------------------------
+
+    async def _restore(self, uow: UnitOfWork, cmd: StageCommand) -> StageResult:
+        """An undo import: each establishment's groups, memberships, selection and person decisions as they
+        were before the undone import (its write's inverse), and the courses kept then. An establishment whose
+        history predates the record of writes is re-synchronised from the restored model instead."""
+        undone = str(cmd.artifacts["undo_of"])
+        parts: dict[str, str] = dict(cmd.artifacts.get("timetables") or {})
+        per_est: list[list[dict[str, Any]]] = []
+        kept_keys: set[str] = set()
+        restored: dict[str, str] = {}
+        for est in sorted(parts):
+            conn = uow.conn
+            await self.db.advisory_lock(conn, "groups", cmd.site, est)
+            row = next((r for r in await store.group_changes_of(conn, undone) if r.establishment == est), None)
+            latest = await store.latest_group_change(conn, cmd.site, est)
+            if row is None or row.reverted_by or latest is None or latest.import_id != undone:
+                actions, kept = await self._resync(uow, cmd, est, parts[est])
+                restored[est] = "resynchronised"
+            else:
+                d, _ = groups.diff_of(row.inverse)
+                before = await store.stored_groups(conn, cmd.site, est)
+                replaced = await self._replaced_by(conn, cmd.site, est, row.inverse)
+                inverse = await self._write_undoable(uow, cmd.site, est, d, cmd.import_id, before, replaced)
+                await self._restore_choices(conn, cmd.site, est, row.inverse)
+                kept = list(row.previous_kept) if row.previous_kept is not None else (
+                    await self._resync(uow, cmd, est, parts[est], write=False))[1]
+                await store.mark_reverted(conn, undone, est, cmd.import_id)
+                await store.record_group_change(conn, cmd.site, est, cmd.import_id, inverse, kept, list(row.kept))
+                actions = d.actions()
+                restored[est] = "exact"
+            per_est.append(actions)
+            kept_keys.update(kept)
+        result = domain.decide_restore(domain.sum_actions(per_est), len(kept_keys), restored)
+        result.artifacts["courses_kept"] = sorted(kept_keys)
+        return result
+
+    async def _replaced_by(self, conn: Any, site: str, est: str, inverse: dict[str, Any]) -> dict[str, Any]:
+        """The selection and decisions rows a restore replaces (so that the restore can be undone too)."""
+        out: dict[str, Any] = {}
+        if inverse.get("selection") is not None:
+            out["selection"] = await store.selection_rows(conn, site, est)
+        if inverse.get("decisions") is not None:
+            out["decisions"] = await store.decision_rows(conn, site, est)
+        return out
+
+    async def _restore_choices(self, conn: Any, site: str, est: str, inverse: dict[str, Any]) -> None:
+        if inverse.get("selection") is not None:
+            await store.restore_selection(conn, site, est, inverse["selection"])
+        if inverse.get("decisions") is not None:
+            await store.restore_decisions(conn, site, est, inverse["decisions"])
+
+    async def _resync(self, uow: UnitOfWork, cmd: StageCommand, est: str, sha: str, *,
+                      write: bool = True) -> tuple[list[dict[str, Any]], list[str]]:
+        """An automatic re-sync of the establishment with the restored model ("" = none: no group at all),
+        with its current selection; returns the bilan's lines and the courses kept."""
+        conn = uow.conn
+        if not sha:
+            if not write:
+                return [], []
+            have_g = await store.stored_groups(conn, cmd.site, est)
+            have_m = await store.stored_memberships(conn, cmd.site, est, have_g)
+            d = groups.diff(have_g, have_m, {}, {})
+            inverse = await self._write_undoable(uow, cmd.site, est, d, cmd.import_id, have_g, {})
+            await store.record_group_change(conn, cmd.site, est, cmd.import_id, inverse, [],
+                                            await self._kept_in_force(uow, cmd.site, est, had_groups=bool(have_g)))
+            return d.actions(), []
+        snapshot = (await store.latest_snapshots(conn, cmd.site, [est])).get(est)
+        stored, decisions = await store.load_stored(conn, cmd.site, [est])
+
+        def compute() -> domain.GroupWork:
+            with gc_paused():
+                plan = self._plan(est, sha, snapshot, stored.get(est), decisions.get(est, {}))
+                return domain.group_work(plan, Mode.AUTO)
+
+        work = await asyncio.to_thread(compute)  # a rare path (history older than the record of writes)
+        kept = sorted(c.key for c in work.kept)
+        if not write:
+            return [], kept
+        return await self._write_groups(uow, cmd.site, work, cmd.import_id, {}), kept
+
+    async def compensate(self, import_id: str) -> None:
+        """An import ended `cancelled` after its groups were written (aborted at a later boundary): its write
+        is undone, unless a later import has written the establishment's groups since (which replaced them)."""
+        async with self.outbox.unit_of_work() as uow:
+            for row in await store.group_changes_of(uow.conn, import_id):
+                if row.reverted_by:
+                    continue
+                await self.db.advisory_lock(uow.conn, "groups", row.site, row.establishment)
+                latest = await store.latest_group_change(uow.conn, row.site, row.establishment)
+                if latest is None or latest.import_id != import_id:
+                    continue
+                d, origins = groups.diff_of(row.inverse)
+                await store.write_group_diff(uow.conn, row.site, row.establishment, d, import_id, origins)
+                await self._restore_choices(uow.conn, row.site, row.establishment, row.inverse)
+                await store.mark_reverted(uow.conn, import_id, row.establishment, import_id)
 
     def close(self) -> None:
         return None
@@ -189,12 +318,14 @@ class ReconcilerStage:
 
     async def on_lifecycle(self, delivery: Delivery) -> None:
         """`import.history.cancelled`: the notifier cancelled an import; a preview still awaiting its
-        selection is dropped (a later confirm answers 409)."""
+        selection is dropped (a later confirm answers 409), and groups it wrote before an abort stopped it
+        are restored."""
         event = ImportLifecycle.from_bytes(delivery.body)
         if event.status is not ImportStatus.CANCELLED:
             return
         async with self.db.transaction() as conn:
             await store.update_awaiting_preview(conn, event.import_id, status="cancelled", preview={})
+        await self.compensate(event.import_id)
 
     async def row(self, import_id: str) -> Any:
         async with self.db.read() as conn:
@@ -265,13 +396,18 @@ class ReconcilerStage:
                 raise WizardError(409, "not_awaiting_selection", "The import is no longer awaiting its selection.")
             await store.save_results(self.db, uow.conn, cmd.import_id, cmd.site, [p.matching for p in plans])
             for work in works:
-                await store.save_selection(uow.conn, cmd.site, work.plan.est, work.selection, cmd.import_id)
-                await store.save_decisions(self.db, uow.conn, cmd.site, work.plan.est, work.selection, cmd.import_id)
+                est = work.plan.est
+                replaced = {"selection": await store.selection_rows(uow.conn, cmd.site, est),
+                            "decisions": await store.decision_rows(uow.conn, cmd.site, est)}
+                await store.save_selection(uow.conn, cmd.site, est, work.selection, cmd.import_id)
+                await store.save_decisions(self.db, uow.conn, cmd.site, est, work.selection, cmd.import_id)
                 kept_keys.update(c.key for c in work.kept)
-                per_est.append(await self._write_groups(uow, cmd.site, work, cmd.import_id))
+                per_est.append(await self._write_groups(uow, cmd.site, work, cmd.import_id, replaced))
             result = domain.decide([p.matching for p in plans], actions=domain.sum_actions(per_est),
                                    kept=len(kept_keys))
             result.artifacts["courses_kept"] = sorted(kept_keys)
+            if await is_aborted(self.db, uow.conn, store.aborts, cmd.import_id):  # rolls everything back
+                raise WizardError(409, "aborted", "The import was aborted: nothing of the selection was applied.")
             await finish_step(uow, self.name, cmd, result)
         return {"import_id": cmd.import_id, "status": ImportStatus.GENERATING_SESSIONS.value,
                 "courses_kept": len(kept_keys), "actions": result.counts["actions"] if result.counts else []}

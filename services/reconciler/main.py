@@ -7,14 +7,14 @@ from services.reconciler.api import build_router
 from services.reconciler.handlers import LIFECYCLE_KEYS, LIFECYCLE_QUEUE, ReconcilerStage
 from shared.messages import STATUS_EXCHANGE
 from shared.outbox import Outbox
-from shared.web import Runtime, Service, run_service
+from shared.web import Runtime, Service, TokenRevocations, run_service
 from shared.worker import StageWorker
 
 
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
     stage = ReconcilerStage(rt.db, outbox, rt.blobs)
-    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs)
+    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs, aborts=store.aborts)
 
     async def start() -> None:
         outbox.relay.start_in_background()
@@ -26,7 +26,8 @@ def build(rt: Runtime) -> Service:
         await outbox.relay.stop()
         stage.close()
 
-    return Service("reconciler", build_router(rt.db, rt.settings, stage, stage), start, stop)
+    return Service("reconciler", build_router(rt.db, rt.settings, stage, stage), start, stop,
+                   revocations=TokenRevocations(rt.db, store.revoked_tokens, outbox, "reconciler"))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -10,14 +10,24 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.reconciler import domain, wizard
-from services.reconciler.groups import Diff, GroupRow
-from shared.db import Database, outbox_table, service_metadata, stage_runs_table, upsert
+from services.reconciler.groups import Diff, GroupRow, MemberRow
+from shared.db import (
+    Database,
+    outbox_table,
+    revoked_tokens_table,
+    service_metadata,
+    stage_aborts_table,
+    stage_runs_table,
+    upsert,
+)
 from shared.messages import utcnow
 from shared.reconcile import Directory, DirectoryPerson, DirectoryUnit
 
 metadata = service_metadata("reconciler")
 outbox = outbox_table(metadata)
+revoked_tokens = revoked_tokens_table(metadata)
 runs = stage_runs_table(metadata)
+aborts = stage_aborts_table(metadata)
 
 # The ENT directory of each establishment (PUT …/directory): persons, then classes and groups.
 persons = sa.Table(
@@ -147,6 +157,24 @@ person_decisions = sa.Table(
     sa.Column("import_id", sa.String(32), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# The last writes of groups and memberships of each establishment (at most CHANGES_KEPT): what undoes each one
+# exactly (`groups.inverse`, with the selection and person decisions it replaced), and the courses kept after
+# it and before it. An abort's compensation and an undo only ever need the latest of an establishment.
+group_changes = sa.Table(
+    "reconciler_group_changes",
+    metadata,
+    sa.Column("import_id", sa.String(32), primary_key=True),
+    sa.Column("establishment", sa.String(64), primary_key=True),
+    sa.Column("site", sa.String(64), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("inverse", sa.JSON, nullable=False),
+    sa.Column("kept", sa.JSON, nullable=False),  # course keys kept after this import
+    sa.Column("previous_kept", sa.JSON, nullable=True),  # … before it (None: not known)
+    sa.Column("reverted_by", sa.String(32), nullable=True),  # the undo (or the abort) that restored it
+    sa.Index("ix_reconciler_group_changes_est", "site", "establishment", "at"),
+)
+CHANGES_KEPT = 3
 
 # A manual import paused for its selection: the preview, the selection being edited and the command to
 # send on at confirm. status awaiting | confirmed | cancelled.
@@ -319,7 +347,33 @@ async def stored_memberships(conn: AsyncConnection, site: str, est: str, group_k
     return out
 
 
-async def write_group_diff(conn: AsyncConnection, site: str, est: str, d: Diff, import_id: str) -> None:
+async def group_origins(conn: AsyncConnection, site: str, est: str, keys: Iterable[str]) -> dict[str, str]:
+    """The import that last wrote each of these groups."""
+    out: dict[str, str] = {}
+    for chunk in _chunks(sorted(keys)):
+        rows = await conn.execute(sa.select(groups.c.key, groups.c.import_id).where(
+            groups.c.site == site, groups.c.establishment == est, groups.c.key.in_(chunk)))
+        out.update({r.key: r.import_id for r in rows})
+    return out
+
+
+async def membership_rows(conn: AsyncConnection, site: str, est: str, keys: Iterable[str]) -> list[
+        tuple[MemberRow, str]]:
+    """These memberships in full, with the import that wrote each."""
+    m = memberships
+    out: list[tuple[MemberRow, str]] = []
+    for chunk in _chunks(sorted(keys)):
+        for r in (await conn.execute(sa.select(m).where(m.c.site == site, m.c.establishment == est,
+                                                        m.c.key.in_(chunk)))).all():
+            out.append((MemberRow(r.key, r.group_key, r.person_kind, r.person_id, r.file_ident, r.start, r.end),
+                        r.import_id))
+    return out
+
+
+async def write_group_diff(conn: AsyncConnection, site: str, est: str, d: Diff, import_id: str,
+                           origins: Mapping[str, str | None] | None = None) -> None:
+    """`origins`: restored rows keep the import that had written them (an abort's compensation)."""
+    origins = origins or {}
     where_g = (groups.c.site == site, groups.c.establishment == est)
     where_m = (memberships.c.site == site, memberships.c.establishment == est)
     now = utcnow()
@@ -330,18 +384,76 @@ async def write_group_diff(conn: AsyncConnection, site: str, est: str, d: Diff, 
     for g in d.update_groups:
         await conn.execute(groups.update().where(*where_g, groups.c.key == g.key).values(
             kind=g.kind, ident=g.ident, name=g.name, parent=g.parent, ent_id=g.ent_id, members_fp=g.members_fp,
-            import_id=import_id, updated_at=now))
+            import_id=origins.get(g.key) or import_id, updated_at=now))
     if d.create_groups:
         await conn.execute(groups.insert(), [
             {"site": site, "establishment": est, "key": g.key, "kind": g.kind, "ident": g.ident,
              "name": g.name, "parent": g.parent, "ent_id": g.ent_id, "members_fp": g.members_fp,
-             "import_id": import_id, "updated_at": now}
+             "import_id": origins.get(g.key) or import_id, "updated_at": now}
             for g in d.create_groups])
     rows = [{"site": site, "establishment": est, "key": m.key, "group_key": m.group_key,
              "person_kind": m.person_kind, "person_id": m.person_id, "file_ident": m.file_ident, "start": m.start,
-             "end": m.end, "import_id": import_id} for m in d.create_members]
+             "end": m.end, "import_id": origins.get(m.key) or import_id} for m in d.create_members]
     for i in range(0, len(rows), 2000):
         await conn.execute(memberships.insert(), rows[i:i + 2000])
+
+
+async def selection_rows(conn: AsyncConnection, site: str, est: str) -> list[list[Any]]:
+    """The establishment's stored selection as [kind, ident, active, import_id] rows (restorable)."""
+    return [[r.kind, r.ident, bool(r.active), r.import_id] for r in (await conn.execute(sa.select(selections).where(
+        selections.c.site == site, selections.c.establishment == est))).all()]
+
+
+async def restore_selection(conn: AsyncConnection, site: str, est: str, rows: list[list[Any]]) -> None:
+    now = utcnow()
+    await conn.execute(selections.delete().where(selections.c.site == site, selections.c.establishment == est))
+    values = [{"site": site, "establishment": est, "kind": k, "ident": i, "active": a, "import_id": imp,
+               "updated_at": now} for k, i, a, imp in rows]
+    for i in range(0, len(values), 2000):
+        await conn.execute(selections.insert(), values[i:i + 2000])
+
+
+async def decision_rows(conn: AsyncConnection, site: str, est: str) -> list[list[Any]]:
+    d = person_decisions
+    return [[r.kind, r.ident, r.decision, r.ent_id, r.import_id] for r in (await conn.execute(sa.select(d).where(
+        d.c.site == site, d.c.establishment == est))).all()]
+
+
+async def restore_decisions(conn: AsyncConnection, site: str, est: str, rows: list[list[Any]]) -> None:
+    d = person_decisions
+    now = utcnow()
+    await conn.execute(d.delete().where(d.c.site == site, d.c.establishment == est))
+    if rows:
+        await conn.execute(d.insert(), [{"site": site, "establishment": est, "kind": k, "ident": i, "decision": dec,
+                                         "ent_id": ent, "import_id": imp, "updated_at": now}
+                                        for k, i, dec, ent, imp in rows])
+
+
+async def latest_group_change(conn: AsyncConnection, site: str, est: str) -> Any:
+    c = group_changes
+    return (await conn.execute(sa.select(c).where(c.c.site == site, c.c.establishment == est)
+                               .order_by(c.c.at.desc()).limit(1))).first()
+
+
+async def group_changes_of(conn: AsyncConnection, import_id: str) -> list[Any]:
+    return list((await conn.execute(sa.select(group_changes).where(group_changes.c.import_id == import_id))).all())
+
+
+async def record_group_change(conn: AsyncConnection, site: str, est: str, import_id: str, inverse: dict[str, Any],
+                              kept: list[str], previous_kept: list[str] | None) -> None:
+    """This write's inverse, as the establishment's latest; older ones beyond CHANGES_KEPT are dropped."""
+    c = group_changes
+    await conn.execute(c.insert().values(import_id=import_id, establishment=est, site=site, at=utcnow(),
+                                         inverse=inverse, kept=kept, previous_kept=previous_kept))
+    old = (await conn.execute(sa.select(c.c.import_id).where(c.c.site == site, c.c.establishment == est)
+                              .order_by(c.c.at.desc()).offset(CHANGES_KEPT))).scalars().all()
+    if old:
+        await conn.execute(c.delete().where(c.c.site == site, c.c.establishment == est, c.c.import_id.in_(old)))
+
+
+async def mark_reverted(conn: AsyncConnection, import_id: str, est: str, by: str) -> None:
+    await conn.execute(group_changes.update().where(group_changes.c.import_id == import_id,
+                                                    group_changes.c.establishment == est).values(reverted_by=by))
 
 
 # --- previews of manual imports awaiting their selection ------------------------------------------------

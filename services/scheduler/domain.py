@@ -2,8 +2,8 @@
 
 `plan_establishment` turns one establishment's canonical timetable into the courses and dated sessions
 it means from the import's start time on; `diff_sessions` compares them with what is stored (by session
-key) into creations, updates and deletions; `decide` reports the counts for the bilan. The feeds
-(`ical_feed`) and the JSON views are here too, so that the API and the change events agree.
+key) into creations, updates and deletions; `decide` reports the counts for the bilan. The JSON views are
+here too, so that the API and the change events agree (display names: views.py; iCal feeds: ical.py).
 """
 
 from __future__ import annotations
@@ -231,6 +231,12 @@ def plan_establishment(tt: Timetable, *, site: str, establishment: str, cutoff: 
                 _digest_text(repr(class_students)))
 
 
+def empty_plan(*, site: str, establishment: str, cutoff: datetime) -> Plan:
+    """No timetable from `cutoff` on (an undo of an establishment's first import): every later session is
+    deleted and every course deactivated; earlier sessions stay."""
+    return Plan(site, establishment, cutoff.astimezone(UTC), {}, {}, {}, 0, [], _digest_text(repr([])))
+
+
 def stored_members(tt: Timetable, course: Course, classes: tuple[str, ...]) -> list[Member]:
     """What the store keeps of `course_members`: the course's class or group, its classes (class filter),
     teachers, staff, and for its students the classes ("sclass") and parts whose every student is in it
@@ -436,14 +442,38 @@ def sessions_json(rows: Iterable[SessionRow]) -> list[str]:
             for i, k, c, s, e, w, ro, te, cl, gr, st, eq, sf, fp in rows]
 
 
+def batch_names(plan: Plan, rows: Sequence[SessionRow]) -> str:
+    """The display names a batch of sessions needs, as JSON: `{"courses": {key: label}, "subjects": {key:
+    subject}, "rooms"|"teachers"|"classes"|"groups": {ident: name}}` (only the idents the batch names)."""
+    used: dict[str, set[str]] = {"rooms": set(), "teachers": set(), "classes": set(), "groups": set()}
+    course_keys: set[str] = set()
+    for row in rows:
+        course_keys.add(row.course)
+        used["rooms"].update(row.rooms)
+        used["teachers"].update(row.teachers)
+        used["classes"].update(row.classes)
+        used["groups"].update(row.groups)
+    subjects = plan.names.get("subjects", {})
+    out: dict[str, dict[str, str]] = {
+        "courses": {k: plan.courses[k].label for k in sorted(course_keys) if k in plan.courses},
+        "subjects": {k: subjects.get(plan.courses[k].subject, plan.courses[k].subject)
+                     for k in sorted(course_keys) if k in plan.courses}}
+    for kind, idents in used.items():
+        known = plan.names.get(kind, {})
+        out[kind] = {i: known.get(i, i) for i in sorted(idents)}
+    return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
+
+
 def change_events(plan: Plan, sd: SessionDiff, import_id: str, *, batch: int = EVENT_BATCH) -> list[bytes]:
     """The change events (JSON bodies) of one establishment's import, ≤ `batch` sessions each, in the order
-    created, updated, deleted; each says which import it belongs to and its rank (`batch`/`batches`):
+    created, updated, deleted; each says which import it belongs to and its rank (`batch`/`batches`), and
+    carries the display names its sessions need (`batch_names`):
     `{"v": 1, "type": "sessions.changed", "import_id", "site", "establishment", "batch", "batches",
-    "created": [session], "updated": [session], "deleted": [{"id", "key", "start"}]}`."""
+    "created": [session], "updated": [session], "deleted": [{"id", "key", "start"}], "names": {…}}`."""
     texts = sessions_json(sd.create)
     texts += sessions_json(sd.update)
     texts += [f'{{"id":"{r.id}","key":{json_str(r.key)},"start":"{iso(r.start)}"}}' for r in sd.delete]
+    shown = [*sd.create, *sd.update]
     created, updated = len(sd.create), len(sd.create) + len(sd.update)
     starts = range(0, len(texts), batch)
     head = (f'{{"v":1,"type":"sessions.changed","import_id":{json_str(import_id)},"site":{json_str(plan.site)},'
@@ -453,7 +483,8 @@ def change_events(plan: Plan, sd: SessionDiff, import_id: str, *, batch: int = E
         j = min(i + batch, len(texts))
         out.append((f'{head},"batch":{n},"batches":{len(starts)},"created":[{",".join(texts[i:min(j, created)])}],'
                     f'"updated":[{",".join(texts[max(i, created):min(j, updated)])}],'
-                    f'"deleted":[{",".join(texts[max(i, updated):j])}]}}').encode())
+                    f'"deleted":[{",".join(texts[max(i, updated):j])}],'
+                    f'"names":{batch_names(plan, shown[i:min(j, updated)])}}}').encode())
     return out
 
 
@@ -478,36 +509,3 @@ json_lists = Memo(_json_list, 100_000)  # tuples of idents repeat a lot
 def json_list(items: tuple[str, ...]) -> str:
     """JSON text of a tuple of idents, fast: idents rarely need escaping and tuples repeat a lot."""
     return json_lists[items]
-
-
-# ------------------------------------------------------------------------------------------ iCal
-
-
-def ical_feed(*, name: str, sessions: Iterable[Any], labels: Mapping[str, str],
-              names: Mapping[str, Mapping[str, str]], now: datetime, host: str = "edt-import") -> bytes:
-    """An RFC 5545 calendar of sessions: one VEVENT per session, UID from the session's stable id,
-    times in UTC, SUMMARY the course label, LOCATION the rooms, DESCRIPTION the teachers."""
-    from icalendar import Calendar, Event
-
-    cal = Calendar()
-    cal.add("prodid", "-//edt-import//sessions//FR")
-    cal.add("version", "2.0")
-    cal.add("calscale", "GREGORIAN")
-    cal.add("method", "PUBLISH")
-    cal.add("x-wr-calname", name)
-    rooms, teachers = names.get("rooms", {}), names.get("teachers", {})
-    for row in sessions:
-        ev = Event()
-        ev.add("uid", f"{row.id}@{host}")
-        ev.add("dtstamp", now.astimezone(UTC))
-        ev.add("dtstart", (row.start if row.start.tzinfo else row.start.replace(tzinfo=UTC)).astimezone(UTC))
-        ev.add("dtend", (row.end if row.end.tzinfo else row.end.replace(tzinfo=UTC)).astimezone(UTC))
-        ev.add("summary", labels.get(row.course, row.course))
-        where = [rooms.get(r, r) for r in row.rooms]
-        if where:
-            ev.add("location", ", ".join(where))
-        who = [teachers.get(t, t) for t in row.teachers]
-        if who:
-            ev.add("description", ", ".join(who))
-        cal.add_component(ev)
-    return bytes(cal.to_ical())

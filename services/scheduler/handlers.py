@@ -36,6 +36,8 @@ class SchedulerStage:
 
     def _plan_one(self, cmd: StageCommand, est: str, sha: str, kept: list[str] | None,
                   closures: list[dict[str, Any]] | None) -> tuple[Plan, str]:
+        if not sha:  # an undo back to no timetable: from its start on, no course and no session
+            return domain.empty_plan(site=cmd.site, establishment=est, cutoff=cmd.started_at), sha
         tt = self.blobs.load(sha, loads)
         with gc_paused():
             plan = domain.plan_establishment(tt, site=cmd.site, establishment=est, cutoff=cmd.started_at, tz=self.tz,
@@ -46,8 +48,10 @@ class SchedulerStage:
         """CPU work off the event loop: load each establishment's canonical timetable and plan it."""
         timetables: dict[str, str] = dict(cmd.artifacts.get("timetables") or {})
         if cmd.establishment is not None:
-            sha = timetables.get(cmd.establishment) or cmd.artifacts.get("timetable_sha256")
-            timetables = {cmd.establishment: sha} if sha else {}
+            sha = timetables.get(cmd.establishment)
+            if sha is None:
+                sha = cmd.artifacts.get("timetable_sha256")
+            timetables = {cmd.establishment: sha} if sha is not None else {}
         kept = cmd.artifacts.get("courses_kept")
         closures = cmd.artifacts.get("closures") or {}
         plans = []
@@ -86,6 +90,7 @@ class SchedulerStage:
                 await asyncio.wait([records_task])
             events = await events_task if events_task is not None else []
         await store.write_establishment(db, conn, cmd.import_id, plan, sha)
+        await store.refresh_statistics(db, conn, sd.changed + len(cd.create) + len(cd.update))
         # In the same transaction: published by the outbox relay after commit.
         await uow.emit_many([Envelope(CHANGES_EXCHANGE, f"sessions.{site}.{est}", body, f"{cmd.import_id}:{est}:{n}")
                              for n, body in enumerate(events, 1)])

@@ -6,14 +6,14 @@ from services.scheduler import store
 from services.scheduler.api import build_router
 from services.scheduler.handlers import SchedulerStage
 from shared.outbox import Outbox
-from shared.web import Runtime, Service, run_service
+from shared.web import Runtime, Service, TokenRevocations, run_service
 from shared.worker import StageWorker
 
 
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
     stage = SchedulerStage(rt.db, rt.blobs, rt.settings)
-    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs)
+    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs, aborts=store.aborts)
 
     async def start() -> None:
         outbox.relay.start_in_background()
@@ -23,7 +23,8 @@ def build(rt: Runtime) -> Service:
         await outbox.relay.stop()
         stage.close()
 
-    return Service("scheduler", build_router(rt.db, rt.settings), start, stop)
+    return Service("scheduler", build_router(rt.db, rt.settings), start, stop,
+                   revocations=TokenRevocations(rt.db, store.revoked_tokens, outbox, "scheduler"))
 
 
 if __name__ == "__main__":

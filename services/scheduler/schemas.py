@@ -33,8 +33,19 @@ class CourseList(Page[CourseRead]):
     pass
 
 
+class SessionNames(BaseModel):
+    """Display names of a session, each list in the same order as the session's ids."""
+
+    course: str = Field(examples=["FRANCAIS - 3F"])
+    subject: str = Field(examples=["FRANCAIS"])
+    rooms: list[str]
+    teachers: list[str]
+    classes: list[str]
+    groups: list[str]
+
+
 class SessionRead(BaseModel):
-    """One dated occurrence of a course; lists hold the timetable's idents."""
+    """One dated occurrence of a course; lists hold the timetable's idents, `names` their display names."""
 
     id: str
     course: str
@@ -49,7 +60,22 @@ class SessionRead(BaseModel):
     staff: list[str]
     week: int = Field(description="School week (1 = the week of DatePremierJourSemaine1)")
     key: str
+    names: SessionNames
 
 
 class SessionList(Page[SessionRead]):
+    pass
+
+
+class SubscriptionRead(BaseModel):
+    """An iCal subscription: `url` (shown once, on creation) carries its secret and needs no header."""
+
+    id: str
+    kind: str
+    ident: str
+    created_at: Instant
+    url: str | None = Field(default=None, description="The feed URL with its secret (only in the 201)")
+
+
+class SubscriptionList(Page[SubscriptionRead]):
     pass

@@ -19,12 +19,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scheduler import domain
 from services.scheduler.domain import Memo, Plan, SessionRow, Stored, json_lists
 from shared.blobs import gc_paused
-from shared.db import Database, outbox_table, service_metadata, stage_runs_table, upsert
+from shared.db import (
+    Database,
+    as_utc,
+    outbox_table,
+    revoked_tokens_table,
+    service_metadata,
+    stage_aborts_table,
+    stage_runs_table,
+    upsert,
+)
 from shared.messages import utcnow
 
 metadata = service_metadata("scheduler")
 outbox = outbox_table(metadata)
+revoked_tokens = revoked_tokens_table(metadata)
 runs = stage_runs_table(metadata)
+aborts = stage_aborts_table(metadata)
 
 # One dated occurrence of a course. Written in bulk (COPY / multi-row insert); re-imports diff by `key`
 # (course | date | first place) through `fp`, a digest of everything that can change.
@@ -118,6 +129,22 @@ establishments = sa.Table(
     sa.Column("names", sa.JSON, nullable=False),  # {"teachers": {ident: name}, "rooms": …, "classes": …}
     sa.Column("class_students_fp", sa.String(16), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+# iCal subscriptions (design.md §5): a feed URL carrying a secret, usable with no header. Only the
+# secret's sha256 is stored; the URL names the row by `id`, so a lookup never depends on the secret.
+subscriptions = sa.Table(
+    "scheduler_subscriptions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("site", sa.String(64), nullable=False),
+    sa.Column("establishment", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),  # class | group | teacher | student
+    sa.Column("ident", sa.String(64), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_scheduler_subscriptions_feed", "site", "establishment", "kind", "ident"),
 )
 
 
@@ -263,13 +290,29 @@ async def write_courses(db: Database, conn: AsyncConnection, import_id: str, pla
     await bulk_insert(db, conn, m, MEMBER_COLUMNS, rows)
 
 
+# Past this many rows written, the planner's statistics on the sessions tables are refreshed in the same
+# transaction. Without them, right after a first import, PostgreSQL believes the tables empty (autovacuum
+# analyses a minute later at best) and picks nested loops, and SQLite (which has none until ANALYZE) walks
+# every session of the establishment by start: a class feed of an L school took seconds, or 100+ ms.
+ANALYZE_AFTER_ROWS = 2000
+
+
+async def refresh_statistics(db: Database, conn: AsyncConnection, rows_written: int) -> None:
+    if rows_written >= ANALYZE_AFTER_ROWS:
+        for table in (sessions, course_members, class_students):
+            name = f"{table.schema}.{table.name}" if db.is_postgres else table.name
+            await conn.execute(sa.text(f"ANALYZE {name}"))
+
+
 async def write_establishment(db: Database, conn: AsyncConnection, import_id: str, plan: Plan, sha: str) -> None:
-    """Who is in which class or part (rewritten only when it changed) and the establishment's row."""
+    """Who is in which class or part (rewritten only when it changed) and the establishment's row. An undo
+    back to no timetable (`sha` "") keeps the display names and class lists its past sessions still use."""
     site, est = plan.site, plan.establishment
     e, cs = establishments, class_students
-    old_fp = (await conn.execute(sa.select(e.c.class_students_fp).where(
-        e.c.site == site, e.c.establishment == est))).scalar()
-    if old_fp != plan.class_students_fp:
+    old = (await conn.execute(sa.select(e.c.class_students_fp, e.c.names).where(
+        e.c.site == site, e.c.establishment == est))).first()
+    emptied = not sha and old is not None
+    if not emptied and (old is None or old.class_students_fp != plan.class_students_fp):
         await conn.execute(cs.delete().where(cs.c.site == site, cs.c.establishment == est))
         if db.is_postgres:
             rows = [(site, est, *r) for r in plan.class_students]
@@ -277,9 +320,11 @@ async def write_establishment(db: Database, conn: AsyncConnection, import_id: st
             d = _sqlite_days
             rows = [(site, est, k, i, st, d[a], d[b]) for k, i, st, a, b in plan.class_students]
         await bulk_insert(db, conn, cs, CLASS_STUDENT_COLUMNS, rows)
+    names, fp = (old.names, old.class_students_fp) if emptied and old is not None else (
+        plan.names, plan.class_students_fp)
     await conn.execute(upsert(db, e, {
         "site": site, "establishment": est, "import_id": import_id, "timetable_sha256": sha,
-        "names": plan.names, "class_students_fp": plan.class_students_fp, "updated_at": utcnow()},
+        "names": names, "class_students_fp": fp, "updated_at": utcnow()},
         ["site", "establishment"], ["import_id", "timetable_sha256", "names", "class_students_fp", "updated_at"]))
 # --- queries of the results routes (each takes the caller's connection) -------------------------------
 
@@ -364,11 +409,6 @@ async def sessions_page(conn: AsyncConnection, site: str, est: str, f: SessionFi
     return list((await conn.execute(q.order_by(s.c.start, s.c.id).limit(limit))).all())
 
 
-async def all_sessions(conn: AsyncConnection, site: str, est: str, f: SessionFilter) -> list[Any]:
-    s = sessions
-    return list((await conn.execute(_session_query(conn, site, est, f).order_by(s.c.start, s.c.id))).all())
-
-
 async def courses_page(conn: AsyncConnection, site: str, est: str, active: bool | None, after_key: str | None,
                        limit: int) -> list[Any]:
     c = courses
@@ -380,14 +420,54 @@ async def courses_page(conn: AsyncConnection, site: str, est: str, active: bool 
     return list((await conn.execute(q.order_by(c.c.key).limit(limit))).all())
 
 
-async def course_labels(conn: AsyncConnection, site: str, est: str) -> dict[str, str]:
-    c = courses
-    rows = await conn.execute(sa.select(c.c.key, c.c.label).where(c.c.site == site, c.c.establishment == est))
-    return {r.key: r.label for r in rows}
-
-
-async def display_names(conn: AsyncConnection, site: str, est: str) -> dict[str, dict[str, str]] | None:
-    """{"teachers": {ident: name}, "classes": …} of the establishment's integrated timetable, or None."""
+async def establishment_version(conn: AsyncConnection, site: str, est: str) -> tuple[str, datetime] | None:
+    """(import id, time) of the establishment's last integrated import, or None: what every view of its
+    sessions depends on (a cheap read, the cache key of the routes)."""
     e = establishments
-    row = (await conn.execute(sa.select(e.c.names).where(e.c.site == site, e.c.establishment == est))).first()
-    return dict(row.names) if row is not None else None
+    row = (await conn.execute(sa.select(e.c.import_id, e.c.updated_at).where(
+        e.c.site == site, e.c.establishment == est))).first()
+    return (str(row.import_id), as_utc(row.updated_at)) if row is not None else None
+
+
+async def establishment_view_parts(conn: AsyncConnection, site: str, est: str) -> tuple[Any, list[Any]] | None:
+    """The establishment's row (import_id, updated_at, names) and its courses' (key, label, subject)."""
+    e, c = establishments, courses
+    row = (await conn.execute(sa.select(e.c.import_id, e.c.updated_at, e.c.names).where(
+        e.c.site == site, e.c.establishment == est))).first()
+    if row is None:
+        return None
+    rows = (await conn.execute(sa.select(c.c.key, c.c.label, c.c.subject).where(
+        c.c.site == site, c.c.establishment == est))).all()
+    return row, list(rows)
+
+
+async def feed_sessions(conn: AsyncConnection, site: str, est: str, f: SessionFilter) -> list[Any]:
+    """The columns an iCal feed shows, by start then id."""
+    s = sessions
+    query = _session_query(conn, site, est, f).with_only_columns(
+        s.c.id, s.c.course, s.c.start, s.c.end, s.c.rooms, s.c.teachers)
+    return list((await conn.execute(query.order_by(s.c.start, s.c.id))).all())
+
+
+async def add_subscription(conn: AsyncConnection, sub_id: str, site: str, est: str, kind: str, ident: str,
+                           secret_hash: str, at: datetime) -> None:
+    await conn.execute(subscriptions.insert().values(id=sub_id, site=site, establishment=est, kind=kind,
+                                                     ident=ident, secret_hash=secret_hash, created_at=at))
+
+
+async def get_subscription(conn: AsyncConnection, sub_id: str) -> Any:
+    return (await conn.execute(sa.select(subscriptions).where(subscriptions.c.id == sub_id))).first()
+
+
+def _feed(site: str, est: str, kind: str, ident: str) -> Any:
+    u = subscriptions.c
+    return sa.and_(u.site == site, u.establishment == est, u.kind == kind, u.ident == ident)
+
+
+async def feed_subscriptions(conn: AsyncConnection, site: str, est: str, kind: str, ident: str) -> list[Any]:
+    return list((await conn.execute(sa.select(subscriptions).where(_feed(site, est, kind, ident))
+                                    .order_by(subscriptions.c.created_at, subscriptions.c.id))).all())
+
+
+async def delete_subscriptions(conn: AsyncConnection, site: str, est: str, kind: str, ident: str) -> int:
+    return int((await conn.execute(subscriptions.delete().where(_feed(site, est, kind, ident)))).rowcount or 0)

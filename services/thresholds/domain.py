@@ -421,7 +421,8 @@ class EstablishmentCheck:
 
 def decide(mode: Mode, dry_run: bool, checks: list[EstablishmentCheck]) -> StageResult:
     """Blocking excess on an automatic import → blocked; precondition unmet → rejected; other excess →
-    alerts, the import goes on; a manual import never blocks (its preview shows the figures); a dry run
+    alerts, the import goes on; a manual import never blocks (its preview shows the figures), nor does an
+    undo (it restores what was integrated before); a dry run
     ends `previewed` with every figure."""
     multi = len(checks) > 1
     alerts: list[dict[str, Any]] = []
@@ -435,8 +436,8 @@ def decide(mode: Mode, dry_run: bool, checks: list[EstablishmentCheck]) -> Stage
         for r in c.results:
             if r.exceeded:
                 alert = r.alert(c.establishment)
-                if mode is Mode.MANUAL:
-                    alert["severity"] = "warning"  # a manual import never blocks: the user decides
+                if mode is not Mode.AUTO:
+                    alert["severity"] = "warning"  # a manual import (or an undo) never blocks: the user decides
                 alerts.append(alert)
                 if r.blocks:
                     blocking.append(r)

@@ -32,6 +32,7 @@ from shared.messages import (
     Envelope,
     ImportLifecycle,
     ImportStatus,
+    Mode,
     StageCommand,
     StatusEvent,
     utcnow,
@@ -61,8 +62,9 @@ DIRECTORY_KEYS = ("directory.updated.*",)
 class Prepared:
     checks: list[domain.EstablishmentCheck]
     emails: list[str]
-    models: dict[str, str]  # establishment → sha256 of its canonical model
+    models: dict[str, str]  # establishment → sha256 of its canonical model ("" for an undo to nothing)
     missing_model: bool = False
+    restored_from: dict[str, str | None] | None = None  # an undo: establishment → import whose model it restores
 
 
 class ThresholdsStage:
@@ -139,6 +141,8 @@ class ThresholdsStage:
             await conn.execute(directory_barriers.delete().where(directory_barriers.c.id == marker))
 
     async def prepare(self, cmd: StageCommand) -> Prepared:
+        if cmd.mode is Mode.UNDO:
+            return await self._prepare_undo(cmd)
         previous = cmd.artifacts.get("previous_import")
         if previous:
             await self._wait_for_lifecycle(previous)
@@ -180,6 +184,35 @@ class ThresholdsStage:
         checks = await asyncio.to_thread(compute_paused)  # CPU work off the event loop
         return Prepared(checks, emails, parts, missing_model=not parts)
 
+    async def _prepare_undo(self, cmd: StageCommand) -> Prepared:
+        """An undo import restores, for each establishment of the undone import, the model integrated before
+        it (none, "", when the undone import was the establishment's first): those are its timetables from
+        here on. The controls compare them with the current baseline, as figures only (an undo never blocks)."""
+        undone = str(cmd.artifacts["undo_of"])
+        await self._wait_for_lifecycle(undone)
+        ests = sorted(cmd.establishments) or ([cmd.establishment] if cmd.establishment else [])
+        async with self.db.read() as conn:
+            settings, emails, _ = await store.load_settings(conn, cmd.site)
+            pairs = [(est, await store.baseline(conn, cmd.site, est), await store.model_before(conn, cmd.site, est,
+                                                                                             undone))
+                     for est in ests]
+        today = cmd.started_at.astimezone(ZoneInfo(self.settings.timezone)).date()
+
+        def compute() -> list[domain.EstablishmentCheck]:
+            checks = []
+            for est, base, restore in pairs:
+                old = self.facts(base.sha256) if base is not None and base.sha256 else None
+                new = self.facts(restore.sha256) if restore is not None and restore.sha256 else domain.EMPTY
+                checks.append(domain.EstablishmentCheck(est, base.import_id if base else None,
+                                                        domain.evaluate(settings, domain.figures(old, new, today))))
+            return checks
+
+        checks = await asyncio.to_thread(compute)
+        restored = {est: restore.sha256 if restore is not None else "" for est, _, restore in pairs}
+        return Prepared(checks, emails, restored, missing_model=not restored,
+                        restored_from={est: restore.import_id if restore is not None else None
+                                       for est, _, restore in pairs})
+
     def facts(self, sha: str) -> domain.Facts:
         """A model's facts, derived once per process (the baseline's were derived when it was the new one)."""
         blobs = self.blobs
@@ -192,6 +225,9 @@ class ThresholdsStage:
         result = domain.decide(cmd.mode, cmd.dry_run, prepared.checks)
         # The establishment's own closure periods travel on: no session is generated on them.
         result.artifacts["closures"] = await store.load_closures(conn, cmd.site, sorted(prepared.models))
+        if prepared.restored_from is not None:  # an undo: the models it restores are its timetables
+            result.artifacts["timetables"] = dict(prepared.models)
+            result.artifacts["restored_from"] = prepared.restored_from
         if cmd.dry_run:
             return result  # nothing written: a dry run is never a baseline and notifies nobody
         now = utcnow()

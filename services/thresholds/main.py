@@ -14,7 +14,7 @@ from services.thresholds.handlers import (
 from services.thresholds.mail import MailRelay
 from shared.messages import STATUS_EXCHANGE
 from shared.outbox import Outbox
-from shared.web import Runtime, Service, run_service
+from shared.web import Runtime, Service, TokenRevocations, run_service
 from shared.worker import StageWorker
 
 
@@ -22,7 +22,7 @@ def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
     mail = MailRelay(rt.db, rt.settings) if rt.settings.smtp_url else None
     stage = ThresholdsStage(rt.db, rt.bus, rt.blobs, rt.settings, outbox, mail_sent=mail.kick if mail else None)
-    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs)
+    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs, aborts=store.aborts)
 
     async def start() -> None:
         outbox.relay.start_in_background()
@@ -41,7 +41,8 @@ def build(rt: Runtime) -> Service:
         await outbox.relay.stop()
         stage.close()
 
-    return Service("thresholds", build_router(rt.db, rt.settings), start, stop)
+    return Service("thresholds", build_router(rt.db, rt.settings), start, stop,
+                   revocations=TokenRevocations(rt.db, store.revoked_tokens, outbox, "thresholds"))
 
 
 if __name__ == "__main__":

@@ -11,12 +11,23 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.thresholds import domain
-from shared.db import Database, as_utc, outbox_table, service_metadata, stage_runs_table, upsert
+from shared.db import (
+    Database,
+    as_utc,
+    outbox_table,
+    revoked_tokens_table,
+    service_metadata,
+    stage_aborts_table,
+    stage_runs_table,
+    upsert,
+)
 from shared.messages import ImportStatus, Mode, utcnow
 
 metadata = service_metadata("thresholds")
 outbox = outbox_table(metadata)
+revoked_tokens = revoked_tokens_table(metadata)
 runs = stage_runs_table(metadata)
+aborts = stage_aborts_table(metadata)
 
 # The 12+2 controls of a site (design.md §6): {control: {value, blocking, enabled}}; missing = defaults.
 site_settings = sa.Table(
@@ -169,6 +180,18 @@ async def baseline(conn: AsyncConnection, site: str, est: str) -> Any:
     return (await conn.execute(sa.select(models).where(
         models.c.site == site, models.c.establishment == est, models.c.integrated_at.is_not(None))
         .order_by(models.c.integrated_at.desc()).limit(1))).first()
+
+
+async def model_before(conn: AsyncConnection, site: str, est: str, import_id: str) -> Any:
+    """The establishment's model integrated just before `import_id`'s (None: nothing before it). A row
+    whose sha256 is "" is an undo back to nothing."""
+    own = (await conn.execute(sa.select(models.c.integrated_at).where(
+        models.c.import_id == import_id, models.c.establishment == est))).scalar()
+    query = sa.select(models).where(models.c.site == site, models.c.establishment == est,
+                                    models.c.integrated_at.is_not(None), models.c.import_id != import_id)
+    if own is not None:
+        query = query.where(models.c.integrated_at < own)
+    return (await conn.execute(query.order_by(models.c.integrated_at.desc()).limit(1))).first()
 
 
 async def manual_done_dates(conn: AsyncConnection, site: str, est: str, tz: ZoneInfo) -> list[date]:

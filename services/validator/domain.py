@@ -40,6 +40,7 @@ __all__ = [
     "parse_software",
     "parse_time_label",
     "problem_view",
+    "restoration",
     "split_by_establishment",
 ]
 
@@ -62,6 +63,12 @@ def summary(problems: list[dict[str, Any]], lang: str) -> str:
     if more > 0:
         listed += f" (+{more} autre(s))" if lang == "fr" else f" (+{more} more)"
     return listed
+
+
+def restoration(cmd: StageCommand) -> StageResult:
+    """An undo import brings no file: it restores canonical models validated when they were deposited
+    (threshold control picks them), so there is nothing to check here."""
+    return StageResult(StepStatus.OK, counts={"undo_of": cmd.artifacts.get("undo_of")})
 
 
 def decide(cmd: StageCommand, found: dict[str, Any]) -> StageResult:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import multiprocessing
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -14,8 +15,8 @@ from typing import Any
 from services.validator import domain
 from services.validator.store import reports
 from shared.blobs import BlobStore
+from shared.messages import Mode, StageCommand, utcnow
 from shared.messages import Stage as StageName
-from shared.messages import StageCommand, utcnow
 from shared.settings import Settings
 from shared.stage import StageResult, UnitOfWork
 from shared.timetable import derive_closure_weeks, derive_courses, dumps
@@ -48,6 +49,12 @@ def validate_file(path: str, blob_dir: str, partner_name: str, private_key: byte
     return out
 
 
+def ignore_interrupts() -> None:
+    """Initializer of a worker process: Ctrl-C in a terminal reaches the whole process group, and the
+    service (the parent) is the one that stops its workers, quietly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def warm() -> None:
     """Runs in a new worker process: load the parser and its libraries before the first file comes."""
     from services.validator.format import parse  # noqa: F401 - the import is the work
@@ -76,7 +83,8 @@ class ValidatorStage:
         # "spawn", not fork: this process runs threads (WebDAV, aiosqlite) that fork would copy mid-state.
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.settings.parse_workers,
-                                             mp_context=multiprocessing.get_context("spawn"))
+                                             mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=ignore_interrupts)
         return self._pool
 
     async def warm_up(self) -> None:
@@ -84,7 +92,9 @@ class ValidatorStage:
         first import would otherwise pay."""
         await asyncio.get_running_loop().run_in_executor(self._executor(), warm)
 
-    async def prepare(self, cmd: StageCommand) -> dict[str, Any]:
+    async def prepare(self, cmd: StageCommand) -> dict[str, Any] | None:
+        if cmd.mode is Mode.UNDO:
+            return None  # no file: see domain.restoration
         path = self.blobs.path(cmd.file.sha256)
         loop = asyncio.get_running_loop()
         try:
@@ -96,7 +106,9 @@ class ValidatorStage:
             self.close()
             raise
 
-    async def apply(self, uow: UnitOfWork, cmd: StageCommand, found: dict[str, Any]) -> StageResult:
+    async def apply(self, uow: UnitOfWork, cmd: StageCommand, found: dict[str, Any] | None) -> StageResult:
+        if found is None:
+            return domain.restoration(cmd)
         result = domain.decide(cmd, found)
         await uow.conn.execute(reports.insert().values(
             import_id=cmd.import_id, site=cmd.site, ok=not found["errors"],

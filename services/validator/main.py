@@ -8,14 +8,14 @@ from services.validator import store
 from services.validator.api import build_router
 from services.validator.handlers import ValidatorStage
 from shared.outbox import Outbox
-from shared.web import Runtime, Service, run_service
+from shared.web import Runtime, Service, TokenRevocations, run_service
 from shared.worker import StageWorker
 
 
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
     stage = ValidatorStage(rt.blobs, rt.settings)
-    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs)
+    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs, aborts=store.aborts)
     warming: list[asyncio.Task[None]] = []
 
     async def start() -> None:
@@ -29,7 +29,8 @@ def build(rt: Runtime) -> Service:
             task.cancel()
         stage.close()
 
-    return Service("validator", build_router(rt.db, rt.settings), start, stop)
+    return Service("validator", build_router(rt.db, rt.settings), start, stop,
+                   revocations=TokenRevocations(rt.db, store.revoked_tokens, outbox, "validator"))
 
 
 if __name__ == "__main__":

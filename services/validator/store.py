@@ -7,11 +7,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import outbox_table, service_metadata, stage_runs_table
+from shared.db import outbox_table, revoked_tokens_table, service_metadata, stage_aborts_table, stage_runs_table
 
 metadata = service_metadata("validator")
 outbox = outbox_table(metadata)
+revoked_tokens = revoked_tokens_table(metadata)
 runs = stage_runs_table(metadata)
+aborts = stage_aborts_table(metadata)
 
 # One validation report per import: what was found, what was wrong, where the canonical model is.
 reports = sa.Table(

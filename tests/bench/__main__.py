@@ -11,6 +11,7 @@ BENCHES = [
     [sys.executable, "-m", "tests.bench.reconcile"],
     [sys.executable, "-m", "tests.bench.parse"],
     [sys.executable, "-m", "tests.bench.sessions"],
+    [sys.executable, "-m", "tests.bench.api"],
 ]
 
 if __name__ == "__main__":

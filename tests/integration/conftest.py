@@ -17,7 +17,7 @@ from deploy.embedded import create_embedded_app
 from deploy.migrate import upgrade
 from shared.settings import Settings
 from shared.web import Runtime
-from tests.harness import AMQP_URL, Api, ServerThread, database, test_settings_env
+from tests.harness import AMQP_URL, Api, ServerThread, database, free_port, test_settings_env
 
 
 @dataclass
@@ -55,11 +55,13 @@ class Stack:
 
 
 def start_stack(tmp: Path, db_url: str, broker_url: str = "memory://", **overrides: str) -> Iterator[Stack]:
-    env = test_settings_env(tmp, db_url, broker_url)
+    # The server's own port: the URLs it hands out (WebDAV, iCal subscriptions) follow it (EDT_PUBLIC_URL unset).
+    port = free_port()
+    env = {**test_settings_env(tmp, db_url, broker_url), "EDT_PORT": str(port)}
     settings = Settings(**{k.removeprefix("EDT_").lower(): v for k, v in {**env, **overrides}.items()})
     upgrade(settings.database_url)
     app = create_embedded_app(settings)
-    server = ServerThread(app).start()
+    server = ServerThread(app, port).start()
     try:
         yield Stack(Api(server.url, settings.admin_token), server, settings, app.state.runtime, tmp)
     finally:

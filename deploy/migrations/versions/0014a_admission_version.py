@@ -18,7 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
     table = op.create_table(
-        'admission_version',
+        'notifier_admission_version',
         sa.Column('id', sa.Integer(), nullable=False),
         sa.Column('version', sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint('id'),
@@ -28,4 +28,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table('admission_version', schema='notifier')
+    op.drop_table('notifier_admission_version', schema='notifier')

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 
 from shared.messages import StageCommand
@@ -120,6 +121,19 @@ def test_site_url_deposit_is_routed_by_uai(stack: Stack) -> None:
     site_wide = stack.api.wait(stack.api.upload(SITE, None, shared_file))
     assert site_wide["establishment"] is None and site_wide["establishment_label"] == "Tous"
     assert site_wide["establishments"] == {"1754": "0490856P", "4817": "0490857R"}
+
+
+def test_the_history_names_each_establishment_and_follows_a_rename(stack: Stack) -> None:
+    setup_site(stack)
+    done = stack.api.wait(stack.api.upload(SITE, "1754", sample_xml("0490856P")))
+    assert done["establishment_label"] == "Etab 1754"  # the name, not the id
+    assert stack.api.history(SITE)[0]["establishment_label"] == "Etab 1754"
+    assert stack.api.ok("GET", f"/imports/{done['id']}/report")["establishment_label"] == "Etab 1754"
+    stack.api.ok("PUT", f"/sites/{SITE}/establishments/1754", json={"uai": "0490856P", "name": "Collège Jean Moulin"})
+    deadline = time.monotonic() + 10  # the notifier learns it from the dropzone's EstablishmentUpdated event
+    while stack.api.get_import(done["id"])["establishment_label"] != "Collège Jean Moulin":
+        assert time.monotonic() < deadline, "the rename never reached the history"
+        time.sleep(0.05)
 
 
 def test_site_wide_import_excludes_the_site_establishments(stack: Stack) -> None:

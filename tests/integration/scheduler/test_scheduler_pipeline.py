@@ -56,7 +56,16 @@ def test_golden_export_through_the_pipeline_gives_exactly_its_sessions(stack: St
                               tz=ZoneInfo("Europe/Paris"))
     expected = sorted((session_view(s) for s in want.sessions.values()), key=lambda v: (v["start"], v["id"]))
     got = all_sessions(stack)
-    assert got == expected
+    assert [{k: v for k, v in s.items() if k != "names"} for s in got] == expected
+    courses_planned = want.courses
+    for s in got:  # display names, in the same order as the ids
+        def person(ident: str) -> str:
+            return f"{tt.teachers[ident].last_name} {tt.teachers[ident].first_name}"
+        assert s["names"] == {
+            "course": courses_planned[s["course"]].label,
+            "subject": tt.subjects[courses_planned[s["course"]].subject].display,
+            "rooms": [tt.rooms[r].name for r in s["rooms"]], "teachers": [person(t) for t in s["teachers"]],
+            "classes": [tt.classes[c].name for c in s["classes"]], "groups": [tt.groups[g].name for g in s["groups"]]}
     fr = next(s for s in got if s["course"] == FR)
     assert fr["start"] == "2027-08-31T06:00:00Z" and fr["end"] == "2027-08-31T08:00:00Z"  # two places
     # (DST ends on 31 October 2027: both in summer time; the DST week is a unit golden test on 2026)
@@ -79,6 +88,21 @@ def test_golden_export_through_the_pipeline_gives_exactly_its_sessions(stack: St
     assert len(page["items"]) == 5 and page["next_cursor"]
     assert stack.api.call("GET", f"{BASE}/sessions", params={"from": "soon"}).status_code == 400
     assert stack.api.call("GET", f"{BASE}/sessions", params={"person": "parent:1"}).status_code == 400
+    # filters take idents: a name says which ident it is, an unknown value lists known ones (422)
+    r = stack.api.call("GET", f"{BASE}/sessions", params={"class": "6a"})
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+    problem = r.json()
+    assert problem["code"] == "unknown_filter_value" and problem["parameter"] == "class"
+    assert problem["matches"] == [{"id": "C6A", "name": "6A"}]
+    assert "takes an ident" in problem["detail"] and "'C6A'" in problem["detail"]
+    assert problem["errors"][0]["loc"] == ["query", "class"]
+    unknown = stack.api.call("GET", f"{BASE}/sessions", params={"group": "NOPE"}).json()
+    assert unknown["matches"] == [] and {"id": "G1", "name": tt.groups["G1"].name} in unknown["known"]
+    teacher = stack.api.call("GET", f"{BASE}/sessions", params={"person": "martin anne"}).json()
+    assert {"id": "teacher:T1", "name": "MARTIN Anne"} in teacher["matches"]
+    course = stack.api.call("GET", f"{BASE}/sessions", params={"course": "Francais - 6A"}).json()
+    assert course["matches"] == [{"id": FR, "name": "FRANCAIS - 6A"}] and course["parameter"] == "course"
+    assert stack.api.call("GET", f"{BASE}/sessions", params={"person": "student:T1"}).status_code == 422
 
     courses = stack.api.ok("GET", f"{BASE}/courses")["items"]
     assert {c["key"]: c["label"] for c in courses}[ESP] == "ESPAGNOL - 6AB ESP"

@@ -20,8 +20,10 @@ from shared.db import Database
 from shared.messages import (
     STAGE_QUEUES,
     STATUS_EXCHANGE,
+    AbortAck,
     Envelope,
     FileRef,
+    ImportAbort,
     ImportStatus,
     Mode,
     Outgoing,
@@ -47,7 +49,7 @@ def command(**artifacts: Any) -> StageCommand:
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'edt.db'}")
     async with database.transaction() as conn:
-        await conn.run_sync(lambda c: store.metadata.create_all(c, tables=[store.outbox, store.runs]))
+        await conn.run_sync(lambda c: store.metadata.create_all(c, tables=[store.outbox, store.runs, store.aborts]))
     yield database
     await database.close()
 
@@ -183,7 +185,7 @@ async def test_the_worker_applies_a_command_once_even_when_redelivered(db: Datab
     bus = MemoryBus()
     outbox = Outbox(db, store.outbox, bus)
     stage = CountingStage()
-    worker = StageWorker(stage, outbox=outbox, bus=bus, runs=store.runs)
+    worker = StageWorker(stage, outbox=outbox, bus=bus, runs=store.runs, aborts=store.aborts)
     delivery = Delivery(command().to_bytes(), STAGE_QUEUES[StageName.VALIDATION], "m")
     await worker.handle(delivery)
     await worker.handle(delivery)  # redelivered after its run finished
@@ -195,3 +197,89 @@ async def test_the_worker_applies_a_command_once_even_when_redelivered(db: Datab
     async with db.read() as conn:
         run = (await conn.execute(sa.select(store.runs))).one()
     assert run.step_status == "ok" and run.finished_at is not None
+
+
+class AbortedWhilePreparing(CountingStage):
+    """A stage whose import is aborted while it prepares (the abort recorded before its transaction ends)."""
+
+    def __init__(self, worker_ref: list[StageWorker]) -> None:
+        super().__init__()
+        self.worker_ref = worker_ref
+
+    async def prepare(self, cmd: StageCommand) -> str:
+        abort = ImportAbort(import_id=cmd.import_id, site=cmd.site)
+        await self.worker_ref[0].on_abort(Delivery(abort.to_bytes(), abort.routing_key, "a"))
+        return "prepared"
+
+
+async def test_an_abort_rolls_the_step_back_and_cancels_the_import(db: Database) -> None:
+    bus = MemoryBus()
+    outbox = Outbox(db, store.outbox, bus)
+    ref: list[StageWorker] = []
+    stage = AbortedWhilePreparing(ref)
+    worker = StageWorker(stage, outbox=outbox, bus=bus, runs=store.runs, aborts=store.aborts)
+    ref.append(worker)
+    await worker.handle(Delivery(command().to_bytes(), STAGE_QUEUES[StageName.VALIDATION], "m"))
+    assert stage.applied == 1  # it ran, then its transaction rolled back
+    await outbox.relay.start(loops=1)
+    published = [(exchange, key, body) for exchange, key, body in bus.published]
+    keys = [(exchange, key) for exchange, key, _ in published]
+    assert ("edt.changes", "x") not in keys, "what the step emitted rolled back with it"
+    assert ("", STAGE_QUEUES[StageName.THRESHOLDS]) not in keys, "nothing sent on"
+    ack = AbortAck.from_bytes(next(b for e, k, b in published if k == "abort.ack.validation"))
+    assert not ack.finished  # recorded before the step committed
+    ended = StatusEvent.from_bytes(next(b for e, k, b in published if k == "import.validation.error"))
+    assert ended.outcome is ImportStatus.CANCELLED and "rien de cette étape" in (ended.message or "")
+
+    # a later abort of a step that committed says so: too late for that step
+    done = StageWorker(CountingStage(), outbox=outbox, bus=bus, runs=store.runs, aborts=store.aborts)
+    other = command().model_copy(update={"import_id": "imp2"})
+    await done.handle(Delivery(other.to_bytes(), STAGE_QUEUES[StageName.VALIDATION], "n"))
+    abort = ImportAbort(import_id="imp2", site="4817")
+    await done.on_abort(Delivery(abort.to_bytes(), abort.routing_key, "b"))
+    await outbox.relay.start(loops=1)
+    acks = [AbortAck.from_bytes(b) for e, k, b in bus.published if k == "abort.ack.validation"]
+    assert [a.finished for a in acks if a.import_id == "imp2"] == [True]
+    # and a command arriving after its abort is dropped without running
+    third = StageWorker(CountingStage(), outbox=outbox, bus=bus, runs=store.runs, aborts=store.aborts)
+    late = command().model_copy(update={"import_id": "imp3"})
+    abort = ImportAbort(import_id="imp3", site="4817")
+    await third.on_abort(Delivery(abort.to_bytes(), abort.routing_key, "c"))
+    await third.handle(Delivery(late.to_bytes(), STAGE_QUEUES[StageName.VALIDATION], "o"))
+    assert third.stage.applied == 0  # type: ignore[attr-defined]
+
+
+class AbortedWhileApplying(CountingStage):
+    """The abort arrives while the step's transaction is open: on SQLite its recording waits for that
+    transaction (one writer), and the step sees it all the same."""
+
+    def __init__(self, worker_ref: list[StageWorker]) -> None:
+        super().__init__()
+        self.worker_ref = worker_ref
+        self.recording: asyncio.Task[None] | None = None
+
+    async def apply(self, uow: UnitOfWork, cmd: StageCommand, prepared: str) -> StageResult:
+        result = await super().apply(uow, cmd, prepared)
+        abort = ImportAbort(import_id=cmd.import_id, site=cmd.site)
+        self.recording = asyncio.create_task(self.worker_ref[0].on_abort(Delivery(abort.to_bytes(),
+                                                                                  abort.routing_key, "a")))
+        await asyncio.sleep(0)  # the recording starts: it marks the import, then waits for SQLite's one writer
+        assert cmd.import_id in self.worker_ref[0]._aborting
+        return result
+
+
+async def test_an_abort_during_the_steps_transaction_rolls_it_back(db: Database) -> None:
+    bus = MemoryBus()
+    outbox = Outbox(db, store.outbox, bus)
+    ref: list[StageWorker] = []
+    stage = AbortedWhileApplying(ref)
+    worker = StageWorker(stage, outbox=outbox, bus=bus, runs=store.runs, aborts=store.aborts)
+    ref.append(worker)
+    await worker.handle(Delivery(command().to_bytes(), STAGE_QUEUES[StageName.VALIDATION], "m"))
+    assert stage.recording is not None
+    await stage.recording
+    await outbox.relay.start(loops=1)
+    keys = [key for _, key, _ in bus.published]
+    assert "x" not in keys and STAGE_QUEUES[StageName.THRESHOLDS] not in keys and "import.validation.error" in keys
+    ack = AbortAck.from_bytes(next(b for _, k, b in bus.published if k == "abort.ack.validation"))
+    assert not ack.finished
