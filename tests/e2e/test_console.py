@@ -417,7 +417,8 @@ def test_a_deposit_account_and_its_password_shown_once(console: Console, page: P
     password = page.locator("#new-password").inner_text()
     assert login == "emp.christophe.leveque" and len(password) == 10
     urls = page.locator("#new-urls code")
-    expect(urls.first).to_have_text(f"http://{login}:{password}@127.0.0.1:8000/webdav/{SITE}/")
+    host = console.stack.settings.public_url.split("://", 1)[1]
+    expect(urls.first).to_have_text(f"http://{login}:{password}@{host}/webdav/{SITE}/")
     page.locator("#new-urls").get_by_role("button", name="Copier").first.click()
     assert page.evaluate("navigator.clipboard.readText()") == urls.first.inner_text()
     shot(page, "accounts-password")
