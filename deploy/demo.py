@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,15 +30,16 @@ MODES = {"embedded": "embedded mode: SQLite + in-process bus",
          "distributed": "distributed mode: six services on RabbitMQ + PostgreSQL behind nginx"}
 
 
-def persistent_secret(data_dir: Path, name: str) -> str:
-    """A generated secret kept in the data dir (mode 0600) so that tokens survive a restart."""
+def persistent_secret(data_dir: Path, name: str, make: Callable[[], str] = lambda: secrets.token_urlsafe(24)) -> str:
+    """A generated secret kept in the data dir (mode 0600) so that tokens (and sealed blobs) survive a
+    restart."""
     path = data_dir / name
     if path.exists():
         value = path.read_text().strip()
         if value:
             return value
     path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(24)
+    value = make()
     _write_private(path, value)
     return value
 

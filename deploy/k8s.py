@@ -70,7 +70,8 @@ def config() -> list[dict[str, Any]]:
         "EDT_DATABASE_URL": "postgresql+asyncpg://edt:CHANGE-ME@postgres.example.org:5432/edt",
         "EDT_BROKER_URL": "amqp://edt:CHANGE-ME@rabbitmq.example.org:5672/",
         "EDT_RABBITMQ_MANAGEMENT_URL": "http://edt:CHANGE-ME@rabbitmq.example.org:15672",
-        "EDT_ADMIN_TOKEN": "CHANGE-ME", "EDT_SECRET_KEY": "CHANGE-ME"}
+        "EDT_ADMIN_TOKEN": "CHANGE-ME", "EDT_SECRET_KEY": "CHANGE-ME",
+        "EDT_BLOB_KEY": "CHANGE-ME: python -m deploy.blobkey"}
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": CONFIG, "labels": labels("config")},
          "data": settings},

@@ -17,6 +17,7 @@ import uvicorn
 from deploy.demo import demo_banner, persistent_secret
 from deploy.embedded import create_embedded_app
 from deploy.migrate import upgrade
+from shared.blobs import generate_key
 from shared.observability import setup_logging, setup_tracing
 from shared.settings import Settings
 
@@ -34,6 +35,8 @@ async def main() -> None:
         settings.admin_token = persistent_secret(settings.data_dir, "admin_token")
     if not settings.secret_key:
         settings.secret_key = persistent_secret(settings.data_dir, "secret_key")
+    if not settings.blob_key:  # encryption at rest of the blobs and the WebDAV folder (docs/privacy.md)
+        settings.blob_key = persistent_secret(settings.data_dir, "blob_key", generate_key)
     await asyncio.to_thread(upgrade, settings.database_url)
     app = create_embedded_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",

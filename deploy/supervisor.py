@@ -45,6 +45,7 @@ from pathlib import Path
 from types import TracebackType
 
 from deploy.nginx import SERVICES, render_nginx_conf
+from shared.blobs import generate_key
 
 SCALABLE = ("validator", "thresholds", "reconciler", "scheduler", "notifier")  # EDT_CONSUMERS_<NAME>
 NGINX = "nginx"
@@ -113,6 +114,17 @@ def tcp_reachable(host: str, port: int, timeout: float = 3.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def _kept_secret(path: Path, make: Callable[[], str]) -> str:
+    """A secret generated once and kept (mode 600) in the data dir, so that it survives restarts."""
+    if path.exists() and (value := path.read_text().strip()):
+        return value
+    value = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return value
 
 
 def _hostport(host: str, port: int) -> str:
@@ -209,6 +221,8 @@ class ClusterConfig:
                 token_file.write_text(admin_token + "\n")
                 token_file.chmod(0o600)
             generated = True
+        # Every process seals and opens the same blobs and WebDAV files: keep a generated key across runs.
+        blob_key = env.get("EDT_BLOB_KEY", "") or _kept_secret(data_dir / "blob-key", generate_key)
         public_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         children = {
             **env,
@@ -217,6 +231,7 @@ class ClusterConfig:
             "EDT_DATA_DIR": str(data_dir),
             "EDT_BLOB_DIR": str(blob_dir),
             "EDT_ADMIN_TOKEN": admin_token,
+            "EDT_BLOB_KEY": blob_key,
             "EDT_PUBLIC_URL": env.get("EDT_PUBLIC_URL") or f"http://{_hostport(public_host, port)}",
             "EDT_PORT": str(port),
             "EDT_HOST": "127.0.0.1",  # services listen on loopback; only nginx faces clients

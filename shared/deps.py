@@ -19,6 +19,8 @@ from shared.web import Principal, Problem, TokenRevocations, authenticate, requi
 
 SiteId = Annotated[str, Path(pattern=ID_PATTERN, description="Site (deposit space) id, e.g. `4817`")]
 EstablishmentId = Annotated[str, Path(pattern=ID_PATTERN, description="Establishment id, e.g. `1754`")]
+EntId = Annotated[str, Path(pattern=r"^[^/\x00-\x1f]{1,128}$",
+                            description="A person's id in the ENT directory (`id` of PUT …/directory)")]
 
 _bearer = HTTPBearer(auto_error=False, scheme_name="bearer",
                      description="The admin token (EDT_ADMIN_TOKEN) or a site token (POST /sites/{site}/tokens)")

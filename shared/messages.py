@@ -367,3 +367,82 @@ class AbortAck(Message):
 
 
 ABORT_ACKERS: tuple[str, ...] = tuple(s.value for s in PIPELINE)
+
+
+# --- personal data (docs/privacy.md) --------------------------------------------------------------------
+
+PrivacyAction = Literal["retention", "export", "erase"]
+# Who holds what: the services each request goes to. Retention: the owners of what expires (deposited files,
+# canonical models, directory snapshots, unreconciled lists and previews). A person: the reconciler first
+# (the ENT id's directory entry, associations, memberships, matches — and the person's idents in the files),
+# then those holding data by file ident.
+RETENTION_OWNERS: tuple[str, ...] = ("dropzone", "validator", "reconciler")
+PERSON_FIRST: tuple[str, ...] = ("reconciler",)
+PERSON_THEN: tuple[str, ...] = ("scheduler", "validator")
+
+
+class FileIdent(BaseModel):
+    """A person of a timetable file, as the reconciler matched it to an ENT id."""
+
+    establishment: str
+    kind: Literal["teachers", "students"]
+    ident: str
+
+
+class PrivacyRequest(Message):
+    """Sent by the notifier (exchange edt.status, routing key privacy.request.<action>.<service>) to one service:
+    run a retention purge now, or export / erase what it holds about an ENT person. The service answers
+    with a PrivacyReply from the same transaction as its erasure (outbox), so that an answer is a proof."""
+
+    exchange: ClassVar[str] = STATUS_EXCHANGE
+
+    request_id: str
+    action: PrivacyAction
+    service: str  # the addressee
+    site: str | None = None
+    person: str | None = None  # ENT id
+    file_idents: list[FileIdent] = Field(default_factory=list)  # the person in the files (from the reconciler)
+    by: str = ""  # who asked (the access log's actor)
+    at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def routing_key(self) -> str:
+        return f"privacy.request.{self.action}.{self.service}"
+
+
+class PrivacyReply(Message):
+    """A service's answer to a PrivacyRequest (routing key privacy.reply.<by>): what it holds (export), what
+    it erased or purged (counts), and `file_idents` when it is the reconciler answering about a person."""
+
+    exchange: ClassVar[str] = STATUS_EXCHANGE
+
+    request_id: str
+    action: PrivacyAction
+    by: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    file_idents: list[FileIdent] = Field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def routing_key(self) -> str:
+        return f"privacy.reply.{self.by}"
+
+
+class AccessRecorded(Message):
+    """A read of personal data (routing key access.<service>), for the notifier's access log: who (`actor`,
+    a token id, `admin` or a deposit account), when, what (`action` and `resource`)."""
+
+    exchange: ClassVar[str] = STATUS_EXCHANGE
+
+    actor: str
+    actor_kind: Literal["admin", "site_token", "account"]
+    action: str  # source.download | webdav.read | unreconciled.read | preview.read | person.export | person.erase
+    resource: str
+    site: str | None = None
+    import_id: str | None = None
+    service: str = ""
+    at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def routing_key(self) -> str:
+        return f"access.{self.service or 'unknown'}"

@@ -336,7 +336,7 @@ def match_named(items: Iterable[tuple[str, str]], units: Iterable[DirectoryUnit]
 
 
 def file_teachers(tt: Timetable) -> list[FilePerson]:
-    return [FilePerson(t.ident, t.last_name, t.first_name, t.birth_date, t.pronote_id, t.cas_id)
+    return [FilePerson(t.ident, t.last_name, t.first_name, None, t.pronote_id, t.cas_id)
             for t in tt.teachers.values()]
 
 

@@ -71,6 +71,27 @@ class Settings(BaseSettings):
             host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
             self.public_url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
         return self
+    # Personal data (docs/privacy.md). Encryption at rest of the blob store and the WebDAV folder:
+    # the current key `id:base64` (32 bytes, AES-256-GCM; `make run` generates it) and, comma-separated,
+    # retired keys that still open what they sealed.
+    blob_key: str = ""
+    blob_keys: str = ""
+    # How long a deposited file stays visible in the WebDAV folder once it is safely in the blob store
+    # (clients read back what they wrote), and how long any other file left there (temporaries, empty
+    # placeholders, client folders) is kept untouched.
+    webdav_grace_s: float = Field(default=300.0, ge=0)
+    webdav_stale_s: float = Field(default=24 * 3600.0, ge=0)
+    # Retention, in days after the end of the import (docs/privacy.md says why these defaults): the
+    # deposited files, the canonical models (never the establishment's baseline), the superseded ENT
+    # directory snapshots, and the unreconciled lists and wizard previews. The history rows stay.
+    retention_source_days: float = Field(default=30.0, ge=0)
+    retention_model_days: float = Field(default=30.0, ge=0)
+    retention_directory_days: float = Field(default=7.0, ge=0)
+    retention_lists_days: float = Field(default=30.0, ge=0)
+    retention_access_log_days: float = Field(default=365.0, ge=0)  # the access log itself (accountability)
+    retention_interval_s: float = Field(default=3600.0, gt=0)  # how often each service purges by itself
+    # How long a fan-out request (retention run, person export or erasure) waits for every service.
+    privacy_timeout_s: float = Field(default=30.0, gt=0)
 
     @property
     def max_upload_bytes(self) -> int:

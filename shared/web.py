@@ -30,11 +30,11 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
-from shared.blobs import BlobStore, tune_gc
+from shared.blobs import BlobStore, Keyring, tune_gc
 from shared.bus import Bus, Delivery, make_bus
 from shared.db import Database, as_utc, upsert
 from shared.gateway import Gateway, install_gateway
-from shared.messages import STATUS_EXCHANGE, TokenRevocationAck, TokenRevoked
+from shared.messages import STATUS_EXCHANGE, AccessRecorded, TokenRevocationAck, TokenRevoked
 from shared.observability import HTTP_REQUESTS, method_label, ops_router, setup_logging, setup_tracing
 from shared.outbox import Outbox
 from shared.settings import Settings
@@ -146,6 +146,8 @@ PROBLEM_DESCRIPTIONS = {
     415: "Unsupported media type",
     422: "Request validation failed: `errors` names each field",
     423: "Locked while an import of the site or establishment runs",
+    502: "A service answered the request with an error",
+    504: "A service did not answer in time (its part is carried out when it is back)",
 }
 
 
@@ -220,6 +222,17 @@ class Principal:
 
     def can_access(self, site: str) -> bool:
         return self.admin or self.site == site
+
+
+def access_event(principal: Principal, action: str, resource: str, *, service: str, site: str | None = None,
+                 import_id: str | None = None) -> AccessRecorded:
+    """A read of personal data by this principal, for the access log (docs/privacy.md): the admin token is
+    "admin", a site token is its id (never the secret)."""
+    if principal.admin:
+        return AccessRecorded(actor="admin", actor_kind="admin", action=action, resource=resource, site=site,
+                              import_id=import_id, service=service)
+    return AccessRecorded(actor=principal.token_id or "unknown", actor_kind="site_token", action=action,
+                          resource=resource, site=site, import_id=import_id, service=service)
 
 
 def _b64(data: bytes) -> str:
@@ -420,7 +433,8 @@ def build_runtime(settings: Settings) -> Runtime:
     tune_gc()
     bus = make_bus(settings.broker_url, max_retries=settings.max_retries, backoff_s=settings.retry_backoff_s,
                    prefetch=settings.prefetch, management_url=settings.rabbitmq_management_url)
-    return Runtime(settings, Database(settings.database_url), bus, BlobStore(settings.blob_dir))
+    keyring = Keyring.parse(settings.blob_key, settings.blob_keys)
+    return Runtime(settings, Database(settings.database_url), bus, BlobStore(settings.blob_dir, keyring))
 
 
 def create_app(runtime: Runtime, services: list[Service]) -> FastAPI:

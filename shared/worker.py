@@ -1,5 +1,6 @@
 """The one consumer every pipeline stage runs (design.md §9 handlers): `StageWorker` drives a
-`shared.stage.Stage` from its queue.
+`shared.stage.Stage` from its queue. Beside it, the consumer every service holding personal data runs
+(`PrivacyWorker`: retention, export, erasure on request) and its periodic purge (`PeriodicPurge`).
 
 Aborts (POST /imports/{id}/abort): the worker records each ImportAbort in its service's table and checks it
 inside the stage's transaction, just before committing — an aborted import's step rolls back and the
@@ -15,20 +16,28 @@ bus and the metrics.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.blobs import BlobStore
 from shared.bus import Bus, Delivery
 from shared.db import Database, upsert
 from shared.messages import (
     STAGE_QUEUES,
     STATUS_EXCHANGE,
     AbortAck,
+    FileIdent,
     ImportAbort,
     ImportStatus,
+    PrivacyReply,
+    PrivacyRequest,
     StageCommand,
     StatusEvent,
     StepStatus,
@@ -48,7 +57,7 @@ from shared.observability import (
     log_context,
     span,
 )
-from shared.outbox import Outbox
+from shared.outbox import LoopService, Outbox
 from shared.stage import Stage, StageResult, UnitOfWork, internal_error
 
 log = logging.getLogger("edt.stage")
@@ -236,3 +245,67 @@ class StageWorker:
                     "finished_at": now}, ["import_id"], ["step_status", "finished_at"]))
                 await uow.emit(step_event(self.name, cmd, StepStatus.ERROR, result))
             STAGE_OUT.labels(self.name.value, StepStatus.ERROR.value).inc()
+
+
+# --- personal data ------------------------------------------------------------------------------------
+
+# (unit of work, request) → (the reply's data, the person's idents in the files: the reconciler's answer)
+PrivacyHandler = Callable[[UnitOfWork, PrivacyRequest], Awaitable[tuple[dict[str, Any], list[FileIdent]]]]
+
+
+class PrivacyWorker:
+    """Answers the PrivacyRequests addressed to one service (queue edt.<service>.privacy): `handler` runs in
+    ONE unit of work with the reply, so a reply means the work is committed (an erasure acknowledged is an
+    erasure done). What a service says about a person never rides the broker: it is sealed into a blob
+    whose hash the reply carries (`data = {"blob": sha256}`; the asker reads it, then deletes it). A request
+    that keeps failing is answered with its error."""
+
+    def __init__(self, service: str, handler: PrivacyHandler, *, outbox: Outbox, bus: Bus, blobs: BlobStore) -> None:
+        self.service = service
+        self.handler = handler
+        self.outbox = outbox
+        self.bus = bus
+        self.blobs = blobs
+
+    @property
+    def queue(self) -> str:
+        return f"edt.{self.service}.privacy"
+
+    async def start(self) -> None:
+        await self.bus.consume(self.queue, self.handle, on_give_up=self.give_up,
+                               bindings=((STATUS_EXCHANGE, f"privacy.request.*.{self.service}"),))
+
+    async def handle(self, delivery: Delivery) -> None:
+        request = PrivacyRequest.from_bytes(delivery.body)
+        async with self.outbox.unit_of_work() as uow:
+            data, idents = await self.handler(uow, request)
+            if request.action != "retention":
+                sha, _ = await asyncio.to_thread(self.blobs.put_bytes, json.dumps(data, default=str).encode())
+                data = {"blob": sha}
+            await uow.emit(PrivacyReply(request_id=request.request_id, action=request.action, by=self.service,
+                                        data=data, file_idents=idents))
+
+    async def give_up(self, delivery: Delivery, exc: BaseException) -> None:
+        request = PrivacyRequest.from_bytes(delivery.body)
+        async with self.outbox.unit_of_work() as uow:
+            await uow.emit(PrivacyReply(request_id=request.request_id, action=request.action, by=self.service,
+                                        error=f"{exc.__class__.__name__}: {exc}"))
+
+
+class PeriodicPurge(LoopService):
+    """A service's retention purge, by itself every `loop_seconds` (EDT_RETENTION_INTERVAL_S)."""
+
+    def __init__(self, service: str, purge: Callable[[], Awaitable[dict[str, Any]]], loop_seconds: float) -> None:
+        super().__init__(loop_seconds)
+        self.service = service
+        self.purge = purge
+        self.last: dict[str, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return f"retention:{self.service}"
+
+    async def run_once(self) -> None:
+        self.last = await self.purge()
+        if any(v for v in self.last.values() if isinstance(v, int)):
+            log.info("retention %s: %s", self.service, self.last)  # counts only, never what was purged

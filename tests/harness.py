@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from shared.blobs import generate_key
 from tests.factory import current_school_year
 
 PG_ADMIN_DSN = os.environ.get("EDT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -227,6 +228,7 @@ def test_settings_env(tmp: Path, database_url: str, broker_url: str = "memory://
         "EDT_DATA_DIR": str(tmp / "data"),
         "EDT_ADMIN_TOKEN": "admin-" + secrets.token_hex(12),
         "EDT_SECRET_KEY": secrets.token_hex(16),
+        "EDT_BLOB_KEY": generate_key(),
         "EDT_MAX_UPLOAD_MB": "2",
         "EDT_RETRY_BACKOFF_S": "0.05",
         "EDT_LOGIN_LOCKOUT_S": "60",

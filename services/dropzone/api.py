@@ -219,14 +219,14 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
         fd, tmp = tempfile.mkstemp(dir=tmp_dir)
         try:
             size = 0
-            with os.fdopen(fd, "wb") as out:
+            with os.fdopen(fd, "wb") as out, dropzone.blobs.keyring.writer(out) as sealed:  # never in clear on disk
                 while chunk := await file.read(1024 * 1024):
                     size += len(chunk)
                     if size > settings.max_upload_bytes:
                         raise Problem(413, "Content Too Large",
                                       f"Fichier trop volumineux (plus de {settings.max_upload_mb} Mo).",
                                       code="too_large")
-                    await asyncio.to_thread(out.write, chunk)
+                    await asyncio.to_thread(sealed.write, chunk)
             if size == 0:
                 raise Problem(422, "Unprocessable Content", "Le fichier déposé est vide.", code="empty_file")
             import_id = await dropzone.take_deposit(site, target, name, FilePath(tmp), source="rest", account=None,

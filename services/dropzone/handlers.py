@@ -9,7 +9,7 @@ import json
 import logging
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +25,17 @@ from shared.messages import (
     DEPOSIT_ACKERS,
     NOTIFICATIONS_EXCHANGE,
     REVOCATION_ACKERS,
+    AccessRecorded,
     Deposit,
     DepositAck,
     Envelope,
     EstablishmentUpdated,
+    FileIdent,
     FileRef,
     ImportLifecycle,
     ImportStatus,
     Mode,
+    PrivacyRequest,
     Stage,
     StatusEvent,
     StepStatus,
@@ -43,6 +46,7 @@ from shared.messages import (
 from shared.observability import DEPOSITS, log_context, span
 from shared.outbox import Outbox
 from shared.settings import Settings
+from shared.stage import UnitOfWork
 from shared.timetable import sniff_export
 from shared.web import Problem, not_found
 
@@ -106,7 +110,7 @@ class Dropzone:
         ests = {est: uai for est, (uai, _) in named.items()}
         if target is not None and target not in ests:
             raise not_found("Establishment")
-        sniff = await asyncio.to_thread(sniff_export, path)
+        sniff = await asyncio.to_thread(self._sniff, path)
         sha, size = await asyncio.to_thread(self.blobs.put_file, path)
         route = domain.route_deposit(target, sniff.uai, sniff.establishment_uais, ests,
                                      encrypted=sniff.kind == "encrypted")
@@ -151,6 +155,11 @@ class Dropzone:
                 self.acks.forget(f"deposit:{import_id}")
         return import_id
 
+    def _sniff(self, path: Path) -> Any:
+        """The deposit-time look at a file, plaintext or sealed (the WebDAV folder seals what it holds)."""
+        with self.blobs.keyring.open(path) as f:
+            return sniff_export(f)
+
     async def on_ack(self, delivery: Delivery) -> None:
         """A service recorded a deposit (deposit.ack.<service>) or a revocation (token.ack.<service>): the
         last one awaited wakes its request."""
@@ -189,13 +198,47 @@ class Dropzone:
     # --- lifecycle --------------------------------------------------------------------------------
 
     async def on_lifecycle(self, delivery: Delivery) -> None:
-        """The first integrated import opens deposit accounts for the site (seed 001)."""
+        """An import ended: its file's retention starts (docs/privacy.md); the first integrated import opens
+        deposit accounts for the site (seed 001)."""
         event = ImportLifecycle.from_bytes(delivery.body)
-        if event.status is not ImportStatus.DONE:
-            return
         async with self.db.transaction() as conn:
-            await conn.execute(sites.update().where(sites.c.id == event.site, sites.c.first_import_at.is_(None))
-                               .values(first_import_at=event.at))
+            await store.end_deposit(conn, event.import_id, event.at)
+            if event.status is ImportStatus.DONE:
+                await conn.execute(sites.update().where(sites.c.id == event.site, sites.c.first_import_at.is_(None))
+                                   .values(first_import_at=event.at))
+
+    async def file_read(self, site: str, path: str, login: str) -> None:
+        """A deposit account reads a file of the WebDAV folder back: into the access log (outbox) first."""
+        async with self.outbox.unit_of_work() as uow:
+            await uow.emit(AccessRecorded(actor=login, actor_kind="account", action="webdav.read",
+                                          resource=f"/webdav{path}", site=site, service="dropzone"))
+
+    # --- retention --------------------------------------------------------------------------------
+
+    async def purge(self, uow: UnitOfWork, now: datetime | None = None) -> dict[str, int]:
+        """The deposited files whose import ended more than EDT_RETENTION_SOURCE_DAYS ago leave the blob
+        store (unless a later deposit of the same bytes still keeps them); the deposit rows stay, marked.
+        Kept files under a retired key are sealed again with the current one."""
+        now = now or utcnow()
+        expired = await store.expired_deposits(uow.conn, now - timedelta(days=self.settings.retention_source_days))
+        await store.mark_purged(uow.conn, [r.import_id for r in expired], now)
+        kept = await store.kept_files(uow.conn)
+        gone = sorted({r.sha256 for r in expired} - kept)
+
+        def files() -> tuple[int, int]:
+            return sum(self.blobs.delete(sha) for sha in gone), sum(self.blobs.reseal(sha) for sha in kept
+                                                                       if self.blobs.exists(sha))
+
+        deleted, resealed = await asyncio.to_thread(files)
+        return {"deposits_expired": len(expired), "source_files_deleted": deleted, "resealed": resealed}
+
+    async def on_privacy(self, uow: UnitOfWork, request: PrivacyRequest) -> tuple[dict[str, Any], list[FileIdent]]:
+        """Retention on demand (the dropzone holds nothing by person: its files expire with retention)."""
+        return (await self.purge(uow) if request.action == "retention" else {}), []
+
+    async def purge_now(self) -> dict[str, int]:
+        async with self.outbox.unit_of_work() as uow:
+            return await self.purge(uow)
 
     async def on_notification(self, delivery: Delivery) -> None:
         """A blocked or refused import (thresholds, `threshold.*` on edt.notifications): every deposit account

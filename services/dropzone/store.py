@@ -79,6 +79,9 @@ deposits = sa.Table(
     sa.Column("dry_run", sa.Boolean, nullable=False, default=False),
     sa.Column("rejection", sa.Text, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # Retention (docs/privacy.md): when its import ended (lifecycle event), and when its file was let go.
+    sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("purged_at", sa.DateTime(timezone=True), nullable=True),
     sa.Index("ix_dropzone_deposits_site", "site", "created_at"),
 )
 
@@ -188,3 +191,29 @@ async def update_account(conn: AsyncConnection, site: str, login: str, values: d
 async def delete_account(conn: AsyncConnection, site: str, login: str) -> bool:
     result = await conn.execute(accounts.delete().where(accounts.c.site == site, accounts.c.login == login))
     return bool(result.rowcount)
+
+
+# --- retention ----------------------------------------------------------------------------------------
+
+
+async def end_deposit(conn: AsyncConnection, import_id: str, at: datetime) -> None:
+    await conn.execute(deposits.update().where(deposits.c.import_id == import_id, deposits.c.ended_at.is_(None))
+                       .values(ended_at=at))
+
+
+async def expired_deposits(conn: AsyncConnection, ended_before: datetime) -> list[Any]:
+    """Deposits whose import ended before `ended_before` and whose file is still kept."""
+    return list((await conn.execute(sa.select(deposits.c.import_id, deposits.c.sha256).where(
+        deposits.c.purged_at.is_(None), deposits.c.ended_at < ended_before))).all())
+
+
+async def kept_files(conn: AsyncConnection) -> set[str]:
+    """The sha256 of every deposited file still kept (another deposit of the same bytes keeps it)."""
+    return set((await conn.execute(sa.select(deposits.c.sha256).where(deposits.c.purged_at.is_(None))
+                                   .distinct())).scalars())
+
+
+async def mark_purged(conn: AsyncConnection, import_ids: list[str], at: datetime) -> None:
+    for i in range(0, len(import_ids), 500):
+        await conn.execute(deposits.update().where(deposits.c.import_id.in_(import_ids[i:i + 500]))
+                           .values(purged_at=at))

@@ -7,8 +7,11 @@ Layout seen by clients, below the mount path (``/webdav``)::
                             demand), plus whatever the client puts there itself (files, folders)
     /{site}/{establishment}/  one establishment's URL: must be an establishment of the site, else 404
 
-Files live on disk under ``root_dir/{site}/...``; WsgiDAV's own state (upload temporaries) under
-``root_dir/.dav/`` — ``.dav`` can never be a site id, so clients cannot reach it.
+Files live on disk under ``root_dir/{site}/...``, sealed (AES-GCM, the blob store's format and keys:
+`shared.blobs`) and served as their plaintext; WsgiDAV's own state (upload temporaries, sealed too, and
+the removal schedule) under ``root_dir/.dav/`` — ``.dav`` can never be a site id, so clients cannot reach
+it. A deposited file leaves the folder `grace_s` after it landed, any other file once untouched for
+`stale_s` (`Landings`): the folder never lists old deposits (docs/privacy.md).
 
 Access (HTTP Basic only, realm ``edt-import``): the deposit account authenticates through
 ``DepositGate.authenticate``; bad credentials → 401; valid credentials on another site's path
@@ -59,11 +62,11 @@ import os
 import re
 import tempfile
 import threading
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar, cast
+from urllib.parse import quote
 
 from a2wsgi.wsgi_typing import WSGIApp
 from wsgidav import util
@@ -83,6 +86,8 @@ from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from services.dropzone.domain import is_deposit_candidate
+from services.dropzone.landings import STATE_DIR, Landings
+from shared.blobs import Keyring, SealedWriter, plain_size
 from shared.messages import ID_PATTERN
 from shared.observability import WEBDAV_BYTES, WEBDAV_REQUESTS, method_label
 
@@ -90,7 +95,6 @@ log = logging.getLogger("edt.dropzone.webdav")
 
 REALM = "edt-import"
 ID_RE = re.compile(ID_PATTERN)  # site and establishment ids, as the API validates them
-STATE_DIR = ".dav"
 HTTP_CONTENT_TOO_LARGE = 413
 HTTP_SERVICE_UNAVAILABLE = 503
 HTTP_INSUFFICIENT_STORAGE = 507
@@ -124,6 +128,11 @@ class DepositGate(Protocol):
         """A complete file landed under its final `name` (establishment None = site URL). The gate copies
         `path` into its blob store and records the deposit durably before returning the import's id (readable
         at once in the history); it may raise."""
+        ...
+
+    async def file_read(self, site: str, path: str, login: str) -> None:
+        """An account reads a file of the deposit space back (GET): recorded in the access log before the
+        content is sent."""
         ...
 
 
@@ -169,6 +178,12 @@ class _Bridge:
             return self._run(lambda: self.gate.establishment_ids(site), self.gate_timeout_s)
         except concurrent.futures.TimeoutError:
             raise DAVError(HTTP_SERVICE_UNAVAILABLE, "Site lookup timed out") from None
+
+    def file_read(self, site: str, path: str, login: str) -> None:
+        try:
+            self._run(lambda: self.gate.file_read(site, path, login), self.gate_timeout_s)
+        except concurrent.futures.TimeoutError:
+            raise DAVError(HTTP_SERVICE_UNAVAILABLE, "Access log unavailable") from None
 
     def take_deposit(self, site: str, establishment: str | None, name: str, path: Path, login: str) -> str:
         try:
@@ -298,6 +313,7 @@ class DropFolder(FolderResource):
         if self.place.protected:
             raise DAVError(HTTP_FORBIDDEN, "Site and establishment folders cannot be deleted")
         super().delete()
+        self.provider.landings.forget(self.path, tree=True)
 
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
         if is_move and self.place.protected:
@@ -311,10 +327,12 @@ class DropFolder(FolderResource):
         if self.place.protected:
             raise DAVError(HTTP_FORBIDDEN, "Site and establishment folders cannot be moved")
         super().move_recursive(dest_path)
+        self.provider.landings.carried(self.path, dest_path, tree=True)
 
 
 class DropFile(FileResource):
-    """A file of the deposit space. Writes go to a hidden temporary file, landed on completion."""
+    """A file of the deposit space, sealed on disk (`shared.blobs` format) and served as its plaintext.
+    Writes are sealed into a hidden temporary file as they stream in, landed on completion."""
 
     file_stat: os.stat_result | None
 
@@ -327,7 +345,17 @@ class DropFile(FileResource):
         else:
             super().__init__(path, environ, file_path)
         self.place = place
-        self._upload: tuple[str, IO[bytes]] | None = None
+        self._upload: tuple[str, IO[bytes], SealedWriter] | None = None
+
+    # -- content (plaintext out, sealed on disk) ----------------------------------------------------
+
+    def get_content(self) -> IO[bytes]:
+        if self.place.site is not None:  # a deposited file holds personal data: every read is logged
+            self.provider.bridge.file_read(self.place.site, self.path, str(self.environ.get(ENV_LOGIN, "")))
+        return self.provider.keyring.open(self._file_path)
+
+    def get_content_length(self) -> int:
+        return plain_size(self._file_path)
 
     # -- PUT --------------------------------------------------------------------------------------
 
@@ -335,22 +363,25 @@ class DropFile(FileResource):
         uploads = self.provider.uploads_dir
         uploads.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix="put-", suffix=".part", dir=uploads)
-        stream = os.fdopen(fd, "wb")
-        self._upload = (tmp, stream)
-        return stream
+        raw = os.fdopen(fd, "wb")
+        sealed = self.provider.keyring.writer(raw)
+        self._upload = (tmp, raw, sealed)
+        return cast(IO[bytes], sealed)
 
     def end_write(self, *, with_errors: bool) -> None:
         if self._upload is None:
             return
-        tmp, stream = self._upload
+        tmp, raw, sealed = self._upload
         self._upload = None
         try:
-            stream.close()
+            sealed.close()
+            raw.close()
             if with_errors:
                 return
-            self._land(tmp, self.path, os.path.getsize(tmp))
+            deposited = self._land(tmp, self.path, sealed.size)
             os.replace(tmp, self._file_path)
             self.file_stat = os.stat(self._file_path)
+            self.provider.landings.arrived(self.path, deposited)
         finally:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
@@ -361,17 +392,20 @@ class DropFile(FileResource):
         return self.path.rstrip("/") == self.environ.get("PATH_INFO", "").rstrip("/")
 
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
-        if self._is_request_target():
-            self._land(self._file_path, dest_path, os.path.getsize(self._file_path))
+        deposited = self._is_request_target() and self._land(self._file_path, dest_path,
+                                                             plain_size(self._file_path))
         super().copy_move_single(dest_path, is_move=is_move)
+        self.provider.landings.carried(self.path, dest_path, deposited=deposited, keep_source=not is_move)
 
     def move_recursive(self, dest_path: str) -> None:
-        if self._is_request_target():
-            self._land(self._file_path, dest_path, os.path.getsize(self._file_path))
+        deposited = self._is_request_target() and self._land(self._file_path, dest_path,
+                                                             plain_size(self._file_path))
         super().move_recursive(dest_path)
+        self.provider.landings.carried(self.path, dest_path, deposited=deposited)
 
     def delete(self) -> None:
         os.unlink(self._file_path)
+        self.provider.landings.forget(self.path)
         self.remove_all_properties(recursive=True)
         # Overwritten by a MOVE/COPY (Windows renames its temporary file onto the final name it locked):
         # the destination's lock stays (RFC 4918 §7.7: the moved resource joins the destination lock).
@@ -383,14 +417,16 @@ class DropFile(FileResource):
 
     # -- deposits ---------------------------------------------------------------------------------
 
-    def _land(self, source: str, dest_path: str, size: int) -> None:
-        """`source` (complete) is about to take its final place at `dest_path`: deposit it if it is one."""
+    def _land(self, source: str, dest_path: str, size: int) -> bool:
+        """`source` (complete, sealed) is about to take its final place at `dest_path`: deposit it if it is
+        one. True when it made a deposit."""
         name = util.get_uri_name(dest_path.rstrip("/"))
         place = self.provider.place(dest_path, self.environ)
         if place.site is None or len(place.segments) < 2 or not is_deposit_candidate(name, size):
-            return
+            return False
         self.environ[ENV_IMPORT_ID] = self.provider.bridge.take_deposit(
             place.site, place.establishment, name, Path(source), str(self.environ.get(ENV_LOGIN, "")))
+        return True
 
 
 # --- provider ------------------------------------------------------------------------------------
@@ -399,27 +435,26 @@ class DropFile(FileResource):
 class DropzoneProvider(FilesystemProvider):
     """One provider at '/': routes /{site}/{establishment}/ inside itself (design.md §8b)."""
 
-    def __init__(self, root_dir: Path, bridge: _Bridge) -> None:
+    def __init__(self, root_dir: Path, bridge: _Bridge, keyring: Keyring, landings: Landings) -> None:
         root_dir.mkdir(parents=True, exist_ok=True)
         super().__init__(str(root_dir), readonly=False, fs_opts={"follow_symlinks": False, "shadow_map": {}})
         self.bridge = bridge
+        self.keyring = keyring
+        self.landings = landings
         self.root_dir = Path(self.root_folder_path)
         self.uploads_dir = self.root_dir / STATE_DIR / "uploads"
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
-        self._sweep_uploads()
+        landings.bind(self._locked, self._forget_properties)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.root_folder_path!r})"
 
-    def _sweep_uploads(self, older_than_s: float = 24 * 3600) -> None:
-        """Temporaries of uploads interrupted by a crash (a live process removes its own)."""
-        limit = time.time() - older_than_s
-        for entry in self.uploads_dir.iterdir():
-            try:
-                if entry.is_file() and entry.stat().st_mtime < limit:
-                    entry.unlink()
-            except OSError:
-                pass
+    def _locked(self, path: str) -> bool:
+        return bool(self.lock_manager and self.lock_manager.is_url_locked(quote(path)))
+
+    def _forget_properties(self, path: str) -> None:
+        if self.prop_manager:
+            self.prop_manager.remove_properties(quote(path))
 
     def establishments(self, site: str, environ: Environ) -> list[str] | None:
         """The site's establishment ids (once per request), creating their folders on first sight."""
@@ -599,14 +634,15 @@ class _RequestGuard:
 # --- assembly ------------------------------------------------------------------------------------
 
 
-def build_webdav_app(root_dir: Path, gate: DepositGate, loop: asyncio.AbstractEventLoop,
-                     *, mount_path: str = "/webdav", max_upload_bytes: int,
+def build_webdav_app(root_dir: Path, gate: DepositGate, loop: asyncio.AbstractEventLoop, keyring: Keyring,
+                     landings: Landings, *, mount_path: str = "/webdav", max_upload_bytes: int,
                      gate_timeout_s: float = 30.0, deposit_timeout_s: float = 300.0) -> WSGIApp:
     """The WebDAV deposit space as a WSGI app, to run in a2wsgi's thread pool under `mount_path`.
 
-    `loop` is the event loop the gate's coroutines run on (the server's loop)."""
+    `loop` is the event loop the gate's coroutines run on (the server's loop); `keyring` seals the files
+    on disk; `landings` says when each leaves (its `sweep` runs elsewhere, periodically)."""
     bridge = _Bridge(gate, loop, gate_timeout_s=gate_timeout_s, deposit_timeout_s=deposit_timeout_s)
-    provider = DropzoneProvider(Path(root_dir), bridge)
+    provider = DropzoneProvider(Path(root_dir), bridge, keyring, landings)
     mount = "/" + mount_path.strip("/") if mount_path.strip("/") else None
     config: dict[str, Any] = {
         "mount_path": mount,
@@ -630,8 +666,8 @@ def build_webdav_app(root_dir: Path, gate: DepositGate, loop: asyncio.AbstractEv
     return cast(WSGIApp, _RequestGuard(WsgiDAVApp(config), max_upload_bytes))
 
 
-def webdav_factory(root_dir: Path, gate: DepositGate, *, max_upload_bytes: int, mount_path: str = "/webdav",
-                   workers: int = 32) -> Callable[[asyncio.AbstractEventLoop], Any]:
+def webdav_factory(root_dir: Path, gate: DepositGate, keyring: Keyring, landings: Landings, *, max_upload_bytes: int,
+                   mount_path: str = "/webdav", workers: int = 32) -> Callable[[asyncio.AbstractEventLoop], Any]:
     """The factory of the deposit space's ASGI app for `shared.web.LazyMount`: WsgiDAV behind a2wsgi
     (`workers` threads: a slow upload or a failed-login slowdown holds one for its whole duration), its
     gate calls run on the loop it is built in."""
@@ -639,7 +675,8 @@ def webdav_factory(root_dir: Path, gate: DepositGate, *, max_upload_bytes: int, 
     def build(loop: asyncio.AbstractEventLoop) -> Any:
         from a2wsgi import WSGIMiddleware
 
-        wsgi = build_webdav_app(root_dir, gate, loop, mount_path=mount_path, max_upload_bytes=max_upload_bytes)
+        wsgi = build_webdav_app(root_dir, gate, loop, keyring, landings, mount_path=mount_path,
+                                max_upload_bytes=max_upload_bytes)
         return WebdavMetrics(WSGIMiddleware(wsgi, workers=workers))
 
     return build

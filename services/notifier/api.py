@@ -15,25 +15,43 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from services.notifier import domain, store
-from services.notifier.handlers import ACTIVE, IN_FLIGHT, NotifierHandlers, slot_of
+from services.notifier.handlers import ACTIVE, IN_FLIGHT, NotifierHandlers, PrivacyUnanswered, slot_of
 from services.notifier.schemas import (
     STATUS_LIST_PATTERN,
+    AccessList,
+    AccessRead,
     ActiveImportRead,
     FileRead,
     ImportList,
     ImportRead,
+    PersonErasureRead,
+    PersonFileIdent,
+    PersonRead,
     QueueRead,
     QueuesRead,
     ReportAction,
     ReportRead,
+    RetainedCopy,
+    RetentionRunRead,
     StepRead,
     UndoAccepted,
 )
 from shared.blobs import BlobStore
 from shared.bus import Bus
 from shared.db import Database, as_utc
-from shared.deps import AdminPrincipal, CurrentPrincipal, SiteId, SitePrincipal
-from shared.messages import PIPELINE, STAGE_QUEUES, ImportStatus, Mode, Stage, StepStatus, iso, utcnow
+from shared.deps import AdminPrincipal, CurrentPrincipal, EntId, SiteId, SitePrincipal
+from shared.messages import (
+    ID_PATTERN,
+    PIPELINE,
+    RETENTION_OWNERS,
+    STAGE_QUEUES,
+    ImportStatus,
+    Mode,
+    Stage,
+    StepStatus,
+    iso,
+    utcnow,
+)
 from shared.observability import (
     IMPORTS,
     QUEUE_CONSUMERS,
@@ -46,6 +64,7 @@ from shared.settings import Settings
 from shared.web import (
     Principal,
     Problem,
+    access_event,
     cursor_query,
     decode_cursor,
     encode_cursor,
@@ -278,11 +297,18 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
                                       "application/zip", "application/octet-stream"),
                            **problems(401, 404, 410, 422)})
     async def source(import_id: str, who: CurrentPrincipal, raw: bool = False) -> Response:
-        """A plain XML is handed out zipped (seed 001: « format compressé ») unless `raw=true`."""
+        """A plain XML is handed out zipped (seed 001: « format compressé ») unless `raw=true`. 410 once
+        retention let it go (EDT_RETENTION_SOURCE_DAYS after the end of its import). Each download is in
+        the access log."""
         async with db.read() as conn:
             row = await load(conn, import_id, who)
-        if not blobs.exists(row.sha256):
-            raise Problem(410, "Gone", "The deposited file is no longer stored", code="source_gone")
+        days = settings.retention_source_days
+        if domain.source_expired(as_utc(row.ended_at), utcnow(), days) or not blobs.exists(row.sha256):
+            fr, en = domain.SOURCE_GONE
+            raise Problem(410, "Gone", fr.format(days=f"{days:g}"), code="source_gone",
+                          detail_en=en.format(days=f"{days:g}"))
+        await handlers.record_access(access_event(who, "source.download", f"/imports/{import_id}/source",
+                                                  service="notifier", site=row.site, import_id=import_id))
         data = await asyncio.to_thread(blobs.read_bytes, row.sha256)
         name = row.file_name.replace('"', "")
         if raw or data[:4] == b"PK\x03\x04":
@@ -474,5 +500,100 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
                                    queued_stage=r.queued_stage) for r in active]
         return QueuesRead(stages=stages, waiting_imports=waiting, in_flight_imports=in_flight,
                           max_in_flight=settings.max_in_flight, active=listed)
+
+    # --- personal data (docs/privacy.md) ------------------------------------------------------------
+
+    def unanswered(exc: PrivacyUnanswered) -> Problem:
+        who = ", ".join(exc.missing + sorted(exc.errors))
+        if exc.errors:
+            return Problem(502, "Bad Gateway", f"Demande non aboutie : erreur de {who}. Relancez-la (elle est "
+                           "idempotente).", code="privacy_failed", errors_by_service=exc.errors, missing=exc.missing)
+        return Problem(504, "Gateway Timeout", f"Sans réponse de {who} dans le délai : sa part de la demande "
+                       "reste en file et sera faite à son retour ; relancez la demande pour obtenir la "
+                       "confirmation.", code="privacy_unanswered", missing=exc.missing)
+
+    async def retained(models: list[dict[str, Any]]) -> list[RetainedCopy]:
+        listed = [m for m in models if "import_id" in m]
+        async with db.read() as conn:
+            until = await store.source_kept_until(conn, sorted({m["import_id"] for m in listed}),
+                                                  settings.retention_source_days)
+        return [RetainedCopy(import_id=m["import_id"], establishment=m["establishment"],
+                             model_kept_until=m.get("kept_until"), baseline=bool(m.get("baseline")),
+                             source_kept_until=iso(until.get(m["import_id"]))) for m in listed]
+
+    person_path = "/sites/{site}/persons/{ent_id}"
+
+    @router.get(person_path, response_model=PersonRead, summary="Everything held about an ENT person (access)",
+                responses=problems(401, 403, 404, 422, 502, 504))
+    async def export_person(site: SiteId, ent_id: EntId, who: AdminPrincipal) -> PersonRead:
+        """Gathered from every service holding data (reconciler: directory entries, IdPN associations,
+        matches, memberships; scheduler: courses and class memberships by the person's idents in the files;
+        validator: the person as the kept files name them), in both run modes. 404 when no service holds
+        anything about them. In the access log."""
+        await handlers.record_access(access_event(who, "person.export", f"/sites/{site}/persons/{ent_id}",
+                                                  service="notifier", site=site))
+        try:
+            held, idents = await handlers.person("export", site, ent_id, by="admin")
+        except PrivacyUnanswered as exc:
+            raise unanswered(exc) from exc
+        if not domain.holds_anything(held):
+            raise not_found("Person")
+        return PersonRead(site=site, ent_id=ent_id, found=True, held=held,
+                          file_idents=[PersonFileIdent(**i.model_dump()) for i in idents],
+                          retained=await retained(held.get("validator", {}).get("models", [])))
+
+    @router.delete(person_path, response_model=PersonErasureRead,
+                   summary="Erase an ENT person everywhere (erasure), once every service confirmed",
+                   responses=problems(401, 403, 404, 422, 502, 504))
+    async def erase_person(site: SiteId, ent_id: EntId, who: AdminPrincipal) -> PersonErasureRead:
+        """The directory entry, IdPN associations, stored matches and memberships (reconciler), the person in
+        courses, classes, parts and sessions — which keep their course — (scheduler); answered once each
+        service erased in one transaction and acknowledged. The sealed copies of the school's files naming
+        the person are listed in `retained`: they leave by retention. Idempotent: 404 once nothing is held
+        about them any more. In the access log."""
+        try:
+            held, _ = await handlers.person("erase", site, ent_id, by="admin")
+        except PrivacyUnanswered as exc:
+            raise unanswered(exc) from exc
+        if not domain.erased_anything(held):
+            raise not_found("Person")
+        await handlers.record_access(access_event(who, "person.erase", f"/sites/{site}/persons/{ent_id}",
+                                                  service="notifier", site=site))
+        erased = {name: data for name, data in held.items() if name != "validator"}
+        return PersonErasureRead(site=site, ent_id=ent_id, confirmed_by=sorted(held), erased=erased,
+                                 retained=await retained(held.get("validator", {}).get("models", [])))
+
+    @router.post("/ops/retention/run", response_model=RetentionRunRead,
+                 summary="Run every service's retention purge now", responses=problems(401, 403, 502, 504))
+    async def retention_run(_: AdminPrincipal) -> RetentionRunRead:
+        """Each service purges what it owns (dropzone: deposited files; validator: canonical models, never a
+        baseline; reconciler: unreconciled lists, previews, superseded directory snapshots; notifier: the
+        access log's old entries) and answers what it removed. The same purges run by themselves every
+        EDT_RETENTION_INTERVAL_S."""
+        started = utcnow()
+        own = await handlers.purge()
+        try:
+            replies = await handlers.ask("retention", RETENTION_OWNERS, by="admin")
+        except PrivacyUnanswered as exc:
+            raise unanswered(exc) from exc
+        return RetentionRunRead(ran_at=iso(started),
+                                services={"notifier": own, **{name: r.data for name, r in replies.items()}})
+
+    @router.get("/ops/access-log", response_model=AccessList, summary="Reads of personal data: who, when, what",
+                responses=problems(400, 401, 403, 422))
+    async def access_log(_: AdminPrincipal, site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+                         action: Annotated[str | None, Query(max_length=32)] = None,
+                         limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                         cursor: Annotated[str | None, cursor_query(int)] = None) -> AccessList:
+        """Newest first: source downloads, WebDAV reads of deposited files, unreconciled lists, previews,
+        person exports and erasures."""
+        after = decode_cursor(cursor, int)
+        async with db.read() as conn:
+            rows = await store.access_page(conn, site=site, action=action, before_id=after[0] if after else None,
+                                           limit=limit + 1)
+        items = [AccessRead(id=r.id, at=iso(r.at), actor=r.actor, actor_kind=r.actor_kind, action=r.action,
+                            resource=r.resource, site=r.site, import_id=r.import_id, service=r.service)
+                 for r in rows[:limit]]
+        return AccessList(items=items, next_cursor=encode_cursor(rows[limit - 1].id) if len(rows) > limit else None)
 
     return router

@@ -7,7 +7,8 @@ import heapq
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from shared.messages import TERMINAL_STATUSES, ImportStatus, Mode, Stage, StepStatus
 
@@ -329,3 +330,47 @@ def eta_seconds(position: int | None, elapsed_running: float | None, avg_import_
     if position is None:
         return None
     return round((position + 1) * avg_import_s)
+
+
+# --- personal data (docs/privacy.md) ------------------------------------------------------------------
+
+SOURCE_GONE = ("Le fichier déposé n'est plus conservé : les fichiers déposés sont supprimés {days} jours après la "
+               "fin de leur import (durée de conservation des données personnelles). L'historique, le bilan et "
+               "les totaux restent consultables.",
+               "The deposited file is no longer kept: deposited files are deleted {days} days after their import "
+               "ended (personal data retention). The history, the bilan and the counts remain.")
+
+
+def source_expired(ended_at: datetime | None, now: datetime, days: float) -> bool:
+    """A deposited file is kept EDT_RETENTION_SOURCE_DAYS after the end of its import, then leaves."""
+    return ended_at is not None and ended_at + timedelta(days=days) < now
+
+
+def holds_anything(held: dict[str, dict[str, object]]) -> bool:
+    """Whether any service's answer about a person lists something (a non-empty list anywhere)."""
+    def listed(value: object) -> bool:
+        if isinstance(value, list):
+            return bool(value)
+        if isinstance(value, dict):
+            return any(listed(v) for v in value.values())
+        return False
+
+    return any(listed(data) for data in held.values())
+
+
+def erased_anything(held: dict[str, dict[str, Any]]) -> bool:
+    """Whether an erasure found anything: a row deleted by some service, or sealed copies naming the person
+    (the validator's `models`)."""
+    def deleted(value: object) -> bool:
+        if isinstance(value, bool):
+            return False
+        if isinstance(value, int):
+            return value > 0
+        if isinstance(value, dict):
+            return any(deleted(v) for v in value.values())
+        if isinstance(value, list):
+            return any(deleted(v) for v in value)
+        return False
+
+    return bool(held.get("validator", {}).get("models")) or any(
+        deleted(data) for name, data in held.items() if name != "validator")

@@ -17,21 +17,29 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notifier import domain, store
 from services.notifier.store import event_log, imports, steps
+from shared.blobs import BlobStore
 from shared.bus import AckWaiter, Delivery
 from shared.db import Database, as_utc
 from shared.messages import (
     ABORT_ACKERS,
     CHANGES_EXCHANGE,
+    PERSON_FIRST,
+    PERSON_THEN,
     STATUS_EXCHANGE,
     AbortAck,
+    AccessRecorded,
     Deposit,
     DepositAck,
     EstablishmentUpdated,
+    FileIdent,
     FileRef,
     ImportAbort,
     ImportLifecycle,
     ImportStatus,
     Mode,
+    PrivacyAction,
+    PrivacyReply,
+    PrivacyRequest,
     Stage,
     StageCommand,
     StatusEvent,
@@ -83,13 +91,25 @@ def queue_wait_observer(mode: str, waited: float) -> Callable[[], None]:
     return lambda: IMPORT_QUEUE_WAIT.labels(mode).observe(waited)
 
 
+class PrivacyUnanswered(Exception):
+    """Services that did not answer a privacy request in time, or answered with an error."""
+
+    def __init__(self, missing: list[str], errors: dict[str, str]) -> None:
+        super().__init__(", ".join(missing + list(errors)))
+        self.missing = missing
+        self.errors = errors
+
+
 class NotifierHandlers:
-    def __init__(self, db: Database, outbox: Outbox, settings: Settings) -> None:
+    def __init__(self, db: Database, outbox: Outbox, settings: Settings, blobs: BlobStore) -> None:
         self.db = db
         self.outbox = outbox
         self.settings = settings
         self.acks = AckWaiter()  # aborts and undo locks this process answers once acknowledged
+        self.blobs = blobs
         self._log_grew = asyncio.Event()
+        # request id → the services whose answer it still waits for, the answers, and the event set when done
+        self._privacy: dict[str, tuple[set[str], dict[str, PrivacyReply], asyncio.Event]] = {}
 
     def notify_streams(self) -> None:
         """The event log grew (committed): wake every SSE stream of this process."""
@@ -476,3 +496,95 @@ class NotifierHandlers:
             await self._finish(uow, import_id, ImportStatus.CANCELLED, *domain.CANCELLED_MESSAGE)
             await self.dispatch(uow)
         return ImportStatus.CANCELLED
+
+    # --- personal data: access log and requests to the services (docs/privacy.md) ---------------------
+
+    async def on_access(self, delivery: Delivery) -> None:
+        """A read of personal data a service recorded (AccessRecorded): into the access log, once."""
+        event = AccessRecorded.from_bytes(delivery.body)
+        async with self.db.transaction() as conn:
+            await store.record_access(self.db, conn, delivery.message_id or uuid.uuid4().hex, event)
+
+    async def record_access(self, event: AccessRecorded) -> None:
+        """A read of personal data the notifier itself serves: logged before the data is handed out."""
+        async with self.db.transaction() as conn:
+            await store.record_access(self.db, conn, uuid.uuid4().hex, event)
+
+    async def purge(self) -> dict[str, int]:
+        """The access log's own retention (EDT_RETENTION_ACCESS_LOG_DAYS): older entries are deleted; so are
+        the sealed answers of person requests nobody read (they came after their request gave up)."""
+        now = utcnow()
+        async with self.db.transaction() as conn:
+            deleted = await store.purge_access_log(conn, now - timedelta(days=self.settings.retention_access_log_days))
+            unread = await store.unread_reply_blobs(conn, now - timedelta(seconds=2 * self.settings.privacy_timeout_s))
+            await asyncio.to_thread(lambda: [self.blobs.delete(sha) for sha in unread])
+            await store.forget_reply_blobs(conn, unread)
+        return {"access_log_deleted": deleted, "unread_answers_deleted": len(unread)}
+
+    async def on_privacy_reply(self, delivery: Delivery) -> None:
+        """A service answered a privacy request (privacy.reply.<service>): the last answer awaited wakes it."""
+        reply = PrivacyReply.from_bytes(delivery.body)
+        sha = reply.data.get("blob")
+        if sha:  # every notifier process notes it: whoever waits reads it, the purge deletes it if nobody does
+            async with self.db.transaction() as conn:
+                await store.note_reply_blob(self.db, conn, sha, reply.request_id, utcnow())
+        waiting = self._privacy.get(reply.request_id)
+        if waiting is not None and reply.by in waiting[0]:
+            waiting[0].discard(reply.by)
+            waiting[1][reply.by] = reply
+            if not waiting[0]:
+                waiting[2].set()
+
+    async def ask(self, action: PrivacyAction, services: tuple[str, ...], *, site: str | None = None,
+                  person: str | None = None, file_idents: list[FileIdent] | None = None,
+                  by: str = "") -> dict[str, PrivacyReply]:
+        """Send one request to each service and wait (EDT_PRIVACY_TIMEOUT_S) for every answer, like deposits
+        wait for their acknowledgements. Raises PrivacyUnanswered naming who did not answer or failed; the
+        requests stay queued for a service that is down, and are carried out when it is back."""
+        request_id = uuid.uuid4().hex
+        pending, replies, done = self._privacy[request_id] = (set(services), {}, asyncio.Event())
+        try:
+            async with self.outbox.unit_of_work() as uow:
+                for service in services:
+                    await uow.emit(PrivacyRequest(request_id=request_id, action=action, service=service, site=site,
+                                                  person=person, file_idents=file_idents or [], by=by),
+                                   message_id=f"{request_id}:{service}")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.privacy_timeout_s):
+                    await done.wait()
+        finally:
+            self._privacy.pop(request_id, None)
+        errors = {name: reply.error for name, reply in replies.items() if reply.error}
+        if pending or errors:
+            raise PrivacyUnanswered(sorted(pending), errors)
+        return replies
+
+    async def unseal_reply(self, reply: PrivacyReply) -> dict[str, Any]:
+        """What a service said about a person: the sealed blob its reply names, read once and deleted."""
+        sha = reply.data.get("blob")
+        if not sha:
+            return dict(reply.data)
+        try:
+            data: dict[str, Any] = json.loads(await asyncio.to_thread(self.blobs.read_bytes, sha))
+        finally:
+            await asyncio.to_thread(self.blobs.delete, sha)
+            async with self.db.transaction() as conn:
+                await store.forget_reply_blobs(conn, [sha])
+        return data
+
+    async def person(self, action: PrivacyAction, site: str, ent_id: str, by: str) -> tuple[
+            dict[str, dict[str, Any]], list[FileIdent]]:
+        """Export or erase an ENT person everywhere: the reconciler first says what it keeps and who the
+        person is in the timetable files (their idents), then every holder gets the request with those
+        idents (the reconciler too, for an erasure). Per service, what it answered."""
+        first = await self.ask("export", PERSON_FIRST, site=site, person=ent_id, by=by)
+        idents = [i for reply in first.values() for i in reply.file_idents]
+        if action == "export":
+            replies = {**first, **await self.ask("export", PERSON_THEN, site=site, person=ent_id,
+                                                 file_idents=idents, by=by)}
+        else:
+            replies = await self.ask("erase", (*PERSON_FIRST, *PERSON_THEN), site=site, person=ent_id,
+                                     file_idents=idents, by=by)
+            for reply in first.values():
+                await self.unseal_reply(reply)  # what it said before erasing: not kept
+        return {name: await self.unseal_reply(reply) for name, reply in replies.items()}, idents

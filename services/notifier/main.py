@@ -1,4 +1,5 @@
-"""Composition root of the notifier: history API, admission, status-event consumer, change events, console."""
+"""Composition root of the notifier: history API, admission, status-event consumer, change events, access
+log, privacy requests, console."""
 
 from __future__ import annotations
 
@@ -17,21 +18,26 @@ from services.notifier.handlers import (
     STATUS_BINDINGS,
     NotifierHandlers,
 )
+from shared.messages import STATUS_EXCHANGE
 from shared.observability import add_refresher
 from shared.outbox import Outbox, Periodic
 from shared.web import Runtime, Service, TokenRevocations, run_service
+from shared.worker import PeriodicPurge
 
 STATUS_QUEUE = "edt.notifier"
+ACCESS_QUEUE = "edt.notifier.access"
 
 
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
-    handlers = NotifierHandlers(rt.db, outbox, rt.settings)
-    retention = Periodic(handlers.prune_changes, 600.0, "changes-retention")
+    handlers = NotifierHandlers(rt.db, outbox, rt.settings, rt.blobs)
+    changes_retention = Periodic(handlers.prune_changes, 600.0, "changes-retention")
+    retention = PeriodicPurge("notifier", handlers.purge, rt.settings.retention_interval_s)
     unregister: list[Callable[[], None]] = []
 
     async def start() -> None:
         outbox.relay.start_in_background()
+        changes_retention.start_in_background()
         retention.start_in_background()
         await rt.bus.consume(STATUS_QUEUE, handlers.on_status, bindings=STATUS_BINDINGS)
         await rt.bus.consume(ESTABLISHMENTS_QUEUE, handlers.on_establishment, bindings=ESTABLISHMENT_BINDINGS)
@@ -39,6 +45,10 @@ def build(rt: Runtime) -> Service:
         await rt.bus.consume(CHANGES_QUEUE, handlers.on_changes, bindings=CHANGES_BINDINGS, prefetch=1)
         await rt.bus.consume(f"edt.notifier.acks.{uuid.uuid4().hex[:12]}", handlers.on_ack, bindings=ACK_BINDINGS,
                              transient=True)
+        await rt.bus.consume(ACCESS_QUEUE, handlers.on_access, bindings=((STATUS_EXCHANGE, "access.*"),))
+        # This process's own queue: the answers to the privacy requests it is waiting for.
+        await rt.bus.consume(f"edt.notifier.privacy.{uuid.uuid4().hex[:12]}", handlers.on_privacy_reply,
+                             bindings=((STATUS_EXCHANGE, "privacy.reply.*"),), transient=True)
         await handlers.redispatch()
         # The notifier reads the queues and the imports table: it keeps their gauges fresh for each scrape.
         unregister.append(add_refresher(lambda: refresh_metrics(rt.db, rt.bus)))
@@ -47,6 +57,7 @@ def build(rt: Runtime) -> Service:
         for remove in unregister:
             remove()
         await retention.stop()
+        await changes_retention.stop()
         await outbox.relay.stop()
 
     return Service("notifier", build_router(rt.db, rt.bus, rt.blobs, rt.settings, handlers), start, stop,

@@ -143,3 +143,70 @@ class QueuesRead(BaseModel):
     max_in_flight: int
     active: list[ActiveImportRead] = Field(default_factory=list,
                                            description="Imports waiting or in flight, oldest first (at most 100)")
+
+
+# --- personal data (docs/privacy.md) ----------------------------------------------------------------------
+
+
+class RetainedCopy(BaseModel):
+    """A sealed copy of a school file that names the person (a deposited file and its canonical model): never
+    rewritten, it leaves the blob store by retention."""
+
+    import_id: str
+    establishment: str
+    model_kept_until: Instant | None = Field(description="null while the model is the establishment's baseline "
+                                                         "(replaced by its next integrated import)")
+    baseline: bool
+    source_kept_until: Instant | None = Field(description="When the deposited file leaves (null: not yet ended)")
+
+
+class PersonFileIdent(BaseModel):
+    establishment: str
+    kind: str = Field(description="teachers | students")
+    ident: str = Field(description="The person's Ident in the establishment's timetable file")
+
+
+class PersonRead(BaseModel):
+    """Everything edt-import holds about an ENT person (right of access), per service."""
+
+    site: str
+    ent_id: str
+    found: bool = Field(description="false: no service holds anything about this id")
+    held: dict[str, dict[str, Any]] = Field(description="Per service (reconciler, scheduler, validator), what it "
+                                                        "keeps: directory entries, IdPN associations, matches, "
+                                                        "memberships, courses, the person as the files name them")
+    file_idents: list[PersonFileIdent]
+    retained: list[RetainedCopy]
+
+
+class PersonErasureRead(BaseModel):
+    """An erasure, confirmed by every service holding data (right to erasure)."""
+
+    site: str
+    ent_id: str
+    confirmed_by: list[str] = Field(description="The services that erased and acknowledged, in one transaction each")
+    erased: dict[str, Any] = Field(description="Per service, what it deleted")
+    retained: list[RetainedCopy] = Field(description="Sealed copies of school files naming the person, which "
+                                                     "leave by retention")
+
+
+class RetentionRunRead(BaseModel):
+    ran_at: Instant
+    services: dict[str, dict[str, Any]] = Field(description="Per service, what its purge removed (counts)")
+
+
+class AccessRead(BaseModel):
+    id: int
+    at: Instant
+    actor: str = Field(description="`admin`, a site token's id, or a deposit account's login")
+    actor_kind: str = Field(description="admin | site_token | account")
+    action: str = Field(description="source.download | webdav.read | unreconciled.read | preview.read | "
+                                    "person.export | person.erase")
+    resource: str
+    site: str | None
+    import_id: str | None
+    service: str
+
+
+class AccessList(Page[AccessRead]):
+    pass

@@ -3,14 +3,14 @@ API's queries."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db import Database, as_utc, outbox_table, revoked_tokens_table, service_metadata, upsert
-from shared.messages import ImportStatus
+from shared.messages import AccessRecorded, ImportStatus
 
 metadata = service_metadata("notifier")
 
@@ -117,6 +117,34 @@ changes_horizon = sa.Table(
     metadata,
     sa.Column("site", sa.String(64), primary_key=True),
     sa.Column("dropped_through", sa.Integer, nullable=False),
+)
+
+# Reads of personal data (docs/privacy.md, accountability): who, when, what. Fed by every service
+# (AccessRecorded events) and by the notifier's own reads; `message_id` makes a redelivered event a no-op.
+access_log = sa.Table(
+    "access_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),  # a site token's id, "admin", or a deposit account
+    sa.Column("actor_kind", sa.String(16), nullable=False),  # admin | site_token | account
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("resource", sa.String(512), nullable=False),
+    sa.Column("site", sa.String(64), nullable=True),
+    sa.Column("import_id", sa.String(32), nullable=True),
+    sa.Column("service", sa.String(16), nullable=False),
+    sa.Index("ix_notifier_access_log_site", "site", "id"),
+)
+
+# The sealed answers of person requests (blobs) until they are read: an answer that came after its request
+# gave up is deleted by the purge, never left in the blob store.
+reply_blobs = sa.Table(
+    "privacy_reply_blobs",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("request_id", sa.String(32), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 outbox = outbox_table(metadata)
@@ -327,3 +355,52 @@ async def integrated_before(conn: AsyncConnection, scope: str, moment: datetime)
 async def active_imports(conn: AsyncConnection, site: str, statuses: list[str]) -> list[Any]:
     return list((await conn.execute(sa.select(imports).where(
         imports.c.site == site, imports.c.status.in_(statuses)))).all())
+
+
+# --- the access log ---------------------------------------------------------------------------------
+
+
+async def record_access(db: Database, conn: AsyncConnection, message_id: str, event: AccessRecorded) -> None:
+    await conn.execute(upsert(db, access_log, {
+        "message_id": message_id, "at": event.at, "actor": event.actor, "actor_kind": event.actor_kind,
+        "action": event.action, "resource": event.resource, "site": event.site, "import_id": event.import_id,
+        "service": event.service}, ["message_id"]))
+
+
+async def access_page(conn: AsyncConnection, *, site: str | None, action: str | None, before_id: int | None,
+                      limit: int) -> list[Any]:
+    """Access log rows, newest first."""
+    query = sa.select(access_log)
+    if site is not None:
+        query = query.where(access_log.c.site == site)
+    if action is not None:
+        query = query.where(access_log.c.action == action)
+    if before_id is not None:
+        query = query.where(access_log.c.id < before_id)
+    return list((await conn.execute(query.order_by(access_log.c.id.desc()).limit(limit))).all())
+
+
+async def source_kept_until(conn: AsyncConnection, import_ids: list[str], days: float) -> dict[str, datetime | None]:
+    """When each import's deposited file leaves by retention (None: its import has not ended)."""
+    rows = (await conn.execute(sa.select(imports.c.id, imports.c.ended_at).where(imports.c.id.in_(import_ids)))).all()
+    return {r.id: as_utc(r.ended_at) + timedelta(days=days) if r.ended_at else None for r in rows}
+
+
+async def purge_access_log(conn: AsyncConnection, before: datetime) -> int:
+    done = await conn.execute(access_log.delete().where(access_log.c.at < before))
+    return int(done.rowcount or 0)
+
+
+async def note_reply_blob(db: Database, conn: AsyncConnection, sha: str, request_id: str, at: datetime) -> None:
+    await conn.execute(upsert(db, reply_blobs, {"sha256": sha, "request_id": request_id, "received_at": at},
+                              ["sha256"]))
+
+
+async def forget_reply_blobs(conn: AsyncConnection, shas: list[str]) -> None:
+    if shas:
+        await conn.execute(reply_blobs.delete().where(reply_blobs.c.sha256.in_(shas)))
+
+
+async def unread_reply_blobs(conn: AsyncConnection, before: datetime) -> list[str]:
+    return list((await conn.execute(sa.select(reply_blobs.c.sha256).where(reply_blobs.c.received_at < before)))
+                .scalars())

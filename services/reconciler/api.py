@@ -37,6 +37,7 @@ from shared.settings import Settings
 from shared.web import (
     Principal,
     Problem,
+    access_event,
     cursor_query,
     decode_cursor,
     encode_cursor,
@@ -171,7 +172,7 @@ def build_router(db: Database, settings: Settings, directories: ReconcilerStage,
 
     @router.get("/imports/{import_id}/unreconciled", response_class=CsvResponse,
                 summary="The people, classes or groups of the import not linked to the ENT directory",
-                responses={200: media("`;`-separated, with a header", "text/csv"), **problems(401, 404, 422)})
+                responses={200: media("`;`-separated, with a header", "text/csv"), **problems(401, 404, 410, 422)})
     async def unreconciled(import_id: str, who: CurrentPrincipal,
                            kind: Literal["teachers", "students", "classes", "groups"]) -> CsvResponse:
         """Persons `ident;last_name;first_name;birth_date;class;reason`, classes and groups
@@ -181,7 +182,14 @@ def build_router(db: Database, settings: Settings, directories: ReconcilerStage,
         if not rows or not who.can_access(rows[0].site):
             raise not_found("Reconciliation")
         assert kind in KINDS
-        listed = [r for row in rows for r in (row.unmatched or {}).get(kind, [])]
+        await directories.record_access(access_event(who, "unreconciled.read", f"/imports/{import_id}/unreconciled"
+                                                     f"?kind={kind}", service="reconciler", site=rows[0].site,
+                                                     import_id=import_id))
+        listed = await directories.unreconciled_rows(rows, kind)
+        if listed is None:
+            raise Problem(410, "Gone", domain.LIST_GONE[0].format(days=f"{settings.retention_lists_days:g}"),
+                          code="list_gone", detail_en=domain.LIST_GONE[1].format(
+                              days=f"{settings.retention_lists_days:g}"))
         name = f"unreconciled-{kind}-{import_id}.csv"
         return CsvResponse(domain.unreconciled_csv(kind, listed),
                            headers={"Content-Disposition": f'attachment; filename="{name}"'})
@@ -198,7 +206,7 @@ def build_router(db: Database, settings: Settings, directories: ReconcilerStage,
         return row
 
     @router.get("/imports/{import_id}/preview", response_model=PreviewRead, response_model_exclude_unset=True,
-                summary="The wizard's preview of a manual import", responses=problems(401, 404, 422))
+                summary="The wizard's preview of a manual import", responses=problems(401, 404, 410, 422))
     async def preview(import_id: str, who: CurrentPrincipal) -> PreviewRead:
         """A manual import sent with `review=true`, paused at awaiting_selection: per establishment its
         subjects, classes, groups and courses with their state (known / new / deactivated: vs. the last
@@ -206,6 +214,12 @@ def build_router(db: Database, settings: Settings, directories: ReconcilerStage,
         (directory persons with the same normalised last name), the threshold figures, and the selection
         as it stands (`selection`, per establishment). `status`: awaiting | confirmed | cancelled."""
         row = await preview_row(import_id, who)
+        if row.purged_at is not None:
+            raise Problem(410, "Gone", domain.PREVIEW_GONE[0].format(days=f"{settings.retention_lists_days:g}"),
+                          code="preview_gone",
+                          detail_en=domain.PREVIEW_GONE[1].format(days=f"{settings.retention_lists_days:g}"))
+        await wizard.record_access(access_event(who, "preview.read", f"/imports/{import_id}/preview",
+                                                service="reconciler", site=row.site, import_id=import_id))
         return PreviewRead.model_validate({**row.preview, "import_id": row.import_id, "site": row.site,
                                            "status": row.status, "selection": row.selection,
                                            "updated_at": iso(row.updated_at)})

@@ -16,7 +16,7 @@ from datetime import date, datetime
 from typing import Any
 
 from services.reconciler import groups, wizard
-from shared.messages import ImportStatus, Mode, StageCommand, StepStatus
+from shared.messages import FileIdent, ImportStatus, Mode, StageCommand, StepStatus
 from shared.reconcile import (
     KINDS,
     NO_DIRECTORY,
@@ -145,14 +145,22 @@ def duplicate_id(errors: list[dict[str, Any]], seen: dict[str, set[str]], sectio
     return False
 
 
+def directory_person(ent_id: str, kind: str, last_name: str, first_name: str, birth_date: date | None,
+                     pronote_id: str | None, cas_id: str | None) -> DirectoryPerson:
+    """A directory entry as it is kept: the birth date only for a student, the one kind whose matching reads
+    it (seed 003 « date de naissance pour les apprenants »); a teacher's or a staff member's is dropped."""
+    return DirectoryPerson(ent_id, kind, last_name, first_name, birth_date if kind == "student" else None,
+                           pronote_id, cas_id)
+
+
 def _collect(upload: DirectoryUpload, section: str, entry: dict[str, Any] | None, raw_id: Any,
              seen: dict[str, set[str]], loc: list[Any], line: int | None) -> None:
     """Keep a valid entry that is not a duplicate."""
     if duplicate_id(upload.errors, seen, section, raw_id, loc, line) or entry is None:
         return
     if section == "persons":
-        upload.persons.append(DirectoryPerson(entry["id"], entry["kind"], entry["last_name"], entry["first_name"],
-                                              entry.get("birth_date"), entry.get("pronote_id"), entry.get("cas_id")))
+        upload.persons.append(directory_person(entry["id"], entry["kind"], entry["last_name"], entry["first_name"],
+                                               entry.get("birth_date"), entry.get("pronote_id"), entry.get("cas_id")))
     else:
         getattr(upload, section).append(DirectoryUnit(entry["id"], entry["name"]))
 
@@ -286,28 +294,33 @@ AWAITING = ("Import manuel en attente de votre sélection (matières, classes, g
             "cancel the import.")
 
 
-def unmatched_rows(tt: Timetable, kind: str, result: KindResult | None) -> list[dict[str, Any]]:
-    """The unmatched entries of one kind as the CSV shows them (from the file's own data). `result` None =
-    no directory: every entry of the file, reason no_directory."""
+def unmatched_entries(tt: Timetable, kind: str, result: KindResult | None) -> list[list[str]]:
+    """The unmatched entries of one kind as they are stored: `[ident, reason]` only — the names and birth
+    dates are the canonical model's (sealed in the blob store), joined in when the list is read
+    (`unmatched_rows`), so the database keeps no copy of them. `result` None = no directory: every entry
+    of the file, reason no_directory."""
     if result is None:
-        reasons = {ident: NO_DIRECTORY for ident in _idents(tt, kind)}
-    else:
-        reasons = {u.ident: u.reason for u in result.unmatched}
+        return [[ident, NO_DIRECTORY] for ident in _idents(tt, kind)]
+    return [[u.ident, u.reason] for u in result.unmatched]
+
+
+def unmatched_rows(tt: Timetable, kind: str, entries: list[list[str]]) -> list[dict[str, Any]]:
+    """The rows of the unreconciled list (`unreconciled_csv`): stored entries joined with the file's data."""
     rows = []
-    for ident, reason in reasons.items():
-        if kind == "teachers":
+    for ident, reason in entries:
+        if kind == "teachers" and ident in tt.teachers:
             t = tt.teachers[ident]
-            rows.append({"ident": ident, "last_name": t.last_name, "first_name": t.first_name,
-                         "birth_date": t.birth_date.isoformat() if t.birth_date else "", "class": "", "reason": reason})
-        elif kind == "students":
+            rows.append({"ident": ident, "last_name": t.last_name, "first_name": t.first_name, "birth_date": "",
+                         "class": "", "reason": reason})
+        elif kind == "students" and ident in tt.students:
             s = tt.students[ident]
             classes = ",".join(sorted({tt.classes[m.ident].name for m in s.classes if m.ident in tt.classes}))
             rows.append({"ident": ident, "last_name": s.last_name, "first_name": s.first_name,
                          "birth_date": s.birth_date.isoformat() if s.birth_date else "", "class": classes,
                          "reason": reason})
-        else:
-            unit = tt.classes[ident] if kind == "classes" else tt.groups[ident]
-            rows.append({"ident": ident, "name": unit.name, "reason": reason})
+        elif kind in ("classes", "groups"):
+            unit = (tt.classes if kind == "classes" else tt.groups).get(ident)
+            rows.append({"ident": ident, "name": unit.name if unit else "", "reason": reason})
     return sorted(rows, key=lambda r: (r.get("last_name", r.get("name", "")), r.get("first_name", ""), r["ident"]))
 
 
@@ -322,19 +335,20 @@ class EstablishmentMatching:
     establishment: str
     snapshot: str | None  # sha256 of the directory snapshot used; None = no directory
     counts: dict[str, dict[str, int]]
-    unmatched: dict[str, list[dict[str, Any]]]
+    unmatched: dict[str, list[list[str]]]  # kind → [[ident, reason], …] (`unmatched_entries`)
+    model: str | None = None  # sha256 of the canonical model the idents are of
 
 
 def establishment_matching(est: str, tt: Timetable, snapshot: str | None,
-                           results: Mapping[str, KindResult] | None) -> EstablishmentMatching:
+                           results: Mapping[str, KindResult] | None, model: str | None = None) -> EstablishmentMatching:
     counts = {}
     unmatched = {}
     for kind in KINDS:
         r = results[kind] if results is not None else None
-        rows = unmatched_rows(tt, kind, r)
-        unmatched[kind] = rows
-        counts[kind] = r.counts() if r is not None else {"matched": 0, "unmatched": len(rows)}
-    return EstablishmentMatching(est, snapshot, counts, unmatched)
+        entries = unmatched_entries(tt, kind, r)
+        unmatched[kind] = entries
+        counts[kind] = r.counts() if r is not None else {"matched": 0, "unmatched": len(entries)}
+    return EstablishmentMatching(est, snapshot, counts, unmatched, model)
 
 
 def directory_counts(d: Directory) -> dict[str, int]:
@@ -371,12 +385,12 @@ class EstPlan:
 
 def plan_establishment(est: str, tt: Timetable, snapshot: str | None, directory: Directory | None,
                        raw: dict[str, KindResult] | None, stored: wizard.StoredSelection | None,
-                       decisions: wizard.Decisions) -> EstPlan:
-    """One establishment: `raw` is the rules' matching of `tt` against `directory` (None without a
-    directory), the stored decisions go on top."""
+                       decisions: wizard.Decisions, model: str | None = None) -> EstPlan:
+    """One establishment: `raw` is the rules' matching of `tt` (blob `model`) against `directory` (None
+    without a directory), the stored decisions go on top."""
     results = wizard.apply_decisions(raw, directory, decisions) if raw is not None and directory is not None \
         else wizard.empty_results()
-    matching = establishment_matching(est, tt, snapshot, results if raw is not None else None)
+    matching = establishment_matching(est, tt, snapshot, results if raw is not None else None, model)
     return EstPlan(est, tt, derive_courses(tt), snapshot, directory, raw, results, matching, stored, decisions)
 
 
@@ -507,6 +521,14 @@ def decide_restore(actions: list[dict[str, Any]], kept: int, restored: dict[str,
     return StageResult(StepStatus.WARNING if resynced else StepStatus.OK, message=fr, message_en=en, counts=counts)
 
 
+LIST_GONE = ("Cette liste n'est plus conservée : les listes des non rapprochés sont supprimées {days} jours après "
+             "leur import (données personnelles, durée de conservation). Les totaux restent dans l'historique.",
+             "This list is no longer kept: unreconciled lists are deleted {days} days after their import (personal "
+             "data retention). The counts stay in the history.")
+PREVIEW_GONE = ("Cet aperçu n'est plus conservé : l'aperçu d'un import manuel validé ou abandonné est supprimé {days} "
+                "jours après (données personnelles, durée de conservation). Le bilan reste dans l'historique.",
+                "This preview is no longer kept: the preview of a confirmed or cancelled manual import is deleted "
+                "{days} days later (personal data retention). The bilan stays in the history.")
 PERSON_CSV = ("ident", "last_name", "first_name", "birth_date", "class", "reason")
 UNIT_CSV = ("ident", "name", "reason")
 
@@ -530,3 +552,23 @@ def unreconciled_csv(kind: str, rows: list[dict[str, Any]]) -> str:
 
 def _safe_cell(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+
+
+# -------------------------------------------------------------------------------- a person (privacy)
+
+
+def person_file_idents(memberships: list[Any], decisions: list[Any]) -> list[FileIdent]:
+    """An ENT person's idents in the timetable files, per establishment: those of their memberships (the
+    last import matched them) and of the wizard's decisions naming them."""
+    found = {(m.establishment, "teachers" if m.person_kind == "teacher" else "students", m.file_ident)
+             for m in memberships}
+    found |= {(d.establishment, d.kind, d.ident) for d in decisions}
+    return [FileIdent(establishment=e, kind=k, ident=i) for e, k, i in sorted(found)]  # type: ignore[arg-type]
+
+
+def row_view(row: Any) -> dict[str, Any]:
+    """A stored row as the person export shows it (dates and instants as ISO 8601)."""
+    out = {}
+    for key, value in row._mapping.items():
+        out[key] = value.isoformat() if hasattr(value, "isoformat") else value
+    return out

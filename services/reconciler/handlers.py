@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.reconciler import domain, groups, store, wizard
@@ -24,10 +25,21 @@ from services.reconciler.wizard import WizardError
 from shared.blobs import BlobStore, gc_paused
 from shared.bus import Delivery
 from shared.db import Database
-from shared.messages import DirectoryUpdated, ImportLifecycle, ImportStatus, Mode, StageCommand, utcnow
+from shared.messages import (
+    AccessRecorded,
+    DirectoryUpdated,
+    FileIdent,
+    ImportLifecycle,
+    ImportStatus,
+    Mode,
+    PrivacyRequest,
+    StageCommand,
+    utcnow,
+)
 from shared.messages import Stage as StageName
 from shared.outbox import Outbox
 from shared.reconcile import ALLOWED_KINDS, Directory, reconcile_snapshot
+from shared.settings import Settings
 from shared.stage import StageResult, UnitOfWork
 from shared.timetable import loads
 from shared.worker import finish_step, is_aborted
@@ -54,10 +66,11 @@ class ReconcilerStage:
 
     name = StageName.GROUPS
 
-    def __init__(self, db: Database, outbox: Outbox, blobs: BlobStore) -> None:
+    def __init__(self, db: Database, outbox: Outbox, blobs: BlobStore, settings: Settings) -> None:
         self.db = db
         self.outbox = outbox
         self.blobs = blobs
+        self.settings = settings
 
     # --- the stage --------------------------------------------------------------------------------
 
@@ -266,7 +279,32 @@ class ReconcilerStage:
         matched once: threshold control asked for the same pair)."""
         tt = self.blobs.load(model, loads)
         raw = reconcile_snapshot(self.blobs, model, tt, snapshot) if snapshot else None
-        return domain.plan_establishment(est, tt, snapshot, self._directory(snapshot), raw, stored, decisions)
+        return domain.plan_establishment(est, tt, snapshot, self._directory(snapshot), raw, stored, decisions, model)
+
+    async def record_access(self, event: AccessRecorded) -> None:
+        """A read of personal data, for the notifier's access log: committed (outbox) before the data goes."""
+        async with self.outbox.unit_of_work() as uow:
+            await uow.emit(event)
+
+    async def unreconciled_rows(self, results: list[Any], kind: str) -> list[dict[str, Any]] | None:
+        """The unreconciled list of one kind of an import (its results, one per establishment): the stored
+        entries joined with their model's names, off the event loop. None once retention purged it (the
+        results, or the model they refer to)."""
+        def render() -> list[dict[str, Any]] | None:
+            listed: list[dict[str, Any]] = []
+            for row in results:
+                entries = (row.unmatched or {}).get(kind, [])
+                if row.purged_at is not None:
+                    return None
+                if entries and isinstance(entries[0], dict):  # written whole, before entries were ident-only
+                    listed += entries
+                elif entries:
+                    if not row.model_sha256 or not self.blobs.exists(row.model_sha256):
+                        return None
+                    listed += domain.unmatched_rows(self.blobs.load(row.model_sha256, loads), kind, entries)
+            return listed
+
+        return await asyncio.to_thread(render)
 
     # --- directory and IdPN uploads ----------------------------------------------------------------
 
@@ -313,6 +351,77 @@ class ReconcilerStage:
                 out["sha256"] = (await self._publish_snapshot(uow, site, est))["sha256"]
         await self._publish_now()
         return out
+
+    # --- retention and personal data (docs/privacy.md) ------------------------------------------------
+
+    async def purge(self, uow: UnitOfWork, now: datetime | None = None) -> dict[str, int]:
+        """The unreconciled lists and finished wizards' previews older than EDT_RETENTION_LISTS_DAYS are
+        emptied (their counts stay); superseded directory snapshots older than EDT_RETENTION_DIRECTORY_DAYS
+        leave the blob store (never a current one, nor one an awaiting preview refers to). Current snapshots
+        under a retired key are sealed again with the current one."""
+        now = now or utcnow()
+        conn, s = uow.conn, self.settings
+        lists = await store.purge_lists(conn, now - timedelta(days=s.retention_lists_days), now)
+        previews = await store.purge_previews(conn, now - timedelta(days=s.retention_lists_days), now)
+        current = await store.current_snapshots(conn)
+        old = await store.superseded_snapshots(conn, now - timedelta(days=s.retention_directory_days))
+        old -= current | await store.awaiting_snapshots(conn)
+        await store.forget_snapshots(conn, old)
+
+        def files() -> tuple[int, int]:
+            return (sum(self.blobs.delete(sha) for sha in sorted(old)),
+                    sum(self.blobs.reseal(sha) for sha in sorted(current) if self.blobs.exists(sha)))
+
+        deleted, resealed = await asyncio.to_thread(files)
+        return {"lists_emptied": lists, "previews_emptied": previews, "snapshots_deleted": deleted,
+                "resealed": resealed}
+
+    async def purge_now(self) -> dict[str, int]:
+        async with self.outbox.unit_of_work() as uow:
+            return await self.purge(uow)
+
+    async def on_privacy(self, uow: UnitOfWork, request: PrivacyRequest) -> tuple[dict[str, Any], list[FileIdent]]:
+        """Retention on demand; for an ENT person, what the reconciler keeps (directory entries, IdPN
+        associations, stored matches, memberships) and the person's idents in the files (from the
+        memberships and matches), erased on `erase` — with a new directory snapshot, the older ones (which
+        name the person) deleted, and awaiting previews rewritten without them."""
+        if request.action == "retention":
+            return await self.purge(uow), []
+        assert request.site is not None and request.person is not None
+        site, ent_id = request.site, request.person
+        records = await store.person_records(uow.conn, site, ent_id)
+        idents = domain.person_file_idents(records["memberships"], records["decisions"])
+        data: dict[str, Any] = {name: [domain.row_view(r) for r in rows] for name, rows in records.items()}
+        if request.action == "erase":
+            for est in sorted({m.establishment for m in records["memberships"]}):
+                await self.db.advisory_lock(uow.conn, "groups", site, est)
+            data = {"erased": await store.erase_person(uow.conn, site, ent_id)}
+            data.update(await self._forget_in_snapshots(uow, site, ent_id, records))
+        return data, idents
+
+    async def _forget_in_snapshots(self, uow: UnitOfWork, site: str, ent_id: str,
+                                   records: dict[str, list[Any]]) -> dict[str, int]:
+        """After an erasure: the establishments that listed the person get a new snapshot, every older one
+        of theirs is deleted, and awaiting previews forget the person."""
+        ests = sorted({r.establishment for r in records["directory"]} | {r.establishment
+                                                                         for r in records["pronote_ids"]})
+        new: dict[str, str] = {}
+        for est in ests:
+            await self.db.advisory_lock(uow.conn, "directory", site, est)
+            if await store.has_directory(uow.conn, site, est):
+                new[est] = (await self._publish_snapshot(uow, site, est))["sha256"]
+        history = await store.site_snapshots(uow.conn, site)
+        stale = set().union(*(history.get(est, set()) for est in ests)) if ests else set()
+        stale -= set(new.values()) | await store.current_snapshots(uow.conn)
+        rewritten = 0
+        for row in await store.awaiting_previews(uow.conn, site):
+            preview, selection, changed = wizard.forget_person(row.preview, row.selection, ent_id, new)
+            if changed:
+                await store.rewrite_preview(uow.conn, row.import_id, preview, selection)
+                rewritten += 1
+        await store.forget_snapshots(uow.conn, stale)
+        deleted = await asyncio.to_thread(lambda: sum(self.blobs.delete(sha) for sha in sorted(stale)))
+        return {"snapshots_replaced": len(new), "snapshots_deleted": deleted, "previews_rewritten": rewritten}
 
     # --- the wizard (manual import awaiting its selection) ----------------------------------------------
 

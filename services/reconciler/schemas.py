@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from services.reconciler import domain
-from shared.reconcile import DirectoryPerson, DirectoryUnit
+from shared.reconcile import DirectoryUnit
 from shared.web import Instant, Page
 
 # --- uploads: the ENT directory and the IdPN associations ------------------------------------------
@@ -152,8 +152,8 @@ def parse_directory_json(data: bytes) -> domain.DirectoryUpload:
                 domain.duplicate_id(upload.errors, seen, section, raw.get("id"), ["body", section, i])
     if body is None or upload.errors:
         return upload
-    upload.persons = [DirectoryPerson(p.id, p.kind.value, p.last_name, p.first_name, p.birth_date, p.pronote_id,
-                                      p.cas_id) for p in body.persons]
+    upload.persons = [domain.directory_person(p.id, p.kind.value, p.last_name, p.first_name, p.birth_date,
+                                              p.pronote_id, p.cas_id) for p in body.persons]
     upload.classes = [DirectoryUnit(u.id, u.name) for u in body.classes]
     upload.groups = [DirectoryUnit(u.id, u.name) for u in body.groups]
     return upload

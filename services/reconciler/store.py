@@ -77,7 +77,23 @@ snapshots = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-# The matching result of each import, per establishment: counts and the unmatched rows (for the CSV).
+# Every snapshot an establishment had, for retention (docs/privacy.md): a snapshot holds the directory's
+# names and birth dates, so one superseded (`superseded_at`) leaves the blob store after
+# EDT_RETENTION_DIRECTORY_DAYS — never the current one, nor one an awaiting preview refers to.
+snapshot_history = sa.Table(
+    "directory_snapshot_history",
+    metadata,
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("establishment", sa.String(64), primary_key=True),
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("superseded_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+# The matching result of each import, per establishment: counts and the unmatched entries (for the CSV):
+# [ident, reason] per entry, the names being the model's (`model_sha256`), joined in when the list is read
+# (rows written before that hold the whole rows). The list is emptied by retention (`purged_at`), the
+# counts stay.
 results = sa.Table(
     "reconciliation_results",
     metadata,
@@ -86,8 +102,10 @@ results = sa.Table(
     sa.Column("site", sa.String(64), nullable=False, index=True),
     sa.Column("snapshot_sha256", sa.String(64), nullable=True),  # None: no directory for the establishment
     sa.Column("counts", sa.JSON, nullable=False),
-    sa.Column("unmatched", sa.JSON, nullable=False),  # {kind: [row, …]}
+    sa.Column("unmatched", sa.JSON, nullable=False),  # {kind: [[ident, reason], …]}
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("model_sha256", sa.String(64), nullable=True),
+    sa.Column("purged_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 # --- group creation -----------------------------------------------------------------------------------
@@ -189,6 +207,7 @@ previews = sa.Table(
     sa.Column("selection", sa.JSON, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("purged_at", sa.DateTime(timezone=True), nullable=True),  # retention emptied it
 )
 
 
@@ -223,9 +242,17 @@ async def latest_snapshots(conn: AsyncConnection, site: str, ests: list[str]) ->
 
 async def save_snapshot(db: Database, conn: AsyncConnection, site: str, est: str, sha: str, counts: dict[str, int],
                         at: datetime) -> None:
+    """The establishment's current snapshot; the one it replaces is superseded from now (retention)."""
     await conn.execute(upsert(db, snapshots, {"site": site, "establishment": est, "sha256": sha,
                                               "counts": counts, "updated_at": at},
                               ["site", "establishment"], ["sha256", "counts", "updated_at"]))
+    key = (snapshot_history.c.site == site, snapshot_history.c.establishment == est)
+    await conn.execute(snapshot_history.update().where(*key, snapshot_history.c.sha256 != sha,
+                                                       snapshot_history.c.superseded_at.is_(None))
+                       .values(superseded_at=at))
+    await conn.execute(upsert(db, snapshot_history, {"site": site, "establishment": est, "sha256": sha,
+                                                     "created_at": at, "superseded_at": None},
+                              ["site", "establishment", "sha256"], ["superseded_at"]))
 
 
 async def write_directory(conn: AsyncConnection, site: str, est: str, upload: domain.DirectoryUpload,
@@ -323,8 +350,9 @@ async def save_results(db: Database, conn: AsyncConnection, import_id: str, site
     for m in matchings:
         await conn.execute(upsert(db, results, {
             "import_id": import_id, "establishment": m.establishment, "site": site,
-            "snapshot_sha256": m.snapshot, "counts": m.counts, "unmatched": m.unmatched, "created_at": now},
-            ["import_id", "establishment"], ["snapshot_sha256", "counts", "unmatched", "created_at"]))
+            "snapshot_sha256": m.snapshot, "counts": m.counts, "unmatched": m.unmatched, "created_at": now,
+            "model_sha256": m.model},
+            ["import_id", "establishment"], ["snapshot_sha256", "counts", "unmatched", "created_at", "model_sha256"]))
 
 
 # --- groups and memberships -----------------------------------------------------------------------------
@@ -530,3 +558,99 @@ async def members_of(conn: AsyncConnection, site: str, est: str, keys: list[str]
                 memberships.c.group_key.in_(keys[i:i + 500])))).all():
             out[m.group_key].append(m)
     return out
+
+
+# --- retention (docs/privacy.md) -------------------------------------------------------------------------
+
+
+async def purge_lists(conn: AsyncConnection, before: datetime, at: datetime) -> int:
+    """Empty the unreconciled lists of imports matched before `before`; their counts stay."""
+    done = await conn.execute(results.update().where(results.c.created_at < before, results.c.purged_at.is_(None))
+                              .values(unmatched={}, purged_at=at))
+    return int(done.rowcount or 0)
+
+
+async def purge_previews(conn: AsyncConnection, before: datetime, at: datetime) -> int:
+    """Empty the previews of wizards confirmed or cancelled before `before` (one still awaiting stays)."""
+    done = await conn.execute(previews.update().where(
+        previews.c.status.in_(("confirmed", "cancelled")), previews.c.updated_at < before,
+        previews.c.purged_at.is_(None)).values(preview={}, selection={}, purged_at=at))
+    return int(done.rowcount or 0)
+
+
+async def awaiting_snapshots(conn: AsyncConnection) -> set[str]:
+    """The directory snapshots the previews still awaiting their selection refer to."""
+    out: set[str] = set()
+    for row in (await conn.execute(sa.select(previews.c.preview).where(previews.c.status == "awaiting"))).all():
+        out.update(e.get("directory") for e in (row.preview or {}).get("establishments", []) if e.get("directory"))
+    return out
+
+
+async def current_snapshots(conn: AsyncConnection) -> set[str]:
+    return set((await conn.execute(sa.select(snapshots.c.sha256))).scalars())
+
+
+async def superseded_snapshots(conn: AsyncConnection, before: datetime) -> set[str]:
+    return set((await conn.execute(sa.select(snapshot_history.c.sha256).where(
+        snapshot_history.c.superseded_at < before))).scalars())
+
+
+async def forget_snapshots(conn: AsyncConnection, shas: Iterable[str]) -> None:
+    for chunk in _chunks(sorted(shas)):
+        await conn.execute(snapshot_history.delete().where(snapshot_history.c.sha256.in_(chunk)))
+
+
+async def site_snapshots(conn: AsyncConnection, site: str) -> dict[str, set[str]]:
+    """Every snapshot each establishment of the site has had (current and superseded)."""
+    out: dict[str, set[str]] = {}
+    for row in (await conn.execute(sa.select(snapshot_history).where(snapshot_history.c.site == site))).all():
+        out.setdefault(row.establishment, set()).add(row.sha256)
+    return out
+
+
+# --- a person, by ENT id (docs/privacy.md: export and erasure) -------------------------------------------
+
+
+async def person_records(conn: AsyncConnection, site: str, ent_id: str) -> dict[str, list[Any]]:
+    """Everything the reconciler keeps about one ENT person of a site."""
+    joined = memberships.join(groups, sa.and_(groups.c.site == memberships.c.site,
+                                              groups.c.establishment == memberships.c.establishment,
+                                              groups.c.key == memberships.c.group_key), isouter=True)
+    queries = {
+        "directory": sa.select(persons).where(persons.c.site == site, persons.c.id == ent_id),
+        "pronote_ids": sa.select(pronote_ids).where(pronote_ids.c.site == site, pronote_ids.c.ent_id == ent_id),
+        "decisions": sa.select(person_decisions).where(person_decisions.c.site == site,
+                                                       person_decisions.c.ent_id == ent_id),
+        "memberships": sa.select(memberships, groups.c.name.label("group_name")).select_from(joined).where(
+            memberships.c.site == site, memberships.c.person_id == ent_id),
+    }
+    return {name: list((await conn.execute(query)).all()) for name, query in queries.items()}
+
+
+async def erase_person(conn: AsyncConnection, site: str, ent_id: str) -> dict[str, int]:
+    """Delete one ENT person's directory entries, IdPN associations, stored matches and memberships; the
+    groups that lost a member are diffed member by member at the next import (digest cleared)."""
+    touched = list((await conn.execute(sa.select(memberships.c.establishment, memberships.c.group_key).where(
+        memberships.c.site == site, memberships.c.person_id == ent_id).distinct())).all())
+    counts = {}
+    for name, table, where in (
+            ("directory", persons, (persons.c.site == site, persons.c.id == ent_id)),
+            ("pronote_ids", pronote_ids, (pronote_ids.c.site == site, pronote_ids.c.ent_id == ent_id)),
+            ("decisions", person_decisions, (person_decisions.c.site == site, person_decisions.c.ent_id == ent_id)),
+            ("memberships", memberships, (memberships.c.site == site, memberships.c.person_id == ent_id))):
+        counts[name] = int((await conn.execute(table.delete().where(*where))).rowcount or 0)
+    for est, key in touched:
+        await conn.execute(groups.update().where(groups.c.site == site, groups.c.establishment == est,
+                                                 groups.c.key == key).values(members_fp=None))
+    return counts
+
+
+async def awaiting_previews(conn: AsyncConnection, site: str) -> list[Any]:
+    return list((await conn.execute(sa.select(previews).where(previews.c.site == site,
+                                                              previews.c.status == "awaiting"))).all())
+
+
+async def rewrite_preview(conn: AsyncConnection, import_id: str, preview: dict[str, Any],
+                          selection: dict[str, Any]) -> None:
+    await conn.execute(previews.update().where(previews.c.import_id == import_id)
+                       .values(preview=preview, selection=selection, updated_at=utcnow()))

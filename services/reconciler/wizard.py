@@ -13,6 +13,7 @@ automatic imports run too, is `services/reconciler/groups.py`.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +21,13 @@ from typing import Any
 from shared.reconcile import (
     ALLOWED_KINDS,
     AMBIGUOUS,
+    NOT_FOUND,
     Directory,
     KindResult,
     Unmatched,
     normalise,
 )
-from shared.timetable import Course, Timetable
+from shared.timetable import Course, Student, Timetable
 
 SELECT_KINDS = ("subjects", "classes", "groups", "courses")
 PERSON_KINDS = ("teachers", "students")
@@ -178,8 +180,9 @@ def person_rows(tt: Timetable, kind: str, result: KindResult, directory: Directo
     reasons = {u.ident: u for u in result.unmatched}
     rows = []
     for ident, person in people.items():
+        born = person.birth_date if isinstance(person, Student) else None  # the model keeps students' only
         row: dict[str, Any] = {"ident": ident, "last_name": person.last_name, "first_name": person.first_name,
-                               "birth_date": person.birth_date.isoformat() if person.birth_date else None}
+                               "birth_date": born.isoformat() if born else None}
         ent = result.matched.get(ident)
         if ent is not None:
             row.update(status="matched", ent_id=ent, rule=result.rules.get(ident),
@@ -314,3 +317,31 @@ def merge_selection(current: Selection, patch: Any, preview: Mapping[str, Any],
     if errors:
         raise SelectionError(errors)
     return out
+
+
+def forget_person(preview: Mapping[str, Any], selection: Mapping[str, Any], ent_id: str,
+                  snapshots: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """An awaiting preview and its selection without an erased ENT person: no longer anyone's match or
+    candidate, no decision naming them, and each establishment pointed at its new directory snapshot
+    (`snapshots`), so that the confirm cannot match them again. Returns (preview, selection, changed)."""
+    out = copy.deepcopy(dict(preview))
+    changed = False
+    for est in out.get("establishments", []):
+        if est.get("establishment") in snapshots and est.get("directory") != snapshots[est["establishment"]]:
+            est["directory"] = snapshots[est["establishment"]]
+            changed = True
+        for rows in (est.get("persons") or {}).values():
+            for row in rows:
+                kept = [c for c in row.get("candidates") or [] if c.get("id") != ent_id]
+                if len(kept) != len(row.get("candidates") or []):
+                    row["candidates"], changed = kept, True
+                if row.get("ent_id") == ent_id:
+                    row.update(status="unmatched", ent_id=None, ent=None, rule=None, reason=NOT_FOUND)
+                    changed = True
+    chosen = copy.deepcopy(dict(selection))
+    for est_selection in chosen.values():
+        for decisions in ((est_selection or {}).get("persons") or {}).values():
+            for ident in [i for i, d in decisions.items() if (d or {}).get("ent_id") == ent_id]:
+                del decisions[ident]
+                changed = True
+    return out, chosen, changed

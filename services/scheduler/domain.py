@@ -282,6 +282,8 @@ def student_count(tt: Timetable, course: Course, index: Mapping[str, Mapping[str
 
 
 def names_of(tt: Timetable) -> dict[str, dict[str, str]]:
+    """The display names feeds and views show. Students are listed without their names (docs/privacy.md):
+    no session or list shows one, and a student's calendar is named by its ident (`feed_name`)."""
     def person(p: Any) -> str:
         return f"{p.last_name} {p.first_name}".strip()
 
@@ -293,8 +295,13 @@ def names_of(tt: Timetable) -> dict[str, dict[str, str]]:
         "classes": {k: c.name for k, c in tt.classes.items()},
         "groups": {k: g.name for k, g in tt.groups.items()},
         "subjects": {k: s.display for k, s in tt.subjects.items()},
-        "students": {k: person(s) for k, s in tt.students.items()},
+        "students": dict.fromkeys(tt.students, ""),
     }
+
+
+def feed_name(kind: str, ident: str, names: Mapping[str, Mapping[str, str]], feed_kinds: Mapping[str, str]) -> str:
+    """The calendar's name: the display name of its class, group or teacher; « Élève <ident> » for a student."""
+    return names.get(feed_kinds[kind], {}).get(ident) or f"Élève {ident}"
 
 
 # ------------------------------------------------------------------------------------------ diff

@@ -17,7 +17,7 @@ from services.scheduler import domain, store
 from services.scheduler.domain import Plan
 from shared.blobs import BlobStore, gc_paused
 from shared.db import Database
-from shared.messages import CHANGES_EXCHANGE, Envelope, StageCommand
+from shared.messages import CHANGES_EXCHANGE, Envelope, FileIdent, PrivacyRequest, StageCommand
 from shared.messages import Stage as StageName
 from shared.settings import Settings
 from shared.stage import StageResult, UnitOfWork
@@ -95,6 +95,25 @@ class SchedulerStage:
         await uow.emit_many([Envelope(CHANGES_EXCHANGE, f"sessions.{site}.{est}", body, f"{cmd.import_id}:{est}:{n}")
                              for n, body in enumerate(events, 1)])
         return counts
+
+    async def on_privacy(self, uow: UnitOfWork, request: PrivacyRequest) -> tuple[dict[str, Any], list[FileIdent]]:
+        """What the scheduler keeps about a person, by the idents the reconciler matched to their ENT id (export),
+        or their removal from courses, classes, parts, sessions and display names (erase: "sessions keep their
+        course, not the person"). Nothing of the scheduler's expires by retention."""
+        if request.action == "retention" or request.site is None:
+            return {}, []
+        postgres = self.db.is_postgres
+        found = []
+        for person in request.file_idents:
+            if request.action == "erase":
+                await self.db.advisory_lock(uow.conn, "sessions", request.site, person.establishment)
+                found.append({"establishment": person.establishment, "kind": person.kind, "ident": person.ident,
+                              "erased": await store.erase_person(uow.conn, postgres, request.site,
+                                                                 person.establishment, person.kind, person.ident)})
+            else:
+                found.append(await store.person_records(uow.conn, postgres, request.site, person.establishment,
+                                                        person.kind, person.ident))
+        return {"timetable_people": found}, []
 
     def close(self) -> None:
         return None

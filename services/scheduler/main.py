@@ -7,16 +7,18 @@ from services.scheduler.api import build_router
 from services.scheduler.handlers import SchedulerStage
 from shared.outbox import Outbox
 from shared.web import Runtime, Service, TokenRevocations, run_service
-from shared.worker import StageWorker
+from shared.worker import PrivacyWorker, StageWorker
 
 
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
     stage = SchedulerStage(rt.db, rt.blobs, rt.settings)
     worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs, aborts=store.aborts)
+    privacy = PrivacyWorker("scheduler", stage.on_privacy, outbox=outbox, bus=rt.bus, blobs=rt.blobs)
 
     async def start() -> None:
         outbox.relay.start_in_background()
+        await privacy.start()
         await worker.start()
 
     async def stop() -> None:

@@ -471,3 +471,68 @@ async def feed_subscriptions(conn: AsyncConnection, site: str, est: str, kind: s
 
 async def delete_subscriptions(conn: AsyncConnection, site: str, est: str, kind: str, ident: str) -> int:
     return int((await conn.execute(subscriptions.delete().where(_feed(site, est, kind, ident)))).rowcount or 0)
+
+
+async def display_names(conn: AsyncConnection, site: str, est: str) -> dict[str, Any] | None:
+    """The establishment's display names by kind and ident, or None when it has none integrated."""
+    e = establishments
+    row = (await conn.execute(sa.select(e.c.names).where(e.c.site == site, e.c.establishment == est))).first()
+    return dict(row.names) if row is not None else None
+
+
+# --- a person, by their idents in the timetable (docs/privacy.md: export and erasure) -------------------
+
+PERSON_TABLE_KINDS = {"teachers": "teacher", "students": "student"}
+
+
+async def person_records(conn: AsyncConnection, postgres: bool, site: str, est: str, kind: str,
+                         ident: str) -> dict[str, Any]:
+    """What the scheduler keeps about one person of an establishment's timetable: the courses naming them,
+    their class and part memberships with dates, their display name, and how many sessions list them."""
+    member_kind = PERSON_TABLE_KINDS[kind]
+    m, cs, s = course_members, class_students, sessions
+    courses_of = (await conn.execute(sa.select(m.c.course, m.c.start, m.c.end).where(
+        m.c.site == site, m.c.establishment == est, m.c.kind == member_kind, m.c.ident == ident))).all()
+    classes_of = (await conn.execute(sa.select(cs.c.kind, cs.c.ident, cs.c.start, cs.c.end).where(
+        cs.c.site == site, cs.c.establishment == est, cs.c.student == ident))).all() if kind == "students" else []
+    column = s.c.teachers if kind == "teachers" else s.c.students
+    listed = (await conn.execute(sa.select(sa.func.count()).select_from(s).where(
+        s.c.site == site, s.c.establishment == est, _json_has(postgres, column, ident)))).scalar_one()
+    names = await display_names(conn, site, est) or {}
+    return {"establishment": est, "kind": kind, "ident": ident,
+            "display_name": names.get(kind, {}).get(ident) or None,
+            "courses": [{"course": r.course, "start": r.start, "end": r.end} for r in courses_of],
+            "memberships": [{"kind": r.kind, "ident": r.ident, "start": r.start, "end": r.end} for r in classes_of],
+            "sessions_listing": int(listed)}
+
+
+async def erase_person(conn: AsyncConnection, postgres: bool, site: str, est: str, kind: str, ident: str) -> dict[
+        str, int]:
+    """The person leaves the courses, classes, parts, sessions and display names that held them; the
+    courses and sessions themselves stay."""
+    member_kind = PERSON_TABLE_KINDS[kind]
+    m, cs, s, c = course_members, class_students, sessions, courses
+    counts = {"course_members": int((await conn.execute(m.delete().where(
+        m.c.site == site, m.c.establishment == est, m.c.kind == member_kind, m.c.ident == ident))).rowcount or 0)}
+    counts["class_members"] = int((await conn.execute(cs.delete().where(
+        cs.c.site == site, cs.c.establishment == est, cs.c.student == ident))).rowcount or 0) \
+        if kind == "students" else 0
+    column = s.c.teachers if kind == "teachers" else s.c.students
+    rows = (await conn.execute(sa.select(s.c.id, column).where(s.c.site == site, s.c.establishment == est,
+                                                               _json_has(postgres, column, ident)))).all()
+    for row in rows:
+        await conn.execute(s.update().where(s.c.id == row.id).values(
+            {column.name: [i for i in row[1] if i != ident]}))
+    counts["sessions"] = len(rows)
+    if kind == "teachers":
+        for row in (await conn.execute(sa.select(c.c.key, c.c.teachers).where(
+                c.c.site == site, c.c.establishment == est))).all():
+            if ident in (row.teachers or []):
+                await conn.execute(c.update().where(c.c.site == site, c.c.establishment == est, c.c.key == row.key)
+                                   .values(teachers=[i for i in row.teachers if i != ident]))
+    e = establishments
+    names = await display_names(conn, site, est)
+    if names is not None and ident in names.get(kind, {}):
+        names = {**names, kind: {k: v for k, v in names[kind].items() if k != ident}}
+        await conn.execute(e.update().where(e.c.site == site, e.c.establishment == est).values(names=names))
+    return counts

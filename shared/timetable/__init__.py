@@ -23,6 +23,7 @@ from shared.timetable.codec import (
     dumps,
     from_jsonable,
     loads,
+    person_row_prefix,
     to_jsonable,
 )
 from shared.timetable.derive import (
@@ -133,6 +134,7 @@ __all__ = [
     "iter_weeks",
     "loads",
     "member_index",
+    "person_row_prefix",
     "safe_iterparse",
     "school_weeks_bitmap",
     "session_key",

@@ -1,4 +1,8 @@
-"""The blob form of a `Timetable`: `dumps` / `loads` (compact JSON rows, versioned by `MODEL_VERSION`)."""
+"""The blob form of a `Timetable`: `dumps` / `loads` (compact JSON rows, versioned by `MODEL_VERSION`).
+
+`loads` also reads the previous version's blobs (version 1 rows carried a student's sex and national id,
+a teacher's birth date and STS id): it drops those fields, so a stored baseline stays usable and what it
+decodes to holds no more than a version 2 model (docs/privacy.md)."""
 
 from __future__ import annotations
 
@@ -67,10 +71,8 @@ def to_jsonable(tt: Timetable) -> dict[str, Any]:
                 s.last_name,
                 s.first_name,
                 _d(s.birth_date),
-                s.sex,
                 s.pronote_id,
                 s.cas_id,
-                s.national_id,
                 [[m.ident, _d(m.start), _d(m.end)] for m in s.classes],
                 [[m.ident, _d(m.start), _d(m.end)] for m in s.parts],
             ]
@@ -98,11 +100,31 @@ def to_jsonable(tt: Timetable) -> dict[str, Any]:
 
 
 def _person_out(p: Person) -> list[Any]:
-    return [p.ident, p.last_name, p.first_name, _d(p.birth_date), p.pronote_id, p.cas_id, p.sts_id]
+    return [p.ident, p.last_name, p.first_name, p.pronote_id, p.cas_id]
 
 
 def _person_in(r: list[Any]) -> Person:
-    return Person(r[0], r[1], r[2], _pd(r[3]), r[4], r[5], r[6])
+    return Person(r[0], r[1], r[2], r[3], r[4])
+
+
+def _person_in_v1(r: list[Any]) -> Person:
+    return Person(r[0], r[1], r[2], r[4], r[5])  # r[3] birth date, r[6] STS id: dropped
+
+
+def _memberships_in(rows: list[list[Any]]) -> tuple[Membership, ...]:
+    return tuple([Membership(m[0], _pd(m[1]), _pd(m[2])) for m in rows])
+
+
+def _student_in(r: list[Any]) -> Student:
+    return Student(r[0], r[1], r[2], _pd(r[3]), r[4], r[5], _memberships_in(r[6]), _memberships_in(r[7]))
+
+
+def _student_in_v1(r: list[Any]) -> Student:
+    # r[4] sex and r[7] national id: dropped
+    return Student(r[0], r[1], r[2], _pd(r[3]), r[5], r[6], _memberships_in(r[8]), _memberships_in(r[9]))
+
+
+READABLE_VERSIONS = (1, MODEL_VERSION)
 
 
 class ModelVersionError(ValueError):
@@ -110,8 +132,10 @@ class ModelVersionError(ValueError):
 
 
 def from_jsonable(obj: dict[str, Any]) -> Timetable:
-    if obj.get("model_version") != MODEL_VERSION:
-        raise ModelVersionError(f"timetable model version {obj.get('model_version')!r}, expected {MODEL_VERSION}")
+    version = obj.get("model_version")
+    if version not in READABLE_VERSIONS:
+        raise ModelVersionError(f"timetable model version {version!r}, expected one of {READABLE_VERSIONS}")
+    person_in, student_in = (_person_in, _student_in) if version == MODEL_VERSION else (_person_in_v1, _student_in_v1)
     y, g = obj["school_year"], obj["grid"]
     year = SchoolYear(date.fromisoformat(y[0]), date.fromisoformat(y[1]), date.fromisoformat(y[2]))
     grid = TimeGrid(g[0], g[1], tuple(g[2]), tuple([Place(*p) for p in g[3]]))
@@ -121,28 +145,14 @@ def from_jsonable(obj: dict[str, Any]) -> Timetable:
         school_year=year,
         grid=grid,
         subjects={r[0]: Subject(r[0], r[1], r[2]) for r in obj["subjects"]},
-        teachers={r[0]: _person_in(r) for r in obj["teachers"]},
-        staff={r[0]: _person_in(r) for r in obj["staff"]},
+        teachers={r[0]: person_in(r) for r in obj["teachers"]},
+        staff={r[0]: person_in(r) for r in obj["staff"]},
         establishments={r[0]: Establishment(r[0], r[1], r[2]) for r in obj["establishments"]},
         classes={r[0]: SchoolClass(r[0], r[1], tuple(r[2]), tuple(r[3])) for r in obj["classes"]},
         groups={r[0]: Group(r[0], r[1], tuple(r[2]), tuple(r[3]), tuple(r[4])) for r in obj["groups"]},
         rooms={r[0]: Room(r[0], r[1]) for r in obj["rooms"]},
         equipment={r[0]: Room(r[0], r[1]) for r in obj["equipment"]},
-        students={
-            r[0]: Student(
-                r[0],
-                r[1],
-                r[2],
-                _pd(r[3]),
-                r[4],
-                r[5],
-                r[6],
-                r[7],
-                tuple([Membership(m[0], _pd(m[1]), _pd(m[2])) for m in r[8]]),
-                tuple([Membership(m[0], _pd(m[1]), _pd(m[2])) for m in r[9]]),
-            )
-            for r in obj["students"]
-        },
+        students={r[0]: student_in(r) for r in obj["students"]},
         slots=tuple(
             [
                 Slot(
@@ -172,5 +182,11 @@ def dumps(tt: Timetable) -> bytes:
 
 
 def loads(data: bytes | str) -> Timetable:
-    """Inverse of `dumps`; raises ModelVersionError for a blob of another model version."""
+    """Inverse of `dumps` (and reads version 1 blobs); raises ModelVersionError for any other version."""
     return from_jsonable(json.loads(data))
+
+
+def person_row_prefix(ident: str, last_name: str, first_name: str) -> bytes:
+    """How a teacher's or student's row starts in a blob (`dumps`, versions 1 and 2): a cheap test of
+    whether a stored model holds a person, without decoding it."""
+    return json.dumps([ident, last_name, first_name], ensure_ascii=False, separators=(",", ":"))[:-1].encode("utf-8")

@@ -1,5 +1,11 @@
 """The canonical timetable model (design.md §8a): what the validator makes of an export and every later
-stage reads. Frozen dataclasses and named tuples, no behaviour beyond small lookups."""
+stage reads. Frozen dataclasses and named tuples, no behaviour beyond small lookups.
+
+Minimal by design (docs/privacy.md): a person holds only what a rule of the seeds reads — names for
+reconciliation, the birth date of students (reconciliation « date de naissance pour les apprenants »),
+the PRONOTE and CAS ids (reconciliation rules 1–3), memberships and their dates. What an export also
+carries — sex, national student number (no rule reads it), teachers' birth dates and STS ids, postcodes,
+parents (`Responsable`) — is never kept."""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import NamedTuple
 
-MODEL_VERSION = 1
+MODEL_VERSION = 2  # 2: no sex, national id, teacher birth date or STS id (version 1 blobs still read)
 
 CLEAR_NAMESPACE = "http://www.index-education.com/exportemploidutemps"
 CONTAINER_NAMESPACE = "http://www.index-education.com/conteneurexportchiffre"
@@ -80,15 +86,13 @@ class Subject:
 
 @dataclass(frozen=True, slots=True)
 class Person:
-    """A teacher (`Professeur`) or staff member (`Personnel`)."""
+    """A teacher (`Professeur`) or staff member (`Personnel`): matched by ids, else by name alone."""
 
     ident: str
     last_name: str
     first_name: str
-    birth_date: date | None = None
     pronote_id: str | None = None  # IDPN
     cas_id: str | None = None  # IDCAS
-    sts_id: str | None = None  # IDSTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +132,9 @@ class Student:
     ident: str
     last_name: str
     first_name: str
-    birth_date: date | None = None
-    sex: str | None = None  # "Masculin" / "Feminin" as exported
+    birth_date: date | None = None  # tells homonyms apart in reconciliation
     pronote_id: str | None = None
     cas_id: str | None = None
-    national_id: str | None = None  # NumeroNational
     classes: tuple[Membership, ...] = ()
     parts: tuple[Membership, ...] = ()
 

@@ -4,6 +4,7 @@ parser uses both this and `ZIP_MAGIC`)."""
 
 from __future__ import annotations
 
+import contextlib
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,16 +120,18 @@ def _sniff_stream(raw: IO[bytes], cap: int, *, is_zip: bool, member: str | None)
     return Sniff(kind, uai, establishments, is_zip, member, version, software)
 
 
-def sniff_export(path: Path, *, max_bytes: int = SNIFF_MAX_BYTES) -> Sniff:
+def sniff_export(source: Path | IO[bytes], *, max_bytes: int = SNIFF_MAX_BYTES) -> Sniff:
     """Cheap, safe detection of an export at deposit time: clear, encrypted or unknown; its UAI(s).
 
-    Detects by content, not by name; reads a zip's single XML member in a stream; stops early (after
-    `Etablissements`, or at the first section that follows it, or at the container's `UAI`); never raises."""
+    `source`: a path or a seekable binary stream (left open). Detects by content, not by name; reads a
+    zip's single XML member in a stream; stops early (after `Etablissements`, or at the first section that
+    follows it, or at the container's `UAI`); never raises."""
     try:
-        with open(path, "rb") as fh:
+        with open(source, "rb") if isinstance(source, str | Path) else contextlib.nullcontext(source) as fh:
             magic = fh.read(4)
             if magic in ZIP_MAGIC:
-                return _sniff_zip(path, max_bytes)
+                fh.seek(0)
+                return _sniff_zip(fh, max_bytes)
             if not _looks_like_xml(magic + fh.read(1020)):
                 return Sniff("unknown")
             fh.seek(0)
@@ -137,9 +140,9 @@ def sniff_export(path: Path, *, max_bytes: int = SNIFF_MAX_BYTES) -> Sniff:
         return Sniff("unknown")
 
 
-def _sniff_zip(path: Path, max_bytes: int) -> Sniff:
+def _sniff_zip(fh: IO[bytes], max_bytes: int) -> Sniff:
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(fh) as zf:
             infos = [i for i in zf.infolist() if not i.is_dir()][:SNIFF_MAX_MEMBERS]
             xml_members = []
             for info in infos:

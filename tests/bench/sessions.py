@@ -33,7 +33,7 @@ from deploy.migrate import upgrade
 from services.scheduler import store
 from services.scheduler.handlers import SchedulerStage
 from services.scheduler.store import SESSION_COLUMNS, session_records
-from shared.blobs import BlobStore
+from shared.blobs import BlobStore, Keyring
 from shared.bus import MemoryBus
 from shared.db import Database
 from shared.messages import FileRef, Mode, StageCommand
@@ -50,7 +50,7 @@ NOW = datetime(2026, 8, 1, tzinfo=UTC)
 class Stage:
     def __init__(self, url: str, tmp: Path) -> None:
         self.db = Database(url)
-        self.blobs = BlobStore(tmp / "blobs")
+        self.blobs = BlobStore(tmp / "blobs", Keyring.generate())
         self.outbox = Outbox(self.db, store.outbox, MemoryBus())
         self.stage = SchedulerStage(self.db, self.blobs, Settings(database_url=url, blob_dir=tmp / "blobs"))
 

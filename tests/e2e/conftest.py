@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from deploy.supervisor import Cluster, ClusterError, tcp_reachable
+from shared.blobs import generate_key
 from tests.harness import AMQP_URL, Api, postgres_database
 
 MANAGEMENT_URL = os.environ.get("EDT_TEST_RABBITMQ_MANAGEMENT", "http://guest:guest@127.0.0.1:15672")
@@ -119,6 +120,7 @@ def start_cluster(tmp: Path, **env: str) -> Iterator[E2E]:
             "EDT_BLOB_DIR": str(data_dir / "blobs"),
             "EDT_ADMIN_TOKEN": admin_token,
             "EDT_SECRET_KEY": secrets.token_hex(16),
+            "EDT_BLOB_KEY": generate_key(),
             "EDT_HOST": "127.0.0.1",
             "EDT_PORT": "0",  # nginx on a free port
             "EDT_SERVICE_BASE_PORT": "0",  # services on free ports

@@ -54,6 +54,8 @@ from shared.timetable import (
 )
 from tests.factory.names import FIRST_NAMES_F, FIRST_NAMES_M, LAST_NAMES
 
+Extras = dict[tuple[str, str], dict[str, object]]
+
 SIZES: dict[str, list[tuple[str, int]]] = {
     # establishment kind, students
     "XS": [("college", 60)],
@@ -227,9 +229,12 @@ class GeneratedSchool:
     changed_courses: list[str] = field(default_factory=list)  # course keys changed by `changes=K`
     holidays: list[ClosurePeriod] = field(default_factory=list)  # the closure periods the file implies
     newer: bool = False  # written with the constructs newer exports add (see `make_school`)
+    # What the file carries about people beyond the model (sex, national id, teachers' birth dates and STS
+    # ids): real exports have it, the parser must not keep it.
+    extras: Extras = field(default_factory=dict)
 
     def to_xml_bytes(self) -> bytes:
-        return to_xml(self.timetable, newer=self.newer)
+        return to_xml(self.timetable, newer=self.newer, extras=self.extras)
 
     def encrypt(self, public_key_pem: bytes, partner: str, **kwargs: object) -> bytes:
         """The encrypted `EXPORT_INDEX_EDUCATION` container of this school (see `encrypt_export`)."""
@@ -283,6 +288,7 @@ class _Builder:
         self.rooms: dict[str, Room] = {}
         self.equipment: dict[str, Room] = {}
         self.students: dict[str, Student] = {}
+        self.extras: Extras = {}
         self.slots: list[Slot] = []
         self.busy: dict[str, set[tuple[int, int]]] = {}  # class ident → (day, place) taken
         self.teacher_busy: dict[str, set[tuple[int, int]]] = {}
@@ -363,15 +369,11 @@ class _Builder:
         ident = self.ident("teacher", 2)
         last, first, _ = self.person_name()
         birth = date(rng.randint(1960, 1998), rng.randint(1, 12), rng.randint(1, 28)) if rng.random() < 0.5 else None
-        self.teachers[ident] = Person(
-            ident,
-            last,
-            first,
-            birth,
-            self.idpn() if rng.random() < 0.92 else None,
-            f"cas{rng.randint(10000, 99999)}" if rng.random() < 0.2 else None,
-            str(rng.randint(1000, 99999)) if rng.random() < 0.3 else None,
-        )
+        pronote = self.idpn() if rng.random() < 0.92 else None
+        cas = f"cas{rng.randint(10000, 99999)}" if rng.random() < 0.2 else None
+        sts = str(rng.randint(1000, 99999)) if rng.random() < 0.3 else None
+        self.teachers[ident] = Person(ident, last, first, pronote, cas)
+        self.extras[("Professeur", ident)] = {"DateNaissance": birth, "IDSTS": sts}  # in the file, never in the model
         return ident
 
     # ------------------------------------------------------------ scheduling
@@ -497,7 +499,7 @@ class _Builder:
         for ident in ("cpe1", "cpe2", "doc", "aed1", "aed2", "aed3") if self.newer else ():  # Personnels: newer
             last, first, _ = self.person_name()
             sid = self.ident("staff")
-            self.staff[sid] = Person(sid, last, first, None, self.idpn() if ident != "aed3" else None)
+            self.staff[sid] = Person(sid, last, first, self.idpn() if ident != "aed3" else None)
         est_idents = list(self.establishments)
         for e, (kind, n_students) in enumerate(kinds):
             self.build_establishment(e, est_idents[e] if multi else None, kind, n_students)
@@ -582,20 +584,13 @@ class _Builder:
                     )
                     if (other, lb) in part_of
                 )
-            self.students[sid] = Student(
-                sid,
-                last,
-                first,
-                birth,
-                sex,
-                self.idpn() if rng.random() < 0.97 else None,
-                f"cas-{sid}" if rng.random() < 0.1 else None,
-                f"{rng.randint(0, 99999999):08d}{rng.choice('ABCDEFGHJK')}{rng.randint(10, 99)}"
-                if rng.random() < 0.8
-                else None,
-                memberships,
-                part_ms,
-            )
+            pronote = self.idpn() if rng.random() < 0.97 else None
+            cas = f"cas-{sid}" if rng.random() < 0.1 else None
+            national = (f"{rng.randint(0, 99999999):08d}{rng.choice('ABCDEFGHJK')}{rng.randint(10, 99)}"
+                        if rng.random() < 0.8 else None)
+            self.students[sid] = Student(sid, last, first, birth, pronote, cas, memberships, part_ms)
+            # what real files carry and no rule reads: written in the file, never in the model
+            self.extras[("Eleve", sid)] = {"Sexe": sex, "NumeroNational": national}
         # homonyms: a few students share another's name
         ids = list(self.students)
         for a, b in zip(rng.sample(ids, k=3), rng.sample(ids, k=3), strict=True):
@@ -804,7 +799,8 @@ def make_school(
     newer = multi if newer is None else newer or multi
     builder = _Builder(size, seed, uai, current_school_year() if year is None else year, newer)
     tt = builder.build()
-    school = GeneratedSchool(size, seed, tt, builder.establishment_name, holidays=expected_holidays(tt), newer=newer)
+    school = GeneratedSchool(size, seed, tt, builder.establishment_name, holidays=expected_holidays(tt), newer=newer,
+                             extras=builder.extras)
     if changes:
         school.timetable, school.changed_courses = apply_changes(builder, tt, changes)
     return school
@@ -869,9 +865,16 @@ def _opt(name: str, value: object) -> str:
     return "" if value is None else f' {name}="{_esc(str(value))}"'
 
 
-def to_xml(tt: Timetable, *, newer: bool = True) -> bytes:
+def to_xml(tt: Timetable, *, newer: bool = True, extras: Extras | None = None) -> bytes:
     """Write a model as a clear `ExportEmploiDuTemps` file, laid out like the real ones (tabs, week comments).
-    `newer=False`: only what the 1.1 schema allows (the model must hold nothing else)."""
+    `newer=False`: only what the 1.1 schema allows (the model must hold nothing else). `extras`: attributes
+    of people the model does not hold ((element, ident) → {attribute: value}), written as real files do."""
+    extra = extras or {}
+
+    def more(element: str, ident: str, *names: str) -> str:
+        values = extra.get((element, ident), {})
+        return "".join(_opt(n, values.get(n)) for n in names)
+
     if not newer and (tt.staff or tt.equipment or tt.establishments or any(g.students for g in tt.groups.values())
                       or any(s.cancelled_weeks or s.students or s.staff for s in tt.slots)):
         raise ValueError("this timetable holds constructs of newer exports: write it with newer=True")
@@ -902,7 +905,7 @@ def to_xml(tt: Timetable, *, newer: bool = True) -> bytes:
         idpn = "IdPN" if n % 2 and newer else "IDPN"  # real files spell it both ways
         w(
             f'\t<Professeur Ident="{t.ident}" Nom="{_esc(t.last_name)}" Prenom="{_esc(t.first_name)}"'
-            f"{_opt('DateNaissance', t.birth_date)}{_opt('IDSTS', t.sts_id)}{_opt(idpn, t.pronote_id)}"
+            f"{more('Professeur', t.ident, 'DateNaissance', 'IDSTS')}{_opt(idpn, t.pronote_id)}"
             f"{_opt('IDCAS', t.cas_id)}/>\n"
         )
     w("  </Professeurs>\n")
@@ -911,7 +914,7 @@ def to_xml(tt: Timetable, *, newer: bool = True) -> bytes:
         for t in tt.staff.values():
             w(
                 f'\t<Personnel Ident="{t.ident}" Nom="{_esc(t.last_name)}" Prenom="{_esc(t.first_name)}"'
-                f"{_opt('DateNaissance', t.birth_date)}{_opt('IDPN', t.pronote_id)}{_opt('IDCAS', t.cas_id)}/>\n"
+                f"{_opt('IDPN', t.pronote_id)}{_opt('IDCAS', t.cas_id)}/>\n"
             )
         w("  </Personnels>\n")
     if tt.establishments:
@@ -952,7 +955,7 @@ def to_xml(tt: Timetable, *, newer: bool = True) -> bytes:
         birth = "" if st.birth_date is None else str(st.birth_date)
         w(
             f'\t<Eleve Ident="{st.ident}" Nom="{_esc(st.last_name)}" Prenom="{_esc(st.first_name)}" '
-            f'DateNaissance="{birth}"{_opt("Sexe", st.sex)}{_opt("NumeroNational", st.national_id)}'
+            f'DateNaissance="{birth}"{more("Eleve", st.ident, "Sexe", "NumeroNational")}'
             f"{_opt(idpn, st.pronote_id)}{_opt('IDCAS', st.cas_id)}>\n"
         )
         if n % 3 == 1:  # parents: ignored by the parser, as the ENT gets them elsewhere

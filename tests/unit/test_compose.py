@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from deploy.nginx import COMPOSE_CONF, SERVICES, render_compose_conf, render_nginx_conf
+from shared.blobs import generate_key
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -127,7 +128,8 @@ def compose_binary() -> list[str]:
 
 def test_docker_compose_reads_the_file() -> None:
     result = subprocess.run([*compose_binary(), "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True,
-                            env={**os.environ, "EDT_ADMIN_TOKEN": "test-token"}, cwd=ROOT, timeout=60)
+                            env={**os.environ, "EDT_ADMIN_TOKEN": "test-token", "EDT_BLOB_KEY": generate_key()},
+                            cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
 
 

@@ -160,18 +160,20 @@ def check_slots(tt: Timetable, lines: list[int], ctx: Ctx) -> Timetable:
 
 
 def check_people(tt: Timetable, ctx: Ctx) -> None:
-    """Students without a class, and homonyms — by the reconciler's own name key, so that the warning names
-    exactly the people reconciliation will call ambiguous."""
+    """Students without a class, and homonyms — by the reconciler's own name key, so that the warning counts
+    exactly the people reconciliation will call ambiguous. The warning names them by Ident, never by name:
+    it stays in the history for good, the names are in the unreconciled lists, which expire."""
     without_class = sum(1 for s in tt.students.values() if not s.classes)
     if without_class:
         ctx.report("student_without_class", count=without_class)
     for kind, people in (("professeurs", tt.teachers.values()), ("élèves", tt.students.values())):
         seen: dict[tuple[str, str], list[str]] = {}
         for p in people:
-            seen.setdefault(name_key(p.last_name, p.first_name), []).append(f"{p.last_name} {p.first_name}")
-        dupes = [names for names in seen.values() if len(names) > 1]
+            seen.setdefault(name_key(p.last_name, p.first_name), []).append(p.ident)
+        dupes = [idents for idents in seen.values() if len(idents) > 1]
         if dupes:
-            ctx.report("homonyms", kind=kind, count=sum(len(n) for n in dupes), samples=[n[0] for n in dupes[:3]])
+            ctx.report("homonyms", kind=kind, count=sum(len(n) for n in dupes),
+                       samples=["/".join(n) for n in dupes[:3]])
 
 
 def check_usable(tt: Timetable, ctx: Ctx) -> None:

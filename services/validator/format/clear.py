@@ -90,6 +90,8 @@ def canonical_ident(value: str) -> str:
 
 
 # ------------------------------------------------------------------------------- known names (schema)
+# Known is not kept: the parser recognises these names (so that they are not reported as unknown) but the
+# model holds only what a rule reads (shared/timetable/model.py, docs/privacy.md).
 
 _PERSON_ATTRS = frozenset({"Ident", "Nom", "Prenom", "CodePostal", "DateNaissance", "IDSTS", "IDPN", "IDCAS",
                            "IdPN", "IdCAS"})
@@ -331,9 +333,9 @@ class ClearParser:
         ident = self._ident(el, element)
         if ident is None:
             return
-        person = Person(ident, self._text(el, element, "Nom"), self._text(el, element, "Prenom"),
-                        self._birth_date(el, element), self._idpn(el), self._idcas(el),
-                        (el.get("IDSTS") or "").strip() or None)
+        # DateNaissance, IDSTS, CodePostal: known attributes no rule reads for a teacher, never kept
+        person = Person(ident, self._text(el, element, "Nom"), self._text(el, element, "Prenom"), self._idpn(el),
+                        self._idcas(el))
         self._put(store, element, ident, person)
 
     def _teacher(self, el: Any) -> None:
@@ -431,14 +433,13 @@ class ClearParser:
             elif name == "PartieDeClasse":
                 target = parts
             else:
-                continue  # Responsable (parents) and newer children: not the timetable's business
+                continue  # Responsable (parents) and newer children: not the timetable's business, never kept
             membership = self._membership(child, f"Eleve/{name}")
             if membership is not None:
                 target.append(membership)
+        # Sexe, NumeroNational, CodePostal, IDSconet: known attributes no rule reads, never kept
         student = Student(ident, self._text(el, "Eleve", "Nom"), self._text(el, "Eleve", "Prenom"),
-                          self._birth_date(el, "Eleve"), (el.get("Sexe") or "").strip() or None, self._idpn(el),
-                          self._idcas(el), (el.get("NumeroNational") or "").strip() or None, tuple(classes),
-                          tuple(parts))
+                          self._birth_date(el, "Eleve"), self._idpn(el), self._idcas(el), tuple(classes), tuple(parts))
         self._put(self.students, "Eleve", ident, student)
 
     def _slot(self, el: Any) -> None:

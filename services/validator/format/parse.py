@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Collection
 from pathlib import Path
+from typing import BinaryIO
 
 from lxml import etree
 
@@ -20,7 +21,7 @@ from shared.timetable import CLEAR_ROOT, CONTAINER_ROOT, ZIP_MAGIC, Timetable
 
 
 def parse_export(
-    path: Path,
+    source: Path | BinaryIO,
     *,
     partner_name: str,
     private_key: bytes | None,
@@ -31,6 +32,7 @@ def parse_export(
 ) -> ParseResult:
     """Parse and check one deposited export (clear XML, encrypted container, or either in a zip).
 
+    `source`: a path, or a seekable binary stream (the blob store's plaintext of a sealed blob), closed here.
     `private_key`: the ENT's RSA private key, PEM or DER (None: encrypted files are rejected, "clé absente").
     `expected_uais`: UAIs the target accepts (one establishment, or every establishment of the site for a
     site-wide deposit); None skips the check. Every UAI of a multi-establishment file must be among them.
@@ -38,7 +40,7 @@ def parse_export(
     ctx = Ctx(limits or Limits(), accepted or AcceptedSoftware())
     timetable: Timetable | None = None
     try:
-        timetable = parse_file(Path(path), ctx, partner_name, private_key)
+        timetable = parse_file(source, ctx, partner_name, private_key)
         if timetable is not None:
             if require_encryption and not ctx.meta.encrypted:
                 ctx.report("encryption_required")
@@ -51,20 +53,25 @@ def parse_export(
     return ParseResult(timetable, ctx.errors, ctx.warnings, ctx.meta)
 
 
-def parse_file(path: Path, ctx: Ctx, partner_name: str, private_key: bytes | None) -> Timetable | None:
+def _open(source: Path | BinaryIO, ctx: Ctx) -> tuple[BinaryIO, int]:
     try:
-        size = path.stat().st_size
+        if isinstance(source, str | Path):
+            size = Path(source).stat().st_size
+            return open(source, "rb"), size  # noqa: SIM115 - closed by the caller, after the stream is parsed
+        size = source.seek(0, io.SEEK_END)
+        source.seek(0)
+        return source, size
     except OSError as exc:
         raise ctx.fail("file_unreadable", reason=exc.strerror or str(exc)) from None
-    if size == 0:
-        raise ctx.fail("file_empty")
-    if size > ctx.limits.max_input_bytes:
-        raise ctx.fail("file_too_large", size=size, limit=ctx.limits.max_input_bytes)
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed below, after the stream is parsed
-    except OSError as exc:
-        raise ctx.fail("file_unreadable", reason=exc.strerror or str(exc)) from None
+
+
+def parse_file(source: Path | BinaryIO, ctx: Ctx, partner_name: str, private_key: bytes | None) -> Timetable | None:
+    fh, size = _open(source, ctx)
     with fh:
+        if size == 0:
+            raise ctx.fail("file_empty")
+        if size > ctx.limits.max_input_bytes:
+            raise ctx.fail("file_too_large", size=size, limit=ctx.limits.max_input_bytes)
         magic = fh.read(4)
         fh.seek(0)
         if magic in ZIP_MAGIC:

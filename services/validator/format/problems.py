@@ -404,8 +404,8 @@ POLICY: dict[str, Rule] = {
     "homonyms": Rule(
         W,
         "none",
-        "{count} homonyme(s) parmi les {kind} (ex. {samples}) : le rapprochement par nom sera ambigu.",
-        "{count} homonym(s) among {kind} (e.g. {samples}): matching by name will be ambiguous.",
+        "{count} homonyme(s) parmi les {kind} (ex. Ident {samples}) : le rapprochement par nom sera ambigu ; ils figurent dans les listes des non rapprochés.",
+        "{count} homonym(s) among {kind} (e.g. Ident {samples}): matching by name will be ambiguous; they are in the unreconciled lists.",
     ),
 }
 

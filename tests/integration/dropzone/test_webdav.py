@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.dropzone.webdav_fixtures import Deposit, RealWebdavServer, WebdavServer
+from tests.integration.dropzone.webdav_fixtures import Deposit, RealWebdavServer, WebdavServer, unseal
 
 FINAL = "EDT_To_KOSMOS_0490856P.xml"
 EXPORT = (b'<?xml version="1.0" encoding="UTF-8"?>\n<ExportEmploiDuTemps UAI="0490856P">' + b"x" * 2000
@@ -43,6 +43,14 @@ def basic(login: str, password: str) -> str:
 
 def on_disk(server: WebdavServer, *segments: str) -> Path:
     return server.root_dir.joinpath(*segments)
+
+
+def kept(server: WebdavServer, *segments: str) -> bytes:
+    """What a file of the deposit space holds: sealed on disk (its bytes are not the plaintext's)."""
+    path = on_disk(server, *segments)
+    plain = unseal(path, server.keyring)
+    assert plain not in path.read_bytes() or not plain
+    return plain
 
 
 def uploads(server: WebdavServer) -> list[Path]:
@@ -299,7 +307,7 @@ def test_deposit_location_decides_the_establishment(webdav_server: WebdavServer,
     site_level = "1754" if isinstance(s, RealWebdavServer) else None
     assert [(d.establishment, d.name) for d in s.deposits] == [(site_level, "all.xml"), ("1754", "deep.xml"),
                                                                (site_level, "client.xml")]
-    assert on_disk(s, s.site, "1754", "sub", "deep.xml").read_bytes() == EXPORT
+    assert kept(s, s.site, "1754", "sub", "deep.xml") == EXPORT
 
 
 def test_empty_and_temporary_files_are_not_deposits(webdav_server: WebdavServer, dav: httpx.Client) -> None:
@@ -336,7 +344,7 @@ def test_moves_copies_and_deletes_after_a_deposit(webdav_server: WebdavServer, d
     assert transfer("COPY", ("1754", "dir", ""), ("4817", "dir", "")) == 201
     assert transfer("MOVE", ("1754", "dir", ""), ("1754", "dir2", "")) == 201
     assert [(d.establishment, d.name) for d in s.deposits][4:] == [("1754", "b.xml")]
-    assert on_disk(s, s.site, "4817", "dir", "b.xml").read_bytes() == EXPORT
+    assert kept(s, s.site, "4817", "dir", "b.xml") == EXPORT
     assert all(d.data == EXPORT for d in s.deposits)
 
 

@@ -31,7 +31,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from services.dropzone.landings import Landings
 from services.dropzone.webdav import webdav_factory
+from shared.blobs import Keyring
 from shared.web import LazyMount
 
 SITE = "4817"
@@ -51,6 +53,15 @@ class Deposit:
     login: str
 
 
+KEYRING = Keyring.generate()  # the WebDAV layer seals what it stores, with the blob store's keys
+
+
+def unseal(path: Path, keyring: Keyring = KEYRING) -> bytes:
+    """The plaintext of a file of the deposit space (sealed on disk)."""
+    with keyring.open(path) as f:
+        return f.read()
+
+
 @dataclass
 class FakeGate:
     """In-memory `DepositGate`: two sites, one account each, deposits kept in a list."""
@@ -59,6 +70,7 @@ class FakeGate:
     accounts: dict[str, tuple[str, str]] = field(default_factory=lambda: {
         LOGIN: (PASSWORD, SITE), OTHER_LOGIN: (OTHER_PASSWORD, OTHER_SITE)})
     deposits: list[Deposit] = field(default_factory=list)
+    reads: list[tuple[str, str, str]] = field(default_factory=list)  # (site, path, login) of each GET
     fail_deposits: bool = False
     auth_calls: int = 0
 
@@ -71,10 +83,13 @@ class FakeGate:
         ests = self.sites.get(site)
         return None if ests is None else list(ests)
 
+    async def file_read(self, site: str, path: str, login: str) -> None:
+        self.reads.append((site, path, login))
+
     async def take_deposit(self, site: str, establishment: str | None, name: str, path: Path, login: str) -> str:
         if self.fail_deposits:
             raise RuntimeError("blob store unavailable")
-        data = await asyncio.to_thread(path.read_bytes)
+        data = await asyncio.to_thread(unseal, path)
         self.deposits.append(Deposit(site, establishment, name, data, login))
         return f"import-{len(self.deposits)}"
 
@@ -85,6 +100,7 @@ class WebdavServer:
     root_dir: Path
     gate: FakeGate
     max_upload_bytes: int = MAX_UPLOAD_BYTES
+    keyring: Keyring = KEYRING
     site: str = SITE
     establishments: tuple[str, ...] = ESTABLISHMENTS
     login: str = LOGIN
@@ -141,13 +157,15 @@ class _ServerThread:
         self.sock.close()
 
 
-def start_webdav_server(root: Path, gate: FakeGate | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES
-                        ) -> tuple[WebdavServer, _ServerThread]:
+def start_webdav_server(root: Path, gate: FakeGate | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+                        landings: Landings | None = None) -> tuple[WebdavServer, _ServerThread]:
     gate = gate or FakeGate()
     app = FastAPI()
     root_dir = root / "webdav"
+    landings = landings or Landings(root_dir, grace_s=300, stale_s=24 * 3600)
     # Mounted as the dropzone's Service.mounts are in production (shared.web.create_app).
-    app.mount("/webdav", LazyMount(webdav_factory(root_dir, gate, max_upload_bytes=max_upload_bytes, workers=16)))
+    app.mount("/webdav", LazyMount(webdav_factory(root_dir, gate, KEYRING, landings, max_upload_bytes=max_upload_bytes,
+                                                  workers=16)))
     thread = _ServerThread(app).start()
     return WebdavServer(f"http://127.0.0.1:{thread.port}/webdav", root_dir, gate, max_upload_bytes), thread
 
@@ -192,12 +210,12 @@ class RealWebdavServer(WebdavServer):
         return [d for _, d in sorted(found, key=lambda pair: pair[0])]
 
 
-def start_real_webdav_server(tmp_path: Path) -> Iterator[RealWebdavServer]:
+def start_real_webdav_server(tmp_path: Path, **overrides: str) -> Iterator[RealWebdavServer]:
     from tests.harness import database, sample_xml
     from tests.integration.conftest import start_stack
 
     with database("sqlite", tmp_path) as url:
-        stacks = start_stack(tmp_path, url, EDT_MAX_UPLOAD_MB=str(MAX_UPLOAD_BYTES // (1024 * 1024)))
+        stacks = start_stack(tmp_path, url, EDT_MAX_UPLOAD_MB=str(MAX_UPLOAD_BYTES // (1024 * 1024)), **overrides)
         stack = next(stacks)
         api = stack.api
         api.create_site(SITE, {"1754": "0490856P", "4817": "0490857R"})
@@ -206,8 +224,9 @@ def start_real_webdav_server(tmp_path: Path) -> Iterator[RealWebdavServer]:
         api.first_import(OTHER_SITE, OTHER_SITE, sample_xml("0490858S"))
         mine, other = api.create_account(SITE, "Jean", "Dupont"), api.create_account(OTHER_SITE, "Marie", "Curie")
         yield RealWebdavServer(f"{stack.url}/webdav", stack.settings.data_dir / "webdav", None,  # type: ignore[arg-type]
-                               MAX_UPLOAD_BYTES, login=mine["login"], password=mine["password"],
-                               other_login=other["login"], other_password=other["password"], api=api)
+                               MAX_UPLOAD_BYTES, stack.runtime.blobs.keyring, login=mine["login"],
+                               password=mine["password"], other_login=other["login"],
+                               other_password=other["password"], api=api)
         stacks.close()
 
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from deploy.migrate import upgrade
 from services.scheduler import store
 from services.scheduler.handlers import SchedulerStage
-from shared.blobs import BlobStore
+from shared.blobs import BlobStore, Keyring
 from shared.bus import MemoryBus
 from shared.db import Database, as_utc
 from shared.messages import FileRef, Mode, StageCommand
@@ -45,7 +45,7 @@ class Stage:
     def __init__(self, url: str, tmp: Path) -> None:
         settings = Settings(database_url=url, blob_dir=tmp / "blobs", data_dir=tmp)
         self.db = Database(url)
-        self.blobs = BlobStore(tmp / "blobs")
+        self.blobs = BlobStore(tmp / "blobs", Keyring.generate())
         self.outbox = Outbox(self.db, store.outbox, MemoryBus())
         self.stage = SchedulerStage(self.db, self.blobs, settings)
 

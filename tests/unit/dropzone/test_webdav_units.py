@@ -118,6 +118,9 @@ class Gate:
     async def take_deposit(self, site: str, establishment: str | None, name: str, path: Path, login: str) -> str:
         raise OSError(28, "No space left on device")
 
+    async def file_read(self, site: str, path: str, login: str) -> None:
+        return None
+
 
 @pytest.fixture
 def loop() -> Iterator[asyncio.AbstractEventLoop]:

@@ -89,7 +89,8 @@ def test_stage_decision_counts_and_the_bilan_actions() -> None:
     assert "Groups: 3 created" in (result.message_en or "") and result.counts["courses_kept"] == 2
     paused = domain.decide([m], paused=True)
     assert paused.outcome is ImportStatus.AWAITING_SELECTION and "awaiting your selection" in (paused.message_en or "")
-    csv_text = domain.unreconciled_csv("teachers", m.unmatched["teachers"])
+    assert m.unmatched["teachers"] == [[t, "ambiguous"]]  # stored without names: the model has them
+    csv_text = domain.unreconciled_csv("teachers", domain.unmatched_rows(tt, "teachers", m.unmatched["teachers"]))
     assert csv_text.splitlines()[0] == "ident;last_name;first_name;birth_date;class;reason"
     assert csv_text.splitlines()[1].startswith(f"{t};") and csv_text.splitlines()[1].endswith(";ambiguous")
     none = domain.decide([domain.establishment_matching("1754", tt, None, None)])

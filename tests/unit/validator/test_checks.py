@@ -20,7 +20,7 @@ from services.validator.domain import (
     split_by_establishment,
 )
 from shared.reconcile import FilePerson
-from shared.timetable import Person, derive_courses, sessions_for_course
+from shared.timetable import Person, derive_courses, dumps, sessions_for_course
 from tests.factory import encrypt_export, make_school
 from tests.unit.validator.conftest import PARTNER
 
@@ -116,9 +116,13 @@ def test_real_like_export_is_read_as_real_importers_read_it(tmp_path: Path) -> N
     assert [p.start for p in tt.grid.places] == [480, 510, 540, 570]
     assert tt.teachers["2"].pronote_id == "KVX8NTH4DPQ3SYU7"  # IdPN spelling
     assert tt.teachers["3"].pronote_id == "VWZCNXMPYB9T34S5"
-    assert tt.teachers["3"].birth_date == date(1970, 2, 3)
+    assert not hasattr(tt.teachers["3"], "birth_date")  # DateNaissance="1970-02-03": no rule reads a teacher's
     student = tt.students["738"]
     assert student.birth_date is None
+    assert not hasattr(student, "sex")  # Sexe="Masculin", the Responsable: read, recognised, never kept
+    assert b"MOHAMMED" not in dumps(tt) and b"moulin" not in dumps(tt) and b"Masculin" not in dumps(tt)
+    assert not [w for w in result.warnings if w.code == "unknown_elements"
+                and any(n.startswith("Eleve") for n in w.detail.get("names", {}))]
     assert [m.ident for m in student.classes] == ["2", "3"]
     assert student.classes[0].end == date(2012, 12, 3)
     assert tt.groups["3"].parts == ("22", "44")

@@ -22,7 +22,8 @@ def test_every_schema_construct_is_read(tmp_path: Path) -> None:
     assert set(tt.subjects) == {"7", "8"} and set(tt.teachers) == {"2"}  # ' 2', '07': the idents 2 and 7
     assert tt.school_year.start.isoformat()[:4] == tt.school_year.week1.isoformat()[:4]  # zoned xs:date read
     teacher = tt.teachers["2"]
-    assert (teacher.pronote_id, teacher.cas_id, teacher.sts_id) == ("PN-1", "cas.1", "A12")
+    assert (teacher.pronote_id, teacher.cas_id) == ("PN-1", "cas.1")
+    assert not hasattr(teacher, "sts_id")  # IDSTS="A12" is read as a known attribute, never kept
     lea = tt.students["12"]
     assert [m.ident for m in lea.classes] == ["3"] and [m.ident for m in lea.parts] == ["30"]
     assert lea.classes[0].start == tt.school_year.start and lea.classes[0].end == tt.school_year.end
