@@ -144,7 +144,7 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
         if version is None:
             return None
         cached = views.get((site, est))
-        if cached is not None and cached.import_id == version[0]:
+        if cached is not None and (cached.import_id, cached.updated_at) == version:
             return cached
         parts = await store.establishment_view_parts(conn, site, est)
         if parts is None:
@@ -196,8 +196,8 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
                             limit: Limit = 100,
                             cursor: Annotated[str | None, cursor_query(datetime, str)] = None) -> SessionList:
         """Each session with its idents and, in `names`, their display names (same order). A filter value
-        no timetable of the establishment knows is a 422 naming known values (a name given instead of an
-        ident says which ident it is)."""
+        the establishment's integrated timetable does not know is a 422 naming known values (a name given
+        instead of an ident says which ident it is); before its first integrated import the list is empty."""
         who = parse_person(person)
         f = store.SessionFilter(start=parse_bound(from_, tz, upper=False), end=parse_bound(to, tz, upper=True),
                                 course=course, klass=klass, group=group, person=who)
@@ -205,7 +205,8 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
         page_after = (after[0], after[1]) if after else None
         async with db.read() as conn:
             view = await view_for(conn, site, est)
-            check_filters(view, course, klass, group, who, person)
+            if view is not None:  # before a first integrated import, nothing to list and no value to check
+                check_filters(view, course, klass, group, who, person)
             rows = await store.sessions_page(conn, site, est, f, page_after, limit + 1) if view else []
         items = [SessionRead.model_validate({**domain.session_view(r), "names": view.session_names(r)})
                  for r in rows[:limit] if view is not None]
@@ -218,7 +219,7 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
         view = await view_for(conn, site, est)
         if kind not in FEED_KINDS or view is None or not view.knows(FEED_KINDS[kind], ident):
             raise not_found("Calendar")
-        return view.name(FEED_KINDS[kind], ident)
+        return domain.feed_name(kind, ident, view.names, FEED_KINDS)
 
     async def subscription_ok(conn: AsyncConnection, key: str, site: str, est: str, kind: str, ident: str) -> bool:
         """The key names a subscription of this very feed and carries its secret (constant-time check)."""
@@ -229,9 +230,9 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
         return bool(row is not None and matches and (row.site, row.establishment, row.kind, row.ident)
                     == (site, est, kind, ident))
 
-    def feed_etag(import_id: str, kind: str, ident: str, from_: str | None, to: str | None) -> str:
+    def feed_etag(version: str, kind: str, ident: str, from_: str | None, to: str | None) -> str:
         digest = hashlib.blake2b(repr((kind, ident, from_ or "", to or "")).encode(), digest_size=8).hexdigest()
-        return f'"{import_id}.{digest}"'
+        return f'"{version}.{digest}"'
 
     @router.get("/sites/{site}/establishments/{est}/calendar/{kind}/{ident}.ics", response_class=CalendarResponse,
                 summary="iCal feed of a class, group, teacher or student",
@@ -257,16 +258,16 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
                 require_site(who, site)
             name = await feed_name(conn, site, est, kind, ident)
             view = views[(site, est)]
-            etag = feed_etag(view.import_id, kind, ident, from_, to)
+            etag = feed_etag(view.version, kind, ident, from_, to)
             headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
             if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
                 return Response(status_code=304, headers=headers)
             cache_key = (site, est, kind, ident, from_ or "", to or "")
-            body = feeds.get(cache_key, view.import_id)
+            body = feeds.get(cache_key, view.version)
             if body is None:
                 rows = await store.feed_sessions(conn, site, est, f)
                 body = ical_feed(name=name, sessions=rows, view=view)
-                feeds.put(cache_key, view.import_id, body)
+                feeds.put(cache_key, view.version, body)
         return CalendarResponse(body, headers={**headers,
                                                "Content-Disposition": f'inline; filename="{kind}-{ident}.ics"'})
 

@@ -301,7 +301,7 @@ def names_of(tt: Timetable) -> dict[str, dict[str, str]]:
 
 def feed_name(kind: str, ident: str, names: Mapping[str, Mapping[str, str]], feed_kinds: Mapping[str, str]) -> str:
     """The calendar's name: the display name of its class, group or teacher; « Élève <ident> » for a student."""
-    return names.get(feed_kinds[kind], {}).get(ident) or f"Élève {ident}"
+    return names.get(feed_kinds[kind], {}).get(ident) or (f"Élève {ident}" if kind == "student" else ident)
 
 
 # ------------------------------------------------------------------------------------------ diff

@@ -532,7 +532,12 @@ async def erase_person(conn: AsyncConnection, postgres: bool, site: str, est: st
                                    .values(teachers=[i for i in row.teachers if i != ident]))
     e = establishments
     names = await display_names(conn, site, est)
+    values: dict[str, Any] = {}
     if names is not None and ident in names.get(kind, {}):
-        names = {**names, kind: {k: v for k, v in names[kind].items() if k != ident}}
-        await conn.execute(e.update().where(e.c.site == site, e.c.establishment == est).values(names=names))
+        values["names"] = {**names, kind: {k: v for k, v in names[kind].items() if k != ident}}
+    if values or any(counts.values()):
+        # A new version of the establishment: the views and feeds cached from the old one (names, iCal
+        # bodies and their ETags) are not served again.
+        await conn.execute(e.update().where(e.c.site == site, e.c.establishment == est).values(
+            **values, updated_at=datetime.now(UTC)))
     return counts

@@ -36,9 +36,15 @@ class EstablishmentView:
     courses: Mapping[str, tuple[str, str]]  # course key → (label, subject ident)
     _by_name: dict[str, dict[str, list[str]]] = field(default_factory=dict, compare=False, repr=False)
 
+    @property
+    def version(self) -> str:
+        """What every cached view of the establishment depends on: its last import, and any later change to
+        what it holds (an erasure of a person)."""
+        return f"{self.import_id}.{int(self.updated_at.timestamp() * 1000)}"
+
     def name(self, kind: str, ident: str) -> str:
         """The display name of an ident (the ident itself when the timetable names it nowhere)."""
-        return self.names.get(kind, {}).get(ident, ident)
+        return self.names.get(kind, {}).get(ident) or ident
 
     def course_label(self, key: str) -> str:
         return self.courses.get(key, (key, ""))[0]
@@ -146,23 +152,23 @@ class FeedCache:
         self._entries: dict[tuple[Any, ...], tuple[str, bytes]] = {}
         self._bytes = 0
 
-    def get(self, key: tuple[Any, ...], import_id: str) -> bytes | None:
+    def get(self, key: tuple[Any, ...], version: str) -> bytes | None:
         entry = self._entries.pop(key, None)
         if entry is None:
             return None
-        if entry[0] != import_id:
+        if entry[0] != version:
             self._bytes -= len(entry[1])
             return None
         self._entries[key] = entry  # most recently used last
         return entry[1]
 
-    def put(self, key: tuple[Any, ...], import_id: str, body: bytes) -> None:
+    def put(self, key: tuple[Any, ...], version: str, body: bytes) -> None:
         old = self._entries.pop(key, None)
         if old is not None:
             self._bytes -= len(old[1])
         if len(body) > self.max_bytes:
             return
-        self._entries[key] = (import_id, body)
+        self._entries[key] = (version, body)
         self._bytes += len(body)
         while self._bytes > self.max_bytes:
             oldest = next(iter(self._entries))

@@ -14,16 +14,12 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
-
 from services.thresholds import domain, store
-from services.thresholds.store import active, directories, directory_barriers, lifecycle, mails, models
 from shared.blobs import BlobStore, gc_paused
 from shared.bus import Bus, Delivery
-from shared.db import Database, as_utc, upsert
+from shared.db import Database
 from shared.messages import (
     NOTIFICATIONS_EXCHANGE,
     DepositAck,
@@ -111,8 +107,7 @@ class ThresholdsStage:
         may still be on its way. Wait (bounded) so that the baseline and the precondition see it."""
         async def seen() -> bool:
             async with self.db.read() as conn:
-                return (await conn.execute(sa.select(lifecycle.c.import_id)
-                                           .where(lifecycle.c.import_id == import_id))).first() is not None
+                return await store.lifecycle_seen(conn, import_id)
 
         await self._wait(f"lifecycle:{import_id}", seen, f"lifecycle of previous import {import_id}")
 
@@ -130,15 +125,14 @@ class ThresholdsStage:
 
         async def seen() -> bool:
             async with self.db.read() as conn:
-                return (await conn.execute(sa.select(directory_barriers.c.id)
-                                           .where(directory_barriers.c.id == marker))).first() is not None
+                return await store.barrier_seen(conn, marker)
 
         key = f"barrier:{marker}"
         self._arrived[key] = asyncio.Event()  # before the marker can come back
         await self.bus.publish("", DIRECTORY_QUEUE, DirectoryBarrier(barrier=marker).to_bytes())
         await self._wait(key, seen, f"directory barrier {marker}")
         async with self.db.transaction() as conn:
-            await conn.execute(directory_barriers.delete().where(directory_barriers.c.id == marker))
+            await store.drop_barrier(conn, marker)
 
     async def prepare(self, cmd: StageCommand) -> Prepared:
         if cmd.mode is Mode.UNDO:
@@ -230,11 +224,7 @@ class ThresholdsStage:
             result.artifacts["restored_from"] = prepared.restored_from
         if cmd.dry_run:
             return result  # nothing written: a dry run is never a baseline and notifies nobody
-        now = utcnow()
-        for est, sha in prepared.models.items():
-            await conn.execute(upsert(self.db, models, {
-                "import_id": cmd.import_id, "establishment": est, "site": cmd.site, "mode": cmd.mode.value,
-                "sha256": sha, "recorded_at": now}, ["import_id", "establishment"]))
+        await store.record_models(self.db, conn, cmd.import_id, cmd.site, cmd.mode, prepared.models, utcnow())
         if result.outcome in (ImportStatus.BLOCKED, ImportStatus.REJECTED):
             await self._notify(uow, cmd, result, prepared.emails)
         return result
@@ -248,8 +238,7 @@ class ThresholdsStage:
                                 f"{cmd.import_id}:threshold.{kind}"))
         if self.settings.smtp_url and emails:
             subject, text = domain.mail_text(body)
-            await uow.conn.execute(mails.insert().values(import_id=cmd.import_id, site=cmd.site, recipients=emails,
-                                                         subject=subject, body=text, created_at=utcnow()))
+            await store.queue_mail(uow.conn, cmd.import_id, cmd.site, emails, subject, text, utcnow())
             if self.mail_sent is not None:
                 uow.after_commit(self.mail_sent)
 
@@ -262,15 +251,7 @@ class ThresholdsStage:
         if delivery.routing_key.startswith("import.history."):
             event = ImportLifecycle.from_bytes(delivery.body)
             async with self.db.transaction() as conn:
-                await conn.execute(upsert(self.db, lifecycle, {
-                    "import_id": event.import_id, "site": event.site, "establishment": event.establishment,
-                    "establishments": event.establishments, "mode": event.mode.value, "status": event.status.value,
-                    "no_change": event.no_change, "at": event.at}, ["import_id"]))
-                await conn.execute(active.delete().where(active.c.import_id == event.import_id))
-                if event.status is ImportStatus.DONE and not event.no_change:
-                    await conn.execute(models.update().where(models.c.import_id == event.import_id,
-                                                             models.c.integrated_at.is_(None))
-                                       .values(integrated_at=event.at))
+                await store.record_lifecycle(self.db, conn, event)
             self._arrival(f"lifecycle:{event.import_id}")
             return
         # A deposit (or, for imports deposited before deposits locked, the start of validation) locks the
@@ -279,12 +260,10 @@ class ThresholdsStage:
         status = StatusEvent.from_bytes(delivery.body)
         async with self.outbox.unit_of_work() as uow:
             conn = uow.conn
-            ended = (await conn.execute(sa.select(lifecycle.c.import_id)
-                                        .where(lifecycle.c.import_id == status.import_id))).first()
-            if ended is None and status.outcome is not ImportStatus.REJECTED:
-                await conn.execute(upsert(self.db, active, {"import_id": status.import_id, "site": status.site,
-                                                            "establishment": status.establishment,
-                                                            "since": status.at}, ["import_id"]))
+            ended = await store.lifecycle_seen(conn, status.import_id)
+            if not ended and status.outcome is not ImportStatus.REJECTED:
+                await store.lock_establishment(self.db, conn, status.import_id, status.site, status.establishment,
+                                               status.at)
             if status.stage is StageName.DEPOSIT:
                 await uow.emit(DepositAck(import_id=status.import_id, by="thresholds"))
 
@@ -296,25 +275,9 @@ class ThresholdsStage:
             marker = DirectoryBarrier.model_validate(obj)
             now = utcnow()
             async with self.db.transaction() as conn:
-                # Markers whose stage gave up waiting are never deleted by it: drop them after an hour.
-                await conn.execute(directory_barriers.delete().where(
-                    directory_barriers.c.seen_at < now - timedelta(hours=1)))
-                await conn.execute(upsert(self.db, directory_barriers, {"id": marker.barrier, "seen_at": now},
-                                          ["id"]))
+                await store.record_barrier(self.db, conn, marker.barrier, now)
             self._arrival(f"barrier:{marker.barrier}")
             return
         event = DirectoryUpdated.model_validate(obj)
         async with self.db.transaction() as conn:
-            query = sa.select(directories).where(directories.c.site == event.site,
-                                                 directories.c.establishment == event.establishment)
-            if self.db.is_postgres:
-                query = query.with_for_update()
-            row = (await conn.execute(query)).first()
-            if row is None:
-                await conn.execute(upsert(self.db, directories, {
-                    "site": event.site, "establishment": event.establishment, "sha256": event.sha256, "at": event.at},
-                    ["site", "establishment"], ["sha256", "at"]))
-            elif as_utc(row.at) <= event.at:
-                await conn.execute(directories.update().where(
-                    directories.c.site == event.site, directories.c.establishment == event.establishment)
-                    .values(sha256=event.sha256, at=event.at))
+            await store.keep_newest_directory(self.db, conn, event.site, event.establishment, event.sha256, event.at)

@@ -21,7 +21,7 @@ from shared.db import (
     stage_runs_table,
     upsert,
 )
-from shared.messages import ImportStatus, Mode, utcnow
+from shared.messages import ImportLifecycle, ImportStatus, Mode, utcnow
 
 metadata = service_metadata("thresholds")
 outbox = outbox_table(metadata)
@@ -256,3 +256,77 @@ async def put_closures(db: Database, conn: AsyncConnection, site: str, est: str,
     await conn.execute(upsert(db, closures, {"site": site, "establishment": est, "periods": periods,
                                              "updated_at": at, "updated_by": by},
                               ["site", "establishment"], ["periods", "updated_at", "updated_by"]))
+
+
+# --- what the stage and its event consumers record ---------------------------------------------------
+
+
+async def lifecycle_seen(conn: AsyncConnection, import_id: str) -> bool:
+    """The import's end (`import.history.*`) has been recorded."""
+    return (await conn.execute(sa.select(lifecycle.c.import_id)
+                               .where(lifecycle.c.import_id == import_id))).first() is not None
+
+
+async def record_lifecycle(db: Database, conn: AsyncConnection, event: ImportLifecycle) -> None:
+    """An import ended: remembered, its lock released; integrated, its models become candidates for the
+    baseline."""
+    await conn.execute(upsert(db, lifecycle, {
+        "import_id": event.import_id, "site": event.site, "establishment": event.establishment,
+        "establishments": event.establishments, "mode": event.mode.value, "status": event.status.value,
+        "no_change": event.no_change, "at": event.at}, ["import_id"]))
+    await conn.execute(active.delete().where(active.c.import_id == event.import_id))
+    if event.status is ImportStatus.DONE and not event.no_change:
+        await conn.execute(models.update().where(models.c.import_id == event.import_id,
+                                                 models.c.integrated_at.is_(None)).values(integrated_at=event.at))
+
+
+async def lock_establishment(db: Database, conn: AsyncConnection, import_id: str, site: str, est: str | None,
+                             since: datetime) -> None:
+    """The import holds its establishment's settings (all the site's for a site-wide one) until it ends."""
+    await conn.execute(upsert(db, active, {"import_id": import_id, "site": site, "establishment": est,
+                                           "since": since}, ["import_id"]))
+
+
+async def record_models(db: Database, conn: AsyncConnection, import_id: str, site: str, mode: Mode,
+                        by_establishment: dict[str, str], at: datetime) -> None:
+    for est, sha in by_establishment.items():
+        await conn.execute(upsert(db, models, {
+            "import_id": import_id, "establishment": est, "site": site, "mode": mode.value, "sha256": sha,
+            "recorded_at": at}, ["import_id", "establishment"]))
+
+
+async def queue_mail(conn: AsyncConnection, import_id: str, site: str, recipients: list[str], subject: str,
+                     body: str, at: datetime) -> None:
+    await conn.execute(mails.insert().values(import_id=import_id, site=site, recipients=recipients,
+                                             subject=subject, body=body, created_at=at))
+
+
+async def barrier_seen(conn: AsyncConnection, marker: str) -> bool:
+    return (await conn.execute(sa.select(directory_barriers.c.id)
+                               .where(directory_barriers.c.id == marker))).first() is not None
+
+
+async def record_barrier(db: Database, conn: AsyncConnection, marker: str, now: datetime) -> None:
+    # Markers whose stage gave up waiting are never deleted by it: dropped after an hour.
+    await conn.execute(directory_barriers.delete().where(directory_barriers.c.seen_at < now - timedelta(hours=1)))
+    await conn.execute(upsert(db, directory_barriers, {"id": marker, "seen_at": now}, ["id"]))
+
+
+async def drop_barrier(conn: AsyncConnection, marker: str) -> None:
+    await conn.execute(directory_barriers.delete().where(directory_barriers.c.id == marker))
+
+
+async def keep_newest_directory(db: Database, conn: AsyncConnection, site: str, est: str, sha256: str,
+                                at: datetime) -> None:
+    """The newest snapshot per establishment, by the reconciler's commit time: a late redelivery never
+    rolls it back."""
+    query = sa.select(directories).where(directories.c.site == site, directories.c.establishment == est)
+    if db.is_postgres:
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    if row is None:
+        await conn.execute(upsert(db, directories, {"site": site, "establishment": est, "sha256": sha256, "at": at},
+                                  ["site", "establishment"], ["sha256", "at"]))
+    elif as_utc(row.at) <= at:
+        await conn.execute(directories.update().where(directories.c.site == site, directories.c.establishment == est)
+                           .values(sha256=sha256, at=at))

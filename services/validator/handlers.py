@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from services.validator import domain, store
-from services.validator.store import reports
 from shared.blobs import BlobStore, Keyring
 from shared.bus import Delivery
 from shared.db import as_utc
@@ -120,11 +119,8 @@ class ValidatorStage:
         if found is None:
             return domain.restoration(cmd)
         result = domain.decide(cmd, found)
-        await uow.conn.execute(reports.insert().values(
-            import_id=cmd.import_id, site=cmd.site, ok=not found["errors"],
-            problems=found["errors"] + found["warnings"],
-            meta=found["meta"], counts=found["counts"], timetable_sha256=found["timetable_sha256"],
-            timetables=result.artifacts.get("timetables", {}), created_at=utcnow()))
+        await store.record_report(uow.conn, cmd.import_id, cmd.site, found, result.artifacts.get("timetables", {}),
+                                  utcnow())
         return result
 
     def close(self) -> None:

@@ -59,3 +59,12 @@ async def mark_purged(conn: AsyncConnection, import_ids: list[str], at: datetime
     for i in range(0, len(import_ids), 500):
         await conn.execute(reports.update().where(reports.c.import_id.in_(import_ids[i:i + 500]))
                            .values(purged_at=at))
+
+
+async def record_report(conn: AsyncConnection, import_id: str, site: str, found: dict[str, Any],
+                        timetables: dict[str, str], at: datetime) -> None:
+    """The validation report of an import (`GET /imports/{id}/validation`) and the models it produced."""
+    await conn.execute(reports.insert().values(
+        import_id=import_id, site=site, ok=not found["errors"], problems=found["errors"] + found["warnings"],
+        meta=found["meta"], counts=found["counts"], timetable_sha256=found["timetable_sha256"],
+        timetables=timetables, created_at=at))

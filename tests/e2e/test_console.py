@@ -2,12 +2,12 @@
 in, a WebDAV deposit watched live to « Fait », the bilan and the source download, a manual import walked
 through the wizard to its confirmation, a dry run's preview, thresholds changed and locked, a deposit
 account and its password shown once, closures, the ENT directory, the ops view, the history's filters and
-pages, and what every page owes a person (labels, keyboard, no horizontal scroll at 1366×768).
+pages, abort, undo, the site tokens, and what every page owes a person (labels, keyboard, no horizontal
+scroll at 1366×768).
 
 Screenshots land in $EDT_TEST_ARTIFACTS/screenshots (default .test-artifacts/, gitignored); a few are kept in
 docs/screenshots/. The tests of one module share one server and one browser, in order (each leaves the site
-as the next expects it). Abort, undo and the token list (routes of design.md §5 not served yet) are not
-driven here.
+as the next expects it).
 """
 
 from __future__ import annotations
@@ -548,6 +548,57 @@ def test_the_history_filters_and_pages(console: Console, page: Page) -> None:
     page.get_by_role("button", name="« Précédent").click()
     expect(page.locator("#page-no")).to_have_text("Page 1")
     expect(page.locator("#history tbody tr").first).to_have_attribute("data-import", first_page[0])
+
+
+def test_abort_a_waiting_and_a_running_import_then_undo_the_last_integrated_one(console: Console,
+                                                                                page: Page) -> None:
+    console.settle()
+    sign_in(page, console)
+    console.stack.pause("edt.validate")
+    try:
+        running = console.deposit("abort-1")  # admitted, its validation command held in the queue
+        waiting = console.deposit("abort-2")  # behind it: same establishment
+        page.goto(f"{console.url}/console/sites/{SITE}/imports/{waiting}")
+        expect(page.locator("#main")).to_have_attribute("data-status", "waiting")
+        page.get_by_role("button", name="Arrêter l'import").click()  # the confirmation is accepted
+        expect(page.locator("#main")).to_have_attribute("data-status", "cancelled")
+        expect(page.locator("#status-line [data-label]")).to_have_text("Interrompu")
+        page.goto(f"{console.url}/console/sites/{SITE}/imports/{running}")
+        expect(page.locator("#main")).to_have_attribute("data-status", "received")
+        page.get_by_role("button", name="Arrêter l'import").click()
+        expect(page.locator("#abort-requested")).to_contain_text("l'import s'arrêtera à la fin de l'étape en cours")
+    finally:
+        console.stack.resume("edt.validate")
+    expect(page.locator("#main")).to_have_attribute("data-status", "cancelled", timeout=60_000)
+    assert console.api.get_import(running)["abort_requested_at"]
+    # Undo: the last integrated import of the establishment, undone from its page.
+    last = console.deposit("undo-1")
+    console.api.wait(last, {"done"})
+    page.goto(f"{console.url}/console/sites/{SITE}/imports/{last}")
+    expect(page.locator("#main")).to_have_attribute("data-status", "done")
+    page.get_by_role("button", name="Annuler cet import").click()
+    page.wait_for_url(lambda url: last not in url and "/imports/" in url)
+    undo = page.url.rsplit("/", 1)[1]
+    expect(page.locator("#main")).to_have_attribute("data-status", "done", timeout=60_000)
+    read = console.api.get_import(undo)
+    assert read["mode"] == "undo" and read["undo_of"] == last
+    shot(page, "undo-done")
+
+
+def test_site_tokens_are_issued_listed_and_revoked(console: Console, page: Page) -> None:
+    sign_in(page, console, token=console.stack.settings.admin_token, site=SITE)
+    page.goto(f"{console.url}/console/sites/{SITE}/tokens")
+    before = {t["id"] for t in console.api.ok("GET", f"/sites/{SITE}/tokens")["items"]}
+    page.get_by_role("button", name="Créer un jeton").click()
+    token = page.locator("#new-token").inner_text()
+    assert console.api.call("GET", f"/sites/{SITE}/imports", token).status_code == 200
+    (token_id,) = {t["id"] for t in console.api.ok("GET", f"/sites/{SITE}/tokens")["items"]} - before
+    row = page.locator(f"#tokens tr[data-token='{token_id}']")
+    expect(row).to_be_visible()
+    shot(page, "tokens")
+    row.get_by_role("button", name=f"Révoquer le jeton {token_id}").click()
+    expect(row).to_have_count(0)
+    assert console.api.call("GET", f"/sites/{SITE}/imports", token).status_code == 401  # at once
 
 
 # Each page, and what shows that its data has been drawn.

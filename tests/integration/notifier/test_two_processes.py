@@ -4,8 +4,10 @@ events handled by both never start more imports than EDT_MAX_IN_FLIGHT, and both
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -14,6 +16,7 @@ from services.notifier import store
 from services.notifier.api import QueueBoard
 from services.notifier.handlers import NotifierHandlers
 from services.notifier.store import imports
+from shared.blobs import BlobStore, Keyring, generate_key
 from shared.bus import Delivery, make_bus
 from shared.db import Database
 from shared.messages import Deposit, FileRef, Mode, Stage, StatusEvent, StepStatus
@@ -41,9 +44,10 @@ def test_two_notifier_processes_never_exceed_the_capacity_and_agree_on_positions
 async def scenario(url: str) -> None:
     settings = Settings(database_url=url, broker_url="memory://", max_in_flight=2)
     processes = []
+    blobs = BlobStore(Path(tempfile.mkdtemp(prefix="edt-blobs-")), Keyring.parse(generate_key()))
     for _ in range(2):  # each its own engine and connection pool, as two processes have
         db = Database(url)
-        processes.append((db, NotifierHandlers(db, Outbox(db, store.outbox, make_bus("memory://")), settings)))
+        processes.append((db, NotifierHandlers(db, Outbox(db, store.outbox, make_bus("memory://")), settings, blobs)))
     try:
         events = [deposit_event(n) for n in range(24)]
         await asyncio.gather(*(processes[n % 2][1].on_status(e) for n, e in enumerate(events)))

@@ -87,7 +87,11 @@ function actions(item) {
     }, "Abandonner l'import"));
   }
   // Abort and undo (design.md §5): offered where the contract allows them.
-  if (item.status === "waiting" || RUNNING.includes(item.status)) {
+  const stopping = item.abort_requested_at && RUNNING.includes(item.status);
+  if (stopping) {
+    el.append(h("p", { id: "abort-requested", role: "status" },
+      `Arrêt demandé le ${formatDate(item.abort_requested_at)} : l'import s'arrêtera à la fin de l'étape en cours, sans rien en écrire.`));
+  } else if (item.status === "waiting" || RUNNING.includes(item.status)) {
     el.append(h("button", {
       type: "button", class: "danger", "data-action": "abort",
       onclick: () => act("abort", "Arrêter cet import à la fin de l'étape en cours ? Rien n'en sera écrit."),
