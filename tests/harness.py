@@ -6,9 +6,12 @@ Tests talk to the product the way its users do: WebDAV and REST over loopback so
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import secrets
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -67,27 +70,60 @@ async def _pg_admin(sql: str) -> None:
         await conn.close()
 
 
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped afterwards. Fails (never skips) when the server is down."""
-    name = f"edt_test_{uuid.uuid4().hex[:10]}"
+PG_BASE = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+# Databases migrated once per test process, then copied for each test (a file copy for SQLite, CREATE
+# DATABASE … TEMPLATE for PostgreSQL): the same schema as `upgrade` gives, without replaying every
+# migration for every stack (0.7 s on SQLite, 1.9 s on PostgreSQL, hundreds of times a run).
+_templates: dict[str, str] = {}
+
+
+def _template(kind: str) -> str:
+    if kind not in _templates:
+        from deploy.migrate import upgrade
+
+        if kind == "sqlite":
+            path = Path(tempfile.gettempdir()) / f"edt-template-{os.getpid()}-{uuid.uuid4().hex[:6]}.db"
+            upgrade(f"sqlite+aiosqlite:///{path}")
+            atexit.register(path.unlink, missing_ok=True)
+            _templates[kind] = str(path)
+        else:
+            name = f"edt_template_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+            _create_database(name)
+            upgrade(f"{PG_BASE}/{name}")
+            atexit.register(lambda: asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
+            _templates[kind] = name
+    return _templates[kind]
+
+
+def _create_database(name: str, template: str | None = None) -> None:
     try:
-        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
     except OSError as exc:
         raise RuntimeError(f"PostgreSQL unreachable at {PG_ADMIN_DSN}: {exc}") from exc
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+
+
+@contextmanager
+def postgres_database(migrated: bool = False) -> Iterator[str]:
+    """A fresh PostgreSQL database (`migrated`: at the latest schema), dropped afterwards. Fails (never
+    skips) when the server is down."""
+    name = f"edt_test_{uuid.uuid4().hex[:10]}"
+    _create_database(name, _template("postgres") if migrated else None)
     try:
-        yield f"{base}/{name}"
+        yield f"{PG_BASE}/{name}"
     finally:
         asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @contextmanager
-def database(kind: str, tmp: Path) -> Iterator[str]:
+def database(kind: str, tmp: Path, migrated: bool = True) -> Iterator[str]:
+    """A fresh database of `kind` for one test, at the latest schema unless `migrated` is false."""
     if kind == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp}/edt.db"
+        path = tmp / "edt.db"
+        if migrated:
+            shutil.copyfile(_template("sqlite"), path)
+        yield f"sqlite+aiosqlite:///{path}"
     else:
-        with postgres_database() as url:
+        with postgres_database(migrated) as url:
             yield url
 
 

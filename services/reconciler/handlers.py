@@ -34,6 +34,7 @@ from shared.messages import (
     Mode,
     PrivacyRequest,
     StageCommand,
+    iso,
     utcnow,
 )
 from shared.messages import Stage as StageName
@@ -318,7 +319,7 @@ class ReconcilerStage:
         await store.save_snapshot(self.db, uow.conn, site, est, sha, counts, now)
         await uow.emit(DirectoryUpdated(site=site, establishment=est, sha256=sha, at=now, counts=counts))
         return {"site": site, "establishment": est, "sha256": sha, "counts": counts,
-                "updated_at": now.isoformat().replace("+00:00", "Z")}
+                "updated_at": iso(now)}
 
     async def _publish_now(self) -> None:
         """Publish now (the next request of the client — an import — must find the event on the broker);

@@ -107,7 +107,7 @@ def start_cluster(tmp: Path, **env: str) -> Iterator[E2E]:
     """A distributed cluster on its own database, vhost, data dir and free ports."""
     with ExitStack() as stack:
         try:
-            database_url = stack.enter_context(postgres_database())
+            database_url = stack.enter_context(postgres_database(migrated=True))
         except RuntimeError as exc:
             pytest.fail(str(exc))
         broker_url = stack.enter_context(rabbit_vhost())

@@ -92,8 +92,11 @@ def test_second_consumer_process_shares_a_stage(cluster_factory: Callable[..., E
     api.create_site(SITE, ESTS)
     ids = [api.upload(SITE, est, sample_xml(uai, marker=f"two-{i}"))
            for i in range(3) for est, uai in ESTS.items()]
-    statuses = [api.wait(i, timeout=60)["status"] for i in ids]
-    assert set(statuses) <= {"done", "superseded"} and statuses.count("done") >= 2
+    ended = [api.wait(i, timeout=60) for i in ids]
+    statuses = [i["status"] for i in ended]
+    assert set(statuses) <= {"done", "superseded"} and statuses.count("done") >= 2, \
+        [(i["status"], i.get("message"), [(s["stage"], s.get("message")) for s in i["steps"] if s["status"] == "error"])
+         for i in ended]
     deadline = time.monotonic() + 20  # the management API refreshes its figures every few seconds
     while api.ok("GET", "/ops/queues")["stages"]["validation"]["consumers"] != 2:
         assert time.monotonic() < deadline, api.ok("GET", "/ops/queues")

@@ -41,7 +41,7 @@ def run(url: str, work: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
 
 
 def test_past_imports_get_their_end_their_snapshots_and_lose_the_names(db_kind: str, tmp_path: Path) -> None:
-    with database(db_kind, tmp_path) as url:
+    with database(db_kind, tmp_path, migrated=False) as url:
         command.upgrade(alembic_config(url), "0008")
 
         def sql(schema: str, text: str) -> Any:
