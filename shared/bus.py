@@ -242,6 +242,7 @@ class RabbitBus(Bus):
         self._publish_channel: Any = None
         self._exchanges: dict[str, Any] = {}
         self._publish_lock = asyncio.Lock()
+        self._management: Any = None  # one HTTP client (and TLS context) for every queue figure
 
     async def start(self) -> None:
         import aio_pika
@@ -260,6 +261,9 @@ class RabbitBus(Bus):
         self._exchanges[""] = channel.default_exchange
 
     async def close(self) -> None:
+        if self._management is not None:
+            await self._management.aclose()
+            self._management = None
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
@@ -353,12 +357,14 @@ class RabbitBus(Bus):
 
         url = self.management_url.rstrip("/")
         vhost = quote(unquote(urlsplit(self.url).path[1:]) or "/", safe="")
+        if self._management is None:
+            self._management = httpx.AsyncClient(timeout=3)
+        client = self._management
         try:
-            async with httpx.AsyncClient(timeout=3) as client:
-                r = await client.get(f"{url}/api/queues/{vhost}/{queue}")
-                r.raise_for_status()
-                data = r.json()
-                dlq = (await client.get(f"{url}/api/queues/{vhost}/{queue}.dlq")).json()
+            r = await client.get(f"{url}/api/queues/{vhost}/{queue}")
+            r.raise_for_status()
+            data = r.json()
+            dlq = (await client.get(f"{url}/api/queues/{vhost}/{queue}.dlq")).json()
         except Exception as exc:  # noqa: BLE001 - ops endpoint reports what it can
             return {"error": f"management API unavailable: {exc.__class__.__name__}"}
         stats = data.get("message_stats") or {}
