@@ -104,6 +104,15 @@ class Bus(ABC):
     async def queue_stats(self, queue: str) -> dict[str, Any]:
         return {}
 
+    async def dead_letters_of(self, queue: str, limit: int = 50) -> list[Delivery]:
+        """The oldest messages (at most `limit`) of `queue`'s dead-letter queue, left where they are."""
+        return []
+
+    async def replay_dead_letters(self, queue: str, limit: int = 1000) -> int:
+        """Send the messages of `queue`'s dead-letter queue back to `queue`, oldest first, each with a whole
+        retry budget again (attempt 0). Returns how many."""
+        return 0
+
     def is_ready(self) -> bool:
         """The broker is reachable (readiness): the in-process bus always is."""
         return True
@@ -262,6 +271,18 @@ class MemoryBus(Bus):
             "dead_lettered": len(self.dead_letters.get(queue, [])),
         }
 
+    async def dead_letters_of(self, queue: str, limit: int = 50) -> list[Delivery]:
+        return list(self.dead_letters.get(queue, ()))[:limit]
+
+    async def replay_dead_letters(self, queue: str, limit: int = 1000) -> int:
+        held = self.dead_letters.get(queue)
+        replayed = 0
+        while held and replayed < limit:
+            d = held.popleft()
+            self._queue(queue).put_nowait(Delivery(d.body, d.routing_key, d.message_id, 0, dict(d.headers)))
+            replayed += 1
+        return replayed
+
     async def drain(self, within: float = 10.0) -> None:
         """Wait until every queue is empty and no handler runs (tests)."""
         deadline = time.monotonic() + within
@@ -384,6 +405,47 @@ class RabbitBus(Bus):
                     await message.ack()
 
         await q.consume(on_message, no_ack=False)
+
+    async def _dead_letter_queue(self, channel: Any, queue: str) -> Any:
+        """`queue`'s dead-letter queue, declared as its consumers declare it (arguments must match)."""
+        return await channel.declare_queue(f"{queue}.dlq", durable=True, arguments={"x-queue-type": "quorum"})
+
+    async def dead_letters_of(self, queue: str, limit: int = 50) -> list[Delivery]:
+        channel = await self._connection.channel()
+        found: list[Delivery] = []
+        try:
+            dlq = await self._dead_letter_queue(channel, queue)
+            for _ in range(limit):
+                message = await dlq.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                headers = dict(message.headers or {})
+                found.append(Delivery(message.body, message.routing_key or "", message.message_id or "",
+                                      int(headers.get(ATTEMPT_HEADER, 0)), headers))
+        finally:
+            await channel.close()  # unacknowledged: every message read goes back to the dead-letter queue
+        return found
+
+    async def replay_dead_letters(self, queue: str, limit: int = 1000) -> int:
+        channel = await self._connection.channel()
+        replayed = 0
+        try:
+            dlq = await self._dead_letter_queue(channel, queue)
+            while replayed < limit:
+                message = await dlq.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                headers = {k: v for k, v in dict(message.headers or {}).items()
+                           if not k.startswith(("x-death", "x-first-death", "x-last-death", "x-delivery-count"))}
+                headers[ATTEMPT_HEADER] = 0
+                # Published (and confirmed) before the dead letter is acknowledged: a crash in between
+                # replays it twice, which its idempotent consumer tolerates.
+                await self.publish("", queue, message.body, message_id=message.message_id, headers=headers)
+                await message.ack()
+                replayed += 1
+        finally:
+            await channel.close()
+        return replayed
 
     async def queue_stats(self, queue: str) -> dict[str, Any]:
         if not self.management_url:
