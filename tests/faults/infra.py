@@ -96,11 +96,14 @@ class PrivatePostgres:
                 pass
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def sql(self, query: str) -> list[tuple[object, ...]]:
+    def sql(self, query: str, database: str = "postgres") -> list[tuple[str, ...]]:
         """One query through psql (the suite counts rows with it, outside the product)."""
         out = self._run(str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d",
-                        "postgres", "-AtX", "-F", "\t", "-c", query, timeout=60).stdout
+                        database, "-AtX", "-F", "\t", "-c", query, timeout=60).stdout
         return [tuple(line.split("\t")) for line in out.splitlines() if line]
+
+    def database_url(self, database: str) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
 
 
 # --- RabbitMQ -------------------------------------------------------------------------------------------
