@@ -164,9 +164,9 @@ def settle(stack: FaultStack, imports: dict[str, str], fault: str, started: floa
             duplicated += site_dup
     unclear = [f for f in final.values() if f["status"] != "done" and not f.get("message")]
     queues = api.ok("GET", "/ops/queues")
-    ok = (lost == 0 and duplicated == 0 and not unclear and queues["in_flight_imports"] == 0
-          and queues["waiting_imports"] == 0)
     statuses = sorted({f["status"] for f in final.values()})
+    ok = (lost == 0 and duplicated == 0 and not unclear and statuses == ["done"]
+          and queues["in_flight_imports"] == 0 and queues["waiting_imports"] == 0)
     record(fault, runs=1, imports=len(imports), lost=lost, duplicated=duplicated, ok=ok,
            seconds=time.monotonic() - started, note=",".join(statuses))
     assert lost == 0, f"{len(imports) - len(final)} imports never ended"
