@@ -173,9 +173,10 @@ class StageWorker:
                 self._last_beat[import_id] = now
                 for key in [k for k, at in self._last_beat.items() if now - at > 4 * self.beat_every_s]:
                     del self._last_beat[key]
+                beat = ImportHeartbeat(import_id=import_id, stage=self.name)
+                # Shielded: the step ending mid-publish cancels this task, never the publish under way.
                 with contextlib.suppress(Exception):  # the broker down: the outage is waited out elsewhere
-                    beat = ImportHeartbeat(import_id=import_id, stage=self.name)
-                    await self.bus.publish(beat.exchange, beat.routing_key, beat.to_bytes())
+                    await asyncio.shield(self.bus.publish(beat.exchange, beat.routing_key, beat.to_bytes()))
                 last = now
             await asyncio.sleep(max(0.05, last + self.beat_every_s - time.monotonic()))
 

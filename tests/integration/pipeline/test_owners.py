@@ -35,7 +35,8 @@ def deliver_again(stack: Stack, queue: str, import_id: str) -> None:
     stack.run(bus.publish("", queue, body))
 
 
-@pytest.mark.parametrize("queue,stage", [("edt.validate", "validation"), ("edt.groups", "groups")])
+@pytest.mark.parametrize("queue,stage", [("edt.validate", "validation"), ("edt.thresholds", "thresholds"),
+                                         ("edt.groups", "groups"), ("edt.sessions", "sessions")])
 def test_a_command_delivered_twice_at_once_is_a_duplicate_not_a_failure(stack: Stack, queue: str,
                                                                         stage: str) -> None:
     stack.api.create_site(SITE, ESTS)
