@@ -240,3 +240,30 @@ def test_a_poison_message_is_dead_lettered_and_replayable(fault_stack: FaultStac
     assert letters[0]["attempts"] >= 4
     assert replay == {"queue": "edt.thresholds", "replayed": 1}
     assert after["status"] == "failed"
+
+
+def test_a_lost_command_fails_its_import_after_its_lease(fault_stack: FaultStack) -> None:
+    """The validator is down and the command waiting for it is lost (the queue purged, as the broker's
+    delivery limit or a lost node would): nobody owns the import any more. Once its lease (30 s here) has
+    run out and the management API counts nothing in edt.validate, the notifier fails it with its reason and
+    frees its slot; the validator back, the next deposit flows."""
+    stack, api = fault_stack, fault_stack.api
+    started = time.monotonic()
+    api.create_site("lost", {"e": UAI})
+    stack.cluster.kill("validator")
+    try:
+        lost = api.upload("lost", "e", sample_xml(UAI, marker="lost"))
+        until(lambda: stack.queue_figure("messages_ready").get("edt.validate", 0) >= 1, "the command never queued")
+        stack.infra.rabbit.ctl("purge_queue", "-p", stack.vhost, "edt.validate")
+        failed = api.wait(lost, timeout=120)
+    finally:
+        stack.cluster.restart("validator")
+    freed = in_flight(stack) == 0
+    after = api.wait(api.upload("lost", "e", sample_xml(UAI, marker="after")), timeout=120)
+    ok = (failed["status"] == "failed" and "signe de vie" in (failed["message"] or "") and freed
+          and after["status"] == "done")
+    record("command lost (lease runs out)", runs=1, imports=2, lost=0, duplicated=0, ok=ok,
+           seconds=time.monotonic() - started)
+    assert failed["status"] == "failed" and "signe de vie" in failed["message"], failed
+    assert freed
+    assert after["status"] == "done"
