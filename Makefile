@@ -11,12 +11,13 @@ PYTEST_ARGS ?=
 # Test files are spread over one worker per core (each file keeps its fixtures in one process).
 TEST_WORKERS ?= auto
 
-.PHONY: help venv migrate run run-distributed nginx check-services test test-real bench bench-herd lint
+.PHONY: help venv migrate run run-distributed nginx check-services test test-faults test-real bench bench-herd lint
 
 help:
 	@echo "make run              embedded all-in-one on 127.0.0.1:8000 (SQLite, in-process bus, demo site)"
 	@echo "make run-distributed  six services on RabbitMQ + PostgreSQL behind nginx on 127.0.0.1:8000"
 	@echo "make test             unit, integration and e2e tests (needs PostgreSQL and RabbitMQ)"
+	@echo "make test-faults      the fault suite: kills, broker and database restarts, poison messages (docs/reliability.md)"
 	@echo "make test-real        the real exports through the pipeline (needs them: tests/fixtures/real/README.md)"
 	@echo "make bench            the benchmarks, each with its floor and PASS/FAIL"
 	@echo "make bench-herd       the 08:00 herd: 300 sites on the distributed product, with the scale-out table"
@@ -53,6 +54,11 @@ check-services: venv
 test: venv check-services
 	$(BIN)/python -m pytest -p no:cacheprovider -q -n $(TEST_WORKERS) --dist loadfile \
 	  tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
+
+# Distributed mode on a private RabbitMQ node and PostgreSQL cluster the suite starts and removes; prints the
+# table of faults (fault, runs, imports, lost, duplicated, result). Not part of `make test`.
+test-faults: venv nginx
+	$(BIN)/python -m pytest -p no:cacheprovider -q -s tests/faults $(PYTEST_ARGS)
 
 # Real exports are third-party files, not in the repository: EDT_REAL_CORPUS (default tests/fixtures/real).
 test-real: venv

@@ -1,8 +1,8 @@
 """Distributed mode's command line (design.md §3): `python -m deploy.distributed`, `make run-distributed`.
 
 Starts the cluster (`deploy/supervisor.py`: the migrations, the six services, nginx in front) and prints
-where everything is, until Ctrl-C or SIGTERM stops it; `--render-compose` writes docker-compose's proxy
-configuration (`deploy/nginx.py`) instead.
+where everything is, restarting a process that dies (with backoff, logged), until Ctrl-C or SIGTERM stops
+it; `--render-compose` writes docker-compose's proxy configuration (`deploy/nginx.py`) instead.
 """
 
 from __future__ import annotations
@@ -82,8 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 text = f"edt-import (distributed) ready at {cluster.base_url}; demo bootstrap failed: {exc!r}"
             _print(text)
             _print("Ctrl-C (or SIGTERM) stops everything.")
-            while True:
-                cluster.check()
+            while True:  # a service that dies is started again, with backoff (logged)
+                cluster.revive()
                 time.sleep(0.5)
         except _Stop:
             _print("[distributed] stopping…", sys.stderr)

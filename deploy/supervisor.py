@@ -19,7 +19,9 @@ Settings read from the environment besides the services' own EDT_*:
   EDT_START_TIMEOUT      seconds to wait for every service and nginx to answer (default 60)
   EDT_NGINX              the nginx binary (default: nginx on PATH, else /usr/sbin/nginx)
 
-Tests use `Cluster` (start / stop / kill / restart / base_url / pids); see tests/e2e/conftest.py. The proxy's
+A process that dies by itself is started again with backoff (`Cluster.revive`, logged; the command line
+calls it twice a second). Tests use `Cluster` (start / stop / kill / restart / revive / base_url / pids);
+see tests/e2e/conftest.py. The proxy's
 configuration is rendered by `deploy/nginx.py`.
 """
 
@@ -54,6 +56,11 @@ DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOG_TAIL_LINES = 40
+# A process that died by itself is started again after 1 s, then 2, 4… up to 30 s while it keeps dying
+# within a minute of its start; one that ran longer than that starts again after 1 s.
+REVIVE_FIRST_S = 1.0
+REVIVE_MAX_S = 30.0
+REVIVE_STABLE_S = 60.0
 
 
 class ClusterError(RuntimeError):
@@ -258,6 +265,11 @@ class Instance:
     pid_file: Path
     proc: subprocess.Popen[bytes] | None = None
     expected_exit: bool = field(default=False)
+    # Restarts after a death nobody asked for (`Cluster.revive`): when it last started, how many times in a
+    # row it died young, and when it is due to start again.
+    started_at: float = 0.0
+    early_deaths: int = 0
+    revive_at: float | None = None
 
     @property
     def alive(self) -> bool:
@@ -393,6 +405,42 @@ class Cluster:
             self._wait_ready([inst], time.monotonic() + self._cfg.start_timeout)
             assert inst.proc is not None
             return inst.proc.pid
+
+    def revive(self, now: float | None = None) -> list[str]:
+        """Start again every process that ended without being asked to, each after its backoff (1 s,
+        doubling up to 30 s while it keeps dying young), saying so through `echo` and in its log. Returns
+        the instances started by this call. `make run-distributed` calls it twice a second."""
+        started: list[str] = []
+        with self._lock:
+            now = time.monotonic() if now is None else now
+            for inst in self.instances.values():
+                if inst.expected_exit or inst.proc is None or inst.proc.poll() is None:
+                    continue
+                if inst.revive_at is None:
+                    young = now - inst.started_at < REVIVE_STABLE_S
+                    inst.early_deaths = inst.early_deaths + 1 if young else 1
+                    delay = min(REVIVE_MAX_S, REVIVE_FIRST_S * 2 ** (inst.early_deaths - 1))
+                    inst.revive_at = now + delay
+                    self._note(inst, f"{inst.name} (pid {inst.proc.pid}) exited with code {inst.proc.returncode}; "
+                                     f"restarting it in {delay:g} s")
+                elif now >= inst.revive_at:
+                    inst.revive_at = None
+                    self._spawn(inst)
+                    assert inst.proc is not None
+                    self._note(inst, f"{inst.name} restarted (pid {inst.proc.pid}, restart {inst.early_deaths} "
+                                     "in a row)")
+                    started.append(inst.name)
+        return started
+
+    def supervise(self, stop: threading.Event, poll_s: float = 0.5) -> None:
+        """`revive` every `poll_s` until `stop` is set (a thread of the tests, the command line's loop)."""
+        while not stop.wait(poll_s):
+            self.revive()
+
+    def _note(self, inst: Instance, message: str) -> None:
+        self.echo(message)
+        with contextlib.suppress(OSError), inst.log.open("ab") as log:
+            log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} supervisor: {message}\n".encode())
 
     def check(self) -> None:
         """Raise ClusterError if a process ended without being asked to."""
@@ -542,6 +590,8 @@ class Cluster:
             inst.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec)
         inst.expected_exit = False
+        inst.started_at = time.monotonic()
+        inst.revive_at = None
         inst.pid_file.write_text(f"{inst.proc.pid}\n")
 
     def _probe_url(self, inst: Instance) -> str:

@@ -13,6 +13,7 @@ is the transport alone: handlers never publish here directly but emit through th
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -23,12 +24,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.messages import CHANGES_EXCHANGE, DEAD_LETTER_EXCHANGE, NOTIFICATIONS_EXCHANGE, STATUS_EXCHANGE
-from shared.observability import BUS_DEAD_LETTERED, BUS_FAILURES, BUS_RETRIES
+from shared.observability import BUS_DEAD_LETTERED, BUS_FAILURES, BUS_OUTAGE_WAITS, BUS_RETRIES
+from shared.outage import is_outage
 
 log = logging.getLogger("edt.bus")
 
 TOPIC_EXCHANGES = (STATUS_EXCHANGE, CHANGES_EXCHANGE, NOTIFICATIONS_EXCHANGE)
 ATTEMPT_HEADER = "x-edt-attempt"
+OUTAGE_BACKOFF_MAX_S = 5.0  # the longest pause between two tries while the infrastructure is down
+PUBLISHED_KEPT = 200  # MemoryBus: the newest publishes kept for tests to inspect, older ones dropped
+DEAD_LETTERS_KEPT = 1000  # MemoryBus: per queue
 
 
 @dataclass
@@ -65,10 +70,16 @@ def topic_matches(pattern: str, key: str) -> bool:
 
 
 class Bus(ABC):
-    def __init__(self, *, max_retries: int = 3, backoff_s: float = 0.5, prefetch: int = 4) -> None:
+    """`max_retries` is the budget of a message that fails by itself; a failure that is an infrastructure
+    outage (`shared.outage.is_outage`: the database or the broker unreachable) spends none of it — the
+    handler is tried again, with backoff, for as long as `outage_wait_s`, holding its message."""
+
+    def __init__(self, *, max_retries: int = 3, backoff_s: float = 0.5, prefetch: int = 4,
+                 outage_wait_s: float = 900.0) -> None:
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.prefetch = prefetch
+        self.outage_wait_s = outage_wait_s
 
     @abstractmethod
     async def start(self) -> None: ...
@@ -93,6 +104,15 @@ class Bus(ABC):
     async def queue_stats(self, queue: str) -> dict[str, Any]:
         return {}
 
+    async def dead_letters_of(self, queue: str, limit: int = 50) -> list[Delivery]:
+        """The oldest messages (at most `limit`) of `queue`'s dead-letter queue, left where they are."""
+        return []
+
+    async def replay_dead_letters(self, queue: str, limit: int = 1000) -> int:
+        """Send the messages of `queue`'s dead-letter queue back to `queue`, oldest first, each with a whole
+        retry budget again (attempt 0). Returns how many."""
+        return 0
+
     def is_ready(self) -> bool:
         """The broker is reachable (readiness): the in-process bus always is."""
         return True
@@ -100,12 +120,36 @@ class Bus(ABC):
     def backoff(self, attempt: int) -> float:
         return self.backoff_s * (2**attempt)
 
+    async def outlast(self, call: Callable[[], Awaitable[None]], what: str, label: str) -> None:
+        """`call()`, tried again with backoff while it fails with an infrastructure outage, for at most
+        `outage_wait_s`; any other failure (or an outage outlasting that) is raised."""
+        started = time.monotonic()
+        tries = 0
+        while True:
+            try:
+                await call()
+                if tries:
+                    log.info("%s: infrastructure back after %.1f s", what, time.monotonic() - started)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_outage(exc) or time.monotonic() - started >= self.outage_wait_s:
+                    raise
+                delay = min(OUTAGE_BACKOFF_MAX_S, max(self.backoff_s, 0.05) * (2 ** min(tries, 10)))
+                if tries == 0 or tries % 10 == 0:
+                    log.warning("%s: infrastructure unavailable (%r); waiting, no retry spent", what, exc)
+                BUS_OUTAGE_WAITS.labels(label).inc()
+                tries += 1
+                await asyncio.sleep(delay)
+
     async def _run_handler(self, delivery: Delivery, handler: Handler, on_give_up: GiveUp | None,
                            retry: Callable[[Delivery], Awaitable[None]],
                            dead_letter: Callable[[Delivery], Awaitable[None]], label: str) -> None:
-        """Shared retry policy: handler → ok; or retry with backoff; or give up to the dead-letter queue."""
+        """Shared retry policy: handler → ok; an outage → waited out (`outlast`), the attempt not counted;
+        or retry with backoff; or give up to the dead-letter queue."""
         try:
-            await handler(delivery)
+            await self.outlast(lambda: handler(delivery), f"handler on {delivery.routing_key}", label)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any handler failure follows the retry policy
@@ -121,8 +165,12 @@ class Bus(ABC):
                 log.error("giving up on %s after %d attempts: %r", delivery.routing_key, delivery.attempt + 1, exc)
                 BUS_DEAD_LETTERED.labels(label).inc()
                 if on_give_up is not None:
+                    report, failure = on_give_up, exc
                     try:
-                        await on_give_up(delivery, exc)
+                        # Reporting the failure (the import `failed`) also waits out an outage: a message
+                        # dead-lettered without it would leave its import in flight with nobody on it.
+                        await self.outlast(lambda: report(delivery, failure), f"give-up on {delivery.routing_key}",
+                                           label)
                     except Exception:  # noqa: BLE001 - reporting must not lose the message
                         log.exception("on_give_up failed")
                 await dead_letter(delivery)
@@ -135,8 +183,10 @@ class MemoryBus(Bus):
         super().__init__(**kwargs)
         self.queues: dict[str, asyncio.Queue[Delivery]] = {}
         self.bindings: list[tuple[str, str, str]] = []  # (exchange, pattern, queue)
-        self.dead_letters: dict[str, list[Delivery]] = {}
-        self.published: list[tuple[str, str, bytes]] = []  # every publish, for tests and exchanges nobody reads
+        self.dead_letters: dict[str, collections.deque[Delivery]] = {}
+        # The newest publishes, for tests: bounded, as a long-running embedded server publishes megabytes of
+        # change events per first import.
+        self.published: collections.deque[tuple[str, str, bytes]] = collections.deque(maxlen=PUBLISHED_KEPT)
         self.inflight: dict[str, int] = {}
         self.consumers: dict[str, int] = {}
         self._running: dict[str, asyncio.Event] = {}
@@ -188,7 +238,7 @@ class MemoryBus(Bus):
             q.put_nowait(d)
 
         async def dead_letter(d: Delivery) -> None:
-            self.dead_letters.setdefault(queue, []).append(d)
+            self.dead_letters.setdefault(queue, collections.deque(maxlen=DEAD_LETTERS_KEPT)).append(d)
 
         running = self._running.get(queue)
         if running is None:  # not paused before its consumer started
@@ -220,6 +270,18 @@ class MemoryBus(Bus):
             "consumers": self.consumers.get(queue, 0),
             "dead_lettered": len(self.dead_letters.get(queue, [])),
         }
+
+    async def dead_letters_of(self, queue: str, limit: int = 50) -> list[Delivery]:
+        return list(self.dead_letters.get(queue, ()))[:limit]
+
+    async def replay_dead_letters(self, queue: str, limit: int = 1000) -> int:
+        held = self.dead_letters.get(queue)
+        replayed = 0
+        while held and replayed < limit:
+            d = held.popleft()
+            self._queue(queue).put_nowait(Delivery(d.body, d.routing_key, d.message_id, 0, dict(d.headers)))
+            replayed += 1
+        return replayed
 
     async def drain(self, within: float = 10.0) -> None:
         """Wait until every queue is empty and no handler runs (tests)."""
@@ -348,6 +410,47 @@ class RabbitBus(Bus):
 
         await q.consume(on_message, no_ack=False)
 
+    async def _dead_letter_queue(self, channel: Any, queue: str) -> Any:
+        """`queue`'s dead-letter queue, declared as its consumers declare it (arguments must match)."""
+        return await channel.declare_queue(f"{queue}.dlq", durable=True, arguments={"x-queue-type": "quorum"})
+
+    async def dead_letters_of(self, queue: str, limit: int = 50) -> list[Delivery]:
+        channel = await self._connection.channel()
+        found: list[Delivery] = []
+        try:
+            dlq = await self._dead_letter_queue(channel, queue)
+            for _ in range(limit):
+                message = await dlq.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                headers = dict(message.headers or {})
+                found.append(Delivery(message.body, message.routing_key or "", message.message_id or "",
+                                      int(headers.get(ATTEMPT_HEADER, 0)), headers))
+        finally:
+            await channel.close()  # unacknowledged: every message read goes back to the dead-letter queue
+        return found
+
+    async def replay_dead_letters(self, queue: str, limit: int = 1000) -> int:
+        channel = await self._connection.channel()
+        replayed = 0
+        try:
+            dlq = await self._dead_letter_queue(channel, queue)
+            while replayed < limit:
+                message = await dlq.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                headers = {k: v for k, v in dict(message.headers or {}).items()
+                           if not k.startswith(("x-death", "x-first-death", "x-last-death", "x-delivery-count"))}
+                headers[ATTEMPT_HEADER] = 0
+                # Published (and confirmed) before the dead letter is acknowledged: a crash in between
+                # replays it twice, which its idempotent consumer tolerates.
+                await self.publish("", queue, message.body, message_id=message.message_id, headers=headers)
+                await message.ack()
+                replayed += 1
+        finally:
+            await channel.close()
+        return replayed
+
     async def queue_stats(self, queue: str) -> dict[str, Any]:
         if not self.management_url:
             return {}
@@ -412,8 +515,8 @@ class AckWaiter:
 
 
 def make_bus(broker_url: str, *, max_retries: int = 3, backoff_s: float = 0.5, prefetch: int = 4,
-             management_url: str | None = None) -> Bus:
+             management_url: str | None = None, outage_wait_s: float = 900.0) -> Bus:
     if broker_url.startswith("memory://"):
-        return MemoryBus(max_retries=max_retries, backoff_s=backoff_s, prefetch=prefetch)
+        return MemoryBus(max_retries=max_retries, backoff_s=backoff_s, prefetch=prefetch, outage_wait_s=outage_wait_s)
     return RabbitBus(broker_url, management_url=management_url, max_retries=max_retries,
-                     backoff_s=backoff_s, prefetch=prefetch)
+                     backoff_s=backoff_s, prefetch=prefetch, outage_wait_s=outage_wait_s)

@@ -366,6 +366,23 @@ class AbortAck(Message):
         return f"abort.ack.{self.by}"
 
 
+class ImportHeartbeat(Message):
+    """A stage is at work on an import (routing key lease.<stage>): sent while its step runs, also while it
+    waits out an outage, so that the notifier can tell an import being worked on from one nobody owns. Sent
+    straight to the bus, not through the outbox — it must leave while the database is down; a lost one
+    costs nothing."""
+
+    exchange: ClassVar[str] = STATUS_EXCHANGE
+
+    import_id: str
+    stage: Stage
+    at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def routing_key(self) -> str:
+        return f"lease.{self.stage.value}"
+
+
 ABORT_ACKERS: tuple[str, ...] = tuple(s.value for s in PIPELINE)
 
 

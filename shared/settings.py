@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(default=4, ge=1)  # imports running at once across all sites (fairness, §2)
     max_retries: int = Field(default=3, ge=0)  # redeliveries before a message goes to the dead-letter queue
     retry_backoff_s: float = 0.5
+    # A database or broker outage spends no retry: a handler is tried again for up to this long (then the
+    # failure counts as an attempt); and an import in flight whose stage gave no sign of life (heartbeat,
+    # event) for `import_lease_s` is failed with its reason unless its stage's queue still holds messages,
+    # for at most 5 leases (docs/reliability.md).
+    outage_wait_s: float = Field(default=900.0, ge=0)
+    import_lease_s: float = Field(default=60.0, gt=0)
     prefetch: int = 4
     rabbitmq_management_url: str = "http://guest:guest@127.0.0.1:15672"
     # Read-your-writes: how long a deposit's answer waits for the notifier and threshold control to have

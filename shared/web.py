@@ -432,7 +432,8 @@ class Service:
 def build_runtime(settings: Settings) -> Runtime:
     tune_gc()
     bus = make_bus(settings.broker_url, max_retries=settings.max_retries, backoff_s=settings.retry_backoff_s,
-                   prefetch=settings.prefetch, management_url=settings.rabbitmq_management_url)
+                   prefetch=settings.prefetch, management_url=settings.rabbitmq_management_url,
+                   outage_wait_s=settings.outage_wait_s)
     keyring = Keyring.parse(settings.blob_key, settings.blob_keys)
     return Runtime(settings, Database(settings.database_url), bus, BlobStore(settings.blob_dir, keyring))
 

@@ -17,6 +17,7 @@ bus and the metrics.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -35,6 +36,7 @@ from shared.messages import (
     AbortAck,
     FileIdent,
     ImportAbort,
+    ImportHeartbeat,
     ImportStatus,
     PrivacyReply,
     PrivacyRequest,
@@ -104,7 +106,8 @@ class StageWorker:
     → `stage.apply` inside ONE unit of work that also records the run, the step's event and the next
     command → commit → ack. A redelivered command whose run is finished is acknowledged and dropped."""
 
-    def __init__(self, stage: Stage, *, outbox: Outbox, bus: Bus, runs: sa.Table, aborts: sa.Table) -> None:
+    def __init__(self, stage: Stage, *, outbox: Outbox, bus: Bus, runs: sa.Table, aborts: sa.Table,
+                 lease_s: float = 60.0) -> None:
         self.stage = stage
         self.name = stage.name
         self.outbox = outbox
@@ -115,6 +118,9 @@ class StageWorker:
         # Aborts being recorded by this process: seen by a step in progress here before the row can be
         # written (SQLite's one writer is the step's transaction itself).
         self._aborting: set[str] = set()
+        # Heartbeats: one every quarter of the notifier's lease (EDT_IMPORT_LEASE_S) per import in hand.
+        self.beat_every_s = lease_s / 4
+        self._last_beat: dict[str, float] = {}
 
     @property
     def queue(self) -> str:
@@ -139,6 +145,7 @@ class StageWorker:
                 span(f"stage {stage}", delivery.headers, import_id=cmd.import_id, site=cmd.site,
                      establishment=cmd.establishment, stage=stage):
             started = time.perf_counter()
+            beating = asyncio.create_task(self._heartbeat(cmd.import_id), name=f"heartbeat:{cmd.import_id}")
             try:
                 with STAGE_SECONDS.labels(stage, stage).time():
                     result = await self._handle(cmd)
@@ -146,6 +153,8 @@ class StageWorker:
                 STAGE_FAILURES.labels(stage).inc()
                 log.warning("step failed (attempt %d): %r", delivery.attempt + 1, exc)
                 raise
+            finally:
+                beating.cancel()
             if result is None:
                 return
             elapsed = time.perf_counter() - started
@@ -153,6 +162,23 @@ class StageWorker:
             STAGE_OUT.labels(stage, result.step_status.value).inc()
             log.info("step %s in %.3f s%s", result.step_status.value, elapsed,
                      f" → {result.outcome.value}" if result.outcome else "")
+
+    async def _heartbeat(self, import_id: str) -> None:
+        """While the step runs: an ImportHeartbeat now (unless one left less than a period ago — the bus
+        calls `handle` again and again while it waits out an outage), then one every period."""
+        while True:
+            now = time.monotonic()
+            last = self._last_beat.get(import_id)
+            if last is None or now - last >= self.beat_every_s:
+                self._last_beat[import_id] = now
+                for key in [k for k, at in self._last_beat.items() if now - at > 4 * self.beat_every_s]:
+                    del self._last_beat[key]
+                beat = ImportHeartbeat(import_id=import_id, stage=self.name)
+                # Shielded: the step ending mid-publish cancels this task, never the publish under way.
+                with contextlib.suppress(Exception):  # the broker down: the outage is waited out elsewhere
+                    await asyncio.shield(self.bus.publish(beat.exchange, beat.routing_key, beat.to_bytes()))
+                last = now
+            await asyncio.sleep(max(0.05, last + self.beat_every_s - time.monotonic()))
 
     async def _handle(self, cmd: StageCommand) -> StageResult | None:
         """The step (None: a duplicate, already finished here or by another consumer, or an aborted import)."""
@@ -167,8 +193,15 @@ class StageWorker:
                 await self._end_aborted(uow, cmd)
                 return None
             if row is None:
-                await uow.conn.execute(runs.insert().values(
-                    import_id=cmd.import_id, step_status=StepStatus.RUNNING.value, started_at=utcnow()))
+                # ON CONFLICT DO NOTHING: the same command delivered twice at once (a redelivery racing the
+                # first delivery) inserts one run; the other finds it taken and is a duplicate, not a failure.
+                taken = await uow.conn.execute(upsert(self.db, runs, {
+                    "import_id": cmd.import_id, "step_status": StepStatus.RUNNING.value, "started_at": utcnow()},
+                    ["import_id"]))
+                if taken.rowcount == 0:
+                    MESSAGES.labels(self.name.value, self.queue, "duplicate").inc()
+                    log.info("duplicate command dropped: another consumer has just started the step")
+                    return None
                 await uow.emit(step_event(self.name, cmd, StepStatus.RUNNING))
         log.info("step started")
         prepared = await self.stage.prepare(cmd)

@@ -21,6 +21,9 @@ from services.notifier.schemas import (
     AccessList,
     AccessRead,
     ActiveImportRead,
+    DeadLetterQueueRead,
+    DeadLetterRead,
+    DeadLettersRead,
     FileRead,
     ImportList,
     ImportRead,
@@ -29,6 +32,7 @@ from services.notifier.schemas import (
     PersonRead,
     QueueRead,
     QueuesRead,
+    ReplayRead,
     ReportAction,
     ReportRead,
     RetainedCopy,
@@ -37,7 +41,7 @@ from services.notifier.schemas import (
     UndoAccepted,
 )
 from shared.blobs import BlobStore
-from shared.bus import Bus
+from shared.bus import Bus, Delivery
 from shared.db import Database, as_utc
 from shared.deps import AdminPrincipal, CurrentPrincipal, EntId, SiteId, SitePrincipal
 from shared.messages import (
@@ -211,6 +215,26 @@ async def refresh_metrics(db: Database, bus: Bus) -> None:
     for status in ImportStatus:
         for mode in Mode:
             IMPORTS.labels(status.value, mode.value).set(counts.get((status.value, mode.value), 0))
+
+
+# The queues whose dead letters the ops routes list and replay: the stages' commands and the status events.
+DEAD_LETTER_QUEUES = (*STAGE_QUEUES.values(), "edt.notifier")
+
+
+def dead_letter_read(d: Delivery) -> DeadLetterRead:
+    try:
+        head = json.loads(d.body)
+    except ValueError:
+        head = {}
+    head = head if isinstance(head, dict) else {}
+    deaths = d.headers.get("x-death")
+    reason = None
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        raw = deaths[0].get("reason")
+        reason = raw.decode() if isinstance(raw, bytes) else str(raw) if raw is not None else None
+    return DeadLetterRead(message_id=d.message_id, routing_key=d.routing_key, attempts=d.attempt + 1,
+                          import_id=head.get("import_id"), site=head.get("site"),
+                          reason=reason or ("rejected" if d.attempt else None), size=len(d.body))
 
 
 def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
@@ -500,6 +524,30 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
                                    queued_stage=r.queued_stage) for r in active]
         return QueuesRead(stages=stages, waiting_imports=waiting, in_flight_imports=in_flight,
                           max_in_flight=settings.max_in_flight, active=listed)
+
+    # --- dead letters (docs/reliability.md) ---------------------------------------------------------------
+
+    @router.get("/ops/dead-letters", response_model=DeadLettersRead,
+                summary="The messages every stage and the notifier gave up on (their dead-letter queues)",
+                responses=problems(401, 403, 422))
+    async def dead_letters(_: AdminPrincipal, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> DeadLettersRead:
+        """Per queue, its oldest dead letters (at most `limit`), left in place. A stage's dead letter is a
+        command whose import ended `failed` with the reason; replay it once its cause is fixed."""
+        return DeadLettersRead(queues=[DeadLetterQueueRead(queue=q, count=len(found), messages=[
+            dead_letter_read(d) for d in found]) for q in DEAD_LETTER_QUEUES
+            for found in [await bus.dead_letters_of(q, limit)]])
+
+    @router.post("/ops/dead-letters/{queue}/replay", response_model=ReplayRead,
+                 summary="Send a dead-letter queue's messages back to their queue",
+                 responses=problems(401, 403, 404, 422))
+    async def replay_dead_letters(queue: str, _: AdminPrincipal,
+                                  limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> ReplayRead:
+        """Oldest first, each with a whole retry budget again. A stage's consumer drops a command whose step
+        has finished meanwhile (its import failed when it was given up): replaying is always safe."""
+        if queue not in DEAD_LETTER_QUEUES:
+            raise Problem(404, "Not Found", f"File inconnue : {queue} (connues : {', '.join(DEAD_LETTER_QUEUES)}).",
+                          code="unknown_queue", detail_en=f"Unknown queue {queue}.")
+        return ReplayRead(queue=queue, replayed=await bus.replay_dead_letters(queue, limit))
 
     # --- personal data (docs/privacy.md) ------------------------------------------------------------
 

@@ -374,3 +374,37 @@ def erased_anything(held: dict[str, dict[str, Any]]) -> bool:
 
     return bool(held.get("validator", {}).get("models")) or any(
         deleted(data) for name, data in held.items() if name != "validator")
+
+
+# --- leases: an import in flight always has an owner (docs/reliability.md) ---------------------------
+
+# Past this many leases without a sign of life, an import is failed even while its stage's queue holds
+# messages (they may be other imports'): a stage that stays away this long is not coming back for it.
+LEASE_GRACE_LEASES = 5
+
+
+def stage_in_hand(status: ImportStatus, queued_stage: str | None) -> Stage | None:
+    """The stage an import in flight waits for: the one its command is queued for, else the one running."""
+    if queued_stage:
+        return Stage(queued_stage)
+    for stage, running in RUNNING_STATUS.items():
+        if running is status:
+            return stage
+    return Stage.VALIDATION if status is ImportStatus.RECEIVED else None
+
+
+def lease_expired(idle_s: float, lease_s: float, queue_busy: bool | None) -> bool:
+    """No sign of life (event, heartbeat) for `idle_s`: the import has no owner once the lease has run out
+    and its stage's queue holds nothing that could be its command (`queue_busy` False), or, whatever the
+    queue holds (or when it cannot be read: None), after LEASE_GRACE_LEASES leases."""
+    if idle_s <= lease_s:
+        return False
+    return queue_busy is False or idle_s > LEASE_GRACE_LEASES * lease_s
+
+
+def lease_expired_message(stage: Stage, idle_s: float) -> tuple[str, str]:
+    seconds = int(round(idle_s))
+    return (f"Import interrompu : l'étape « {STEP_LABELS[stage]} » n'a plus donné signe de vie depuis {seconds} s "
+            "(service arrêté ou message perdu). Rien de cette étape n'a été intégré ; déposez le fichier à nouveau.",
+            f"Import failed: the {stage.value} stage gave no sign of life for {seconds} s (service down or message "
+            "lost). Nothing of this step was integrated; deposit the file again.")

@@ -9,7 +9,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,13 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.notifier import domain, store
 from services.notifier.store import event_log, imports, steps
 from shared.blobs import BlobStore
-from shared.bus import AckWaiter, Delivery
+from shared.bus import AckWaiter, Bus, Delivery
 from shared.db import Database, as_utc
 from shared.messages import (
     ABORT_ACKERS,
     CHANGES_EXCHANGE,
     PERSON_FIRST,
     PERSON_THEN,
+    STAGE_QUEUES,
     STATUS_EXCHANGE,
     AbortAck,
     AccessRecorded,
@@ -34,6 +35,7 @@ from shared.messages import (
     FileIdent,
     FileRef,
     ImportAbort,
+    ImportHeartbeat,
     ImportLifecycle,
     ImportStatus,
     Mode,
@@ -58,6 +60,10 @@ log = logging.getLogger("edt.notifier")
 IN_FLIGHT = (ImportStatus.RECEIVED, ImportStatus.VALIDATING, ImportStatus.CHECKING_THRESHOLDS,
              ImportStatus.CREATING_GROUPS, ImportStatus.GENERATING_SESSIONS, ImportStatus.AWAITING_SELECTION)
 ACTIVE = (ImportStatus.WAITING, *IN_FLIGHT)
+# In flight and owned by a stage (an import paused for its selection waits for a person: no lease).
+LEASED = tuple(s for s in IN_FLIGHT if s is not ImportStatus.AWAITING_SELECTION)
+# This process's own queue: every stage's heartbeats (each notifier process sees them all).
+LEASE_BINDINGS = ((STATUS_EXCHANGE, "lease.*"),)
 ADMISSION_LOCK = "admission"  # advisory lock: admission decisions are serialised across processes
 # The notifier listens to the stages' events, not to its own lifecycle events (import.history.*).
 STATUS_BINDINGS = tuple((STATUS_EXCHANGE, f"import.{stage.value}.#") for stage in Stage)
@@ -101,8 +107,14 @@ class PrivacyUnanswered(Exception):
 
 
 class NotifierHandlers:
-    def __init__(self, db: Database, outbox: Outbox, settings: Settings, blobs: BlobStore) -> None:
+    def __init__(self, db: Database, outbox: Outbox, settings: Settings, blobs: BlobStore,
+                 bus: Bus | None = None) -> None:
         self.db = db
+        self.bus = bus
+        # Leases: the last heartbeat of each import in flight, and since when this process has been able to
+        # see them (its start, or the end of an outage): nothing it could not see counts against an import.
+        self._beats: dict[str, datetime] = {}
+        self._watching_since: datetime | None = None
         self.outbox = outbox
         self.settings = settings
         self.acks = AckWaiter()  # aborts and undo locks this process answers once acknowledged
@@ -274,6 +286,78 @@ class NotifierHandlers:
         async with self.outbox.unit_of_work() as uow:
             await self.db.advisory_lock(uow.conn, ADMISSION_LOCK)
             await self.dispatch(uow)
+
+    # --- leases: nothing in flight without an owner ----------------------------------------------------
+
+    async def on_heartbeat(self, delivery: Delivery) -> None:
+        """A stage is at work on an import (ImportHeartbeat): its lease runs again from then."""
+        beat = ImportHeartbeat.from_bytes(delivery.body)
+        at = as_utc(beat.at)
+        if at is not None and (self._beats.get(beat.import_id) is None or at > self._beats[beat.import_id]):
+            self._beats[beat.import_id] = at
+
+    async def sweep_leases(self) -> list[str]:
+        """Fail, with its reason, every import in flight that nobody owns any more — no event nor heartbeat
+        for EDT_IMPORT_LEASE_S and nothing left in its stage's queue (or for 5 leases whatever the queue
+        holds): its stage died with the command, or the command was dead-lettered unreported. The slot is
+        freed and the next import admitted; an abort tells the stages to drop the command if it shows up.
+        Returns the imports failed."""
+        try:
+            return await self._sweep_leases()
+        except Exception:
+            self._watching_since = None  # the database or broker is down: the clock starts again after
+            raise
+
+    async def _sweep_leases(self) -> list[str]:
+        now = utcnow()
+        lease = self.settings.import_lease_s
+        if self._watching_since is None or (self.bus is not None and not self.bus.is_ready()):
+            self._watching_since = now
+        async with self.db.read() as conn:
+            rows = await store.leased_imports(conn, [s.value for s in LEASED])
+        for gone in set(self._beats) - {r.id for r in rows}:
+            del self._beats[gone]
+        expired: list[str] = []
+        for row in rows:
+            stage = domain.stage_in_hand(ImportStatus(row.status), row.queued_stage)
+            if stage is None:
+                continue
+            signs = [as_utc(row.started_at), as_utc(row.queued_at), as_utc(row.last_step_at),
+                     self._beats.get(row.id), self._watching_since]
+            idle = (now - max(t for t in signs if t is not None)).total_seconds()
+            if idle <= lease:
+                continue
+            busy = await self._queue_busy(stage) if idle <= domain.LEASE_GRACE_LEASES * lease else None
+            if domain.lease_expired(idle, lease, busy) and await self._expire(row.id, stage, idle):
+                expired.append(row.id)
+        return expired
+
+    async def _queue_busy(self, stage: Stage) -> bool | None:
+        """Does the stage's queue hold messages (ready or being worked on)? None: cannot tell."""
+        if self.bus is None:
+            return None
+        stats = await self.bus.queue_stats(STAGE_QUEUES[stage])
+        if not stats or "error" in stats:
+            return None
+        return int(stats.get("ready", 0)) + int(stats.get("unacked", 0)) > 0
+
+    async def _expire(self, import_id: str, stage: Stage, idle: float) -> bool:
+        fr, en = domain.lease_expired_message(stage, idle)
+        async with self.outbox.unit_of_work() as uow:
+            await self.db.advisory_lock(uow.conn, ADMISSION_LOCK)
+            row = (await uow.conn.execute(sa.select(imports).where(imports.c.id == import_id))).first()
+            if row is None or ImportStatus(row.status) not in LEASED:
+                return False  # it moved on meanwhile
+            with log_context(import_id=import_id, site=row.site, establishment=row.establishment, stage=stage.value):
+                log.error("no sign of life from %s for %.0f s: import failed, its slot freed", stage.value, idle)
+                await self._record_step(uow.conn, StatusEvent(
+                    import_id=import_id, site=row.site, establishment=row.establishment, stage=stage,
+                    step_status=StepStatus.ERROR, message=fr, message_en=en))
+                await self._finish(uow, import_id, ImportStatus.FAILED, fr, en)
+                await uow.emit(ImportAbort(import_id=import_id, site=row.site))
+                await self.dispatch(uow)
+        self._beats.pop(import_id, None)
+        return True
 
     # --- stage events -----------------------------------------------------------------------------
 

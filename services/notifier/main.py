@@ -15,6 +15,7 @@ from services.notifier.handlers import (
     CHANGES_QUEUE,
     ESTABLISHMENT_BINDINGS,
     ESTABLISHMENTS_QUEUE,
+    LEASE_BINDINGS,
     STATUS_BINDINGS,
     NotifierHandlers,
 )
@@ -30,7 +31,12 @@ ACCESS_QUEUE = "edt.notifier.access"
 
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
-    handlers = NotifierHandlers(rt.db, outbox, rt.settings, rt.blobs)
+    handlers = NotifierHandlers(rt.db, outbox, rt.settings, rt.blobs, bus=rt.bus)
+
+    async def sweep_leases() -> None:
+        await handlers.sweep_leases()
+
+    leases = Periodic(sweep_leases, max(0.2, rt.settings.import_lease_s / 4), "import-leases")
     changes_retention = Periodic(handlers.prune_changes, 600.0, "changes-retention")
     retention = PeriodicPurge("notifier", handlers.purge, rt.settings.retention_interval_s)
     unregister: list[Callable[[], None]] = []
@@ -39,6 +45,8 @@ def build(rt: Runtime) -> Service:
         outbox.relay.start_in_background()
         changes_retention.start_in_background()
         retention.start_in_background()
+        await rt.bus.consume(f"edt.notifier.leases.{uuid.uuid4().hex[:12]}", handlers.on_heartbeat,
+                             bindings=LEASE_BINDINGS, transient=True, prefetch=16)
         await rt.bus.consume(STATUS_QUEUE, handlers.on_status, bindings=STATUS_BINDINGS)
         await rt.bus.consume(ESTABLISHMENTS_QUEUE, handlers.on_establishment, bindings=ESTABLISHMENT_BINDINGS)
         # One at a time: the stream's ids follow the order the scheduler published them in.
@@ -50,12 +58,14 @@ def build(rt: Runtime) -> Service:
         await rt.bus.consume(f"edt.notifier.privacy.{uuid.uuid4().hex[:12]}", handlers.on_privacy_reply,
                              bindings=((STATUS_EXCHANGE, "privacy.reply.*"),), transient=True)
         await handlers.redispatch()
+        leases.start_in_background()
         # The notifier reads the queues and the imports table: it keeps their gauges fresh for each scrape.
         unregister.append(add_refresher(lambda: refresh_metrics(rt.db, rt.bus)))
 
     async def stop() -> None:
         for remove in unregister:
             remove()
+        await leases.stop()
         await retention.stop()
         await changes_retention.stop()
         await outbox.relay.stop()

@@ -145,6 +145,33 @@ class QueuesRead(BaseModel):
                                            description="Imports waiting or in flight, oldest first (at most 100)")
 
 
+class DeadLetterRead(BaseModel):
+    """A message its consumer gave up on (after its retry budget), kept in the queue's dead-letter queue."""
+
+    message_id: str
+    routing_key: str
+    attempts: int = Field(description="Deliveries it had before it was given up")
+    import_id: str | None = Field(None, description="The import it is about, when it names one")
+    site: str | None = None
+    reason: str | None = Field(None, description="Why the broker dead-lettered it (rejected, delivery_limit…)")
+    size: int = Field(description="Bytes of its body")
+
+
+class DeadLetterQueueRead(BaseModel):
+    queue: str
+    count: int = Field(description="Messages listed (at most `limit`)")
+    messages: list[DeadLetterRead]
+
+
+class DeadLettersRead(BaseModel):
+    queues: list[DeadLetterQueueRead]
+
+
+class ReplayRead(BaseModel):
+    queue: str
+    replayed: int = Field(description="Messages sent back to the queue, each with a whole retry budget")
+
+
 # --- personal data (docs/privacy.md) ----------------------------------------------------------------------
 
 

@@ -172,6 +172,15 @@ async def active_slots(conn: AsyncConnection, statuses: list[str]) -> list[Any]:
     return list((await conn.execute(sa.select(*SLOT_COLUMNS).where(imports.c.status.in_(statuses)))).all())
 
 
+async def leased_imports(conn: AsyncConnection, statuses: list[str]) -> list[Any]:
+    """The imports in flight with their latest signs of life in this table (started, queued, a step)."""
+    last_step = (sa.select(sa.func.max(sa.func.coalesce(steps.c.ended_at, steps.c.started_at)))
+                 .where(steps.c.import_id == imports.c.id).scalar_subquery())
+    query = sa.select(imports.c.id, imports.c.site, imports.c.status, imports.c.queued_stage, imports.c.started_at,
+                      imports.c.queued_at, last_step.label("last_step_at")).where(imports.c.status.in_(statuses))
+    return list((await conn.execute(query)).all())
+
+
 async def imports_by_id(conn: AsyncConnection, ids: list[str]) -> dict[str, Any]:
     if not ids:
         return {}

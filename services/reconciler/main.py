@@ -14,7 +14,8 @@ from shared.worker import PeriodicPurge, PrivacyWorker, StageWorker
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
     stage = ReconcilerStage(rt.db, outbox, rt.blobs, rt.settings)
-    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs, aborts=store.aborts)
+    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs, aborts=store.aborts,
+                         lease_s=rt.settings.import_lease_s)
     privacy = PrivacyWorker("reconciler", stage.on_privacy, outbox=outbox, bus=rt.bus, blobs=rt.blobs)
     retention = PeriodicPurge("reconciler", stage.purge_now, rt.settings.retention_interval_s)
 

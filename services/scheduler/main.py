@@ -13,7 +13,8 @@ from shared.worker import PrivacyWorker, StageWorker
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
     stage = SchedulerStage(rt.db, rt.blobs, rt.settings)
-    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs, aborts=store.aborts)
+    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs, aborts=store.aborts,
+                         lease_s=rt.settings.import_lease_s)
     privacy = PrivacyWorker("scheduler", stage.on_privacy, outbox=outbox, bus=rt.bus, blobs=rt.blobs)
 
     async def start() -> None:

@@ -22,7 +22,8 @@ def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
     mail = MailRelay(rt.db, rt.settings) if rt.settings.smtp_url else None
     stage = ThresholdsStage(rt.db, rt.bus, rt.blobs, rt.settings, outbox, mail_sent=mail.kick if mail else None)
-    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs, aborts=store.aborts)
+    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs, aborts=store.aborts,
+                         lease_s=rt.settings.import_lease_s)
 
     async def start() -> None:
         outbox.relay.start_in_background()

@@ -4,9 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import dataclasses
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timedelta
@@ -57,10 +62,26 @@ def validate_file(sha256: str, blob_dir: str, keyring: Keyring, partner_name: st
     return out
 
 
-def ignore_interrupts() -> None:
-    """Initializer of a worker process: Ctrl-C in a terminal reaches the whole process group, and the
-    service (the parent) is the one that stops its workers, quietly."""
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
+ORPHAN_CHECK_S = 1.0
+
+
+def worker_init(parent: int) -> None:
+    """Initializer of a worker process. Ctrl-C in a terminal reaches the whole process group, and the
+    service (the parent) is the one that stops its workers, quietly. A worker dies with its parent, however
+    that one ends (kill -9, out of memory): the kernel's parent-death signal where there is one, and a
+    thread watching the parent's pid whatever the platform (the death signal follows the parent *thread*
+    that spawned the worker, and can be missed when the parent died before it was set)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    threading.Thread(target=_die_with, args=(parent,), name="orphan-watchdog", daemon=True).start()
+
+
+def _die_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK_S)
+    os._exit(1)  # orphaned: nothing of this process is worth finishing
 
 
 def warm() -> None:
@@ -94,7 +115,7 @@ class ValidatorStage:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.settings.parse_workers,
                                              mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=ignore_interrupts)
+                                             initializer=worker_init, initargs=(os.getpid(),))
         return self._pool
 
     async def warm_up(self) -> None:

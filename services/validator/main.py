@@ -18,7 +18,8 @@ LIFECYCLE_QUEUE = "edt.validator.lifecycle"
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
     stage = ValidatorStage(rt.blobs, rt.settings, outbox)
-    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs, aborts=store.aborts)
+    worker = StageWorker(stage, outbox=outbox, bus=rt.bus, runs=store.runs, aborts=store.aborts,
+                         lease_s=rt.settings.import_lease_s)
     privacy = PrivacyWorker("validator", stage.on_privacy, outbox=outbox, bus=rt.bus, blobs=rt.blobs)
     retention = PeriodicPurge("validator", stage.purge_now, rt.settings.retention_interval_s)
     warming: list[asyncio.Task[None]] = []

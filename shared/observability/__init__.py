@@ -13,6 +13,7 @@ from shared.observability.logs import current_log_context, log_context, setup_lo
 from shared.observability.metrics import (
     BUS_DEAD_LETTERED,
     BUS_FAILURES,
+    BUS_OUTAGE_WAITS,
     BUS_RETRIES,
     DEPOSITS,
     HTTP_REQUESTS,
@@ -44,12 +45,12 @@ from shared.observability.metrics import (
 from shared.observability.tracing import setup_tracing, span, trace_headers
 
 __all__ = [
-    "BUS_DEAD_LETTERED", "BUS_FAILURES", "BUS_RETRIES", "DEPOSITS", "HTTP_REQUESTS", "IMPORTS", "IMPORTS_FINISHED",
-    "IMPORT_DURATION", "IMPORT_QUEUE_WAIT", "MESSAGES", "OUTBOX_PUBLISHED", "QUEUE_CONSUMERS", "QUEUE_DEAD_LETTERED",
-    "QUEUE_OLDEST_AGE", "QUEUE_READY", "QUEUE_UNACKED", "STAGE_DEAD_LETTERED", "STAGE_DURATION", "STAGE_FAILURES",
-    "STAGE_IN", "STAGE_OUT", "STAGE_RETRIES", "STAGE_SECONDS", "WEBDAV_BYTES", "WEBDAV_REQUESTS", "HealthRead",
-    "Timer", "add_refresher", "current_log_context", "log_context", "method_label", "ops_router", "refresh_all",
-    "setup_logging", "setup_tracing", "span", "trace_headers",
+    "BUS_DEAD_LETTERED", "BUS_FAILURES", "BUS_OUTAGE_WAITS", "BUS_RETRIES", "DEPOSITS", "HTTP_REQUESTS", "IMPORTS",
+    "IMPORTS_FINISHED", "IMPORT_DURATION", "IMPORT_QUEUE_WAIT", "MESSAGES", "OUTBOX_PUBLISHED", "QUEUE_CONSUMERS",
+    "QUEUE_DEAD_LETTERED", "QUEUE_OLDEST_AGE", "QUEUE_READY", "QUEUE_UNACKED", "STAGE_DEAD_LETTERED",
+    "STAGE_DURATION", "STAGE_FAILURES", "STAGE_IN", "STAGE_OUT", "STAGE_RETRIES", "STAGE_SECONDS", "WEBDAV_BYTES",
+    "WEBDAV_REQUESTS", "HealthRead", "Timer", "add_refresher", "current_log_context", "log_context", "method_label",
+    "ops_router", "refresh_all", "setup_logging", "setup_tracing", "span", "trace_headers",
 ]
 
 

@@ -43,6 +43,8 @@ STAGE_DEAD_LETTERED = Counter("edt_stage_dead_lettered_total", "Commands a stage
 # --- the bus, every consumer (shared/bus.py) ---------------------------------------------------------
 BUS_FAILURES = Counter("edt_bus_handler_failures_total", "Handler failures of any consumer", ["queue"])
 BUS_RETRIES = Counter("edt_bus_retries_total", "Messages sent back to their queue for another attempt", ["queue"])
+BUS_OUTAGE_WAITS = Counter("edt_bus_outage_waits_total", "Handler tries put off by an infrastructure outage "
+                           "(database or broker unreachable; no retry spent)", ["queue"])
 BUS_DEAD_LETTERED = Counter("edt_bus_dead_lettered_total", "Messages given up and dead-lettered", ["queue"])
 OUTBOX_PUBLISHED = Counter("edt_outbox_published_total", "Outbox rows published (after commit)", ["service"])
 

@@ -150,3 +150,81 @@ def test_two_notifier_processes_share_admission_and_survive_one_killed(
     assert api.wait(later, timeout=60)["status"] == "done"
     for c in direct:
         c.close()
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (children of each of its threads, recursively), from /proc."""
+    from pathlib import Path
+
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                kids = {int(k) for k in children.read_text().split()}
+            except OSError:
+                continue
+            todo += list(kids - found)
+            found |= kids
+    return found
+
+
+def alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_validator_killed_leaves_no_parse_worker_behind(cluster_factory: Callable[..., E2E]) -> None:
+    """kill -9 of the validator alone (not its process group): its parse worker (spawned at start, see
+    ValidatorStage.warm_up) and multiprocessing's resource tracker end with it."""
+    e2e = cluster_factory()
+    validator = e2e.cluster.pids["validator"]
+    deadline = time.monotonic() + 30
+    while len(workers := descendants(validator)) < 2:  # the resource tracker and the parse worker
+        assert time.monotonic() < deadline, f"the validator's parse worker never started: {workers}"
+        time.sleep(0.1)
+    os.kill(validator, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while left := {p for p in workers if alive(p)}:
+        assert time.monotonic() < deadline, f"processes of the killed validator still running: {sorted(left)}"
+        time.sleep(0.1)
+
+
+def test_a_service_that_dies_is_restarted_with_backoff(cluster_factory: Callable[..., E2E]) -> None:
+    """`make run-distributed`'s supervision (Cluster.revive): a service killed from outside is started
+    again after its backoff, the restart is logged, and imports flow again."""
+    import threading
+
+    from deploy.supervisor import http_status
+
+    e2e = cluster_factory()
+    said: list[str] = []
+    e2e.cluster.echo = said.append
+    stop = threading.Event()
+    watcher = threading.Thread(target=e2e.cluster.supervise, args=(stop, 0.2), daemon=True)
+    watcher.start()
+    try:
+        api = Api(e2e.base_url, e2e.admin_token)
+        api.create_site(SITE, ESTS)
+        for name in ("validator", "notifier"):
+            old = e2e.cluster.pids[name]
+            os.kill(old, signal.SIGKILL)  # from outside: the supervisor was not asked
+            deadline = time.monotonic() + 30
+            while (e2e.cluster.pids.get(name) in (None, old)
+                   or http_status(f"{e2e.cluster.service_url(name)}/readyz") != 200):
+                assert time.monotonic() < deadline, f"{name} never restarted: {said}"
+                time.sleep(0.1)
+            assert any(f"{name} (pid {old}) exited" in m and "restarting it in 1 s" in m for m in said), said
+            assert any(m.startswith(f"{name} restarted") for m in said), said
+            assert "supervisor: " in e2e.cluster.log_path(name).read_text()
+        import_id = api.upload(SITE, "1754", sample_xml("0490856P"))
+        assert api.wait(import_id, timeout=60)["status"] == "done"
+    finally:
+        stop.set()
+        watcher.join(5)

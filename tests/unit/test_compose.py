@@ -76,6 +76,7 @@ def test_service(compose: dict[str, Any], name: str) -> None:
     assert env["EDT_BLOB_DIR"].startswith("/data")
     assert env["EDT_SERVICE_PORT"] == "8000"
     assert "readyz" in " ".join(service["healthcheck"]["test"])
+    assert service["restart"] == "unless-stopped"  # a service that dies is started again by Docker
 
 
 def test_proxy(compose: dict[str, Any]) -> None:

@@ -45,6 +45,8 @@ def test_every_service_runs_one_of_our_modules_with_probes_the_app_serves() -> N
         assert container["command"][:2] == ["python", "-m"] and importlib.util.find_spec(module), module
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        # A container that dies (or stops answering /healthz) is started again by the kubelet.
+        assert deployments[name]["spec"]["template"]["spec"]["restartPolicy"] == "Always"
         images.add(container["image"])
     assert len(images) == 1  # one image for the six services
     (job,) = by_kind("Job")

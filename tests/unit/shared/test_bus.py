@@ -43,7 +43,7 @@ async def test_a_transient_failure_is_retried_once() -> None:
 
     async def handler(d: Delivery) -> None:
         if d.attempt == 0:
-            raise ConnectionError("db restarted")
+            raise RuntimeError("deadlock detected")  # a failure of this try, not an outage
         seen.append(d.body)
 
     await bus.consume("q", handler, bindings=(("edt.status", "import.#"),))
@@ -71,3 +71,93 @@ async def test_paused_queue_holds_messages() -> None:
     await bus.drain(5)
     assert seen == [b"a"]
     await bus.close()
+
+
+async def _until(predicate: object, within: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():  # type: ignore[operator]
+        assert loop.time() < deadline, "condition never met"
+        await asyncio.sleep(0.005)
+
+
+async def test_an_outage_spends_no_retry() -> None:
+    """A database that refuses connections five times in a row: the message is handled once the outage is
+    over, on its first attempt, never dead-lettered (before: 2 retries spent, then the dead-letter queue)."""
+    bus = MemoryBus(max_retries=2, backoff_s=0.001, prefetch=1)
+    attempts: list[int] = []
+    handled: list[int] = []
+
+    async def handler(d: Delivery) -> None:
+        attempts.append(d.attempt)
+        if len(attempts) <= 5:
+            raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+        handled.append(d.attempt)
+
+    await bus.consume("q", handler)
+    await bus.publish("", "q", b"x")
+    await _until(lambda: handled)
+    assert handled == [0] and set(attempts) == {0}
+    assert not bus.dead_letters.get("q")
+    await bus.close()
+
+
+async def test_the_give_up_report_outlasts_an_outage() -> None:
+    """A bad message whose failure report first meets an outage: the report is made once the database is
+    back, then the message is dead-lettered (before: "on_give_up failed", the import left in flight)."""
+    bus = MemoryBus(max_retries=0, backoff_s=0.001, prefetch=1)
+    reports: list[str] = []
+    tries = 0
+
+    async def handler(d: Delivery) -> None:
+        raise ValueError("not a timetable")
+
+    async def give_up(d: Delivery, exc: BaseException) -> None:
+        nonlocal tries
+        tries += 1
+        if tries < 4:
+            raise OSError(111, "Connection refused") from ConnectionRefusedError()
+        reports.append(str(exc))
+
+    await bus.consume("q", handler, on_give_up=give_up)
+    await bus.publish("", "q", b"x")
+    await _until(lambda: bus.dead_letters.get("q"))
+    assert reports == ["not a timetable"] and tries == 4
+    await bus.close()
+
+
+async def test_an_outage_longer_than_the_wait_counts_as_an_attempt() -> None:
+    bus = MemoryBus(max_retries=1, backoff_s=0.001, prefetch=1, outage_wait_s=0.05)
+    attempts: list[int] = []
+
+    async def handler(d: Delivery) -> None:
+        attempts.append(d.attempt)
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    await bus.consume("q", handler)
+    await bus.publish("", "q", b"x")
+    await _until(lambda: bus.dead_letters.get("q"))
+    assert set(attempts) == {0, 1}
+    await bus.close()
+
+
+def test_outages_told_apart_from_bad_messages() -> None:
+    import sqlalchemy as sa
+
+    from shared.outage import is_outage
+
+    assert is_outage(ConnectionRefusedError(111, "refused"))
+    assert is_outage(OSError("Multiple exceptions: [Errno 111] Connect call failed ('127.0.0.1', 5432)"))
+    assert not is_outage(FileNotFoundError(2, "No such file"))  # a missing blob is the message's problem
+    assert not is_outage(ValueError("bad XML"))
+    wrapped = sa.exc.InterfaceError("SELECT 1", {}, Exception("connection is closed"))
+    assert is_outage(wrapped)
+    assert not is_outage(sa.exc.IntegrityError("INSERT", {}, Exception("duplicate key")))
+    assert not is_outage(sa.exc.ProgrammingError("SELECT", {}, Exception('relation "x" does not exist')))
+    try:
+        try:
+            raise ConnectionResetError(104, "reset")
+        except ConnectionResetError as inner:
+            raise RuntimeError("step failed") from inner
+    except RuntimeError as outer:
+        assert is_outage(outer)
