@@ -38,7 +38,7 @@ from shared.db import Database, as_utc
 from shared.deps import AdminPrincipal, EstablishmentId, SiteId, SitePrincipal
 from shared.messages import Mode, iso, utcnow
 from shared.settings import Settings
-from shared.web import Problem, issue_site_token, not_found, problems, token_hash
+from shared.web import Problem, issue_site_token, not_found, problems, token_hash, upload_too_large
 
 UploadMode = Annotated[DepositMode, Form(description="`manual` (the default) or `auto`")]
 DryRun = Annotated[bool, Form(description="Run every check and compute the bilan, write nothing")]
@@ -223,9 +223,7 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
                 while chunk := await file.read(1024 * 1024):
                     size += len(chunk)
                     if size > settings.max_upload_bytes:
-                        raise Problem(413, "Content Too Large",
-                                      f"Fichier trop volumineux (plus de {settings.max_upload_mb} Mo).",
-                                      code="too_large")
+                        raise upload_too_large(settings.max_upload_bytes)
                     await asyncio.to_thread(sealed.write, chunk)
             if size == 0:
                 raise Problem(422, "Unprocessable Content", "Le fichier déposé est vide.", code="empty_file")
