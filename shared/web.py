@@ -33,6 +33,7 @@ from starlette.routing import compile_path
 from shared.blobs import BlobStore, Keyring, tune_gc
 from shared.bus import Bus, Delivery, make_bus
 from shared.db import Database, as_utc, upsert
+from shared.establishments import KnownEstablishments
 from shared.gateway import Gateway, install_gateway
 from shared.messages import STATUS_EXCHANGE, AccessRecorded, TokenRevocationAck, TokenRevoked
 from shared.observability import HTTP_REQUESTS, method_label, ops_router, setup_logging, setup_tracing
@@ -427,6 +428,9 @@ class Service:
     pages: APIRouter | None = None
     # The service's list of revoked site tokens: started with the app, checked by every route's auth.
     revocations: TokenRevocations | None = None
+    # The service's list of the sites' establishments: started with the app, checked by every route under
+    # /sites/{site}/establishments/{est}/ (shared.deps.KnownEstablishment).
+    establishments: KnownEstablishments | None = None
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -460,6 +464,8 @@ def create_app(runtime: Runtime, services: list[Service]) -> FastAPI:
         for service in services:
             if service.revocations is not None:
                 await service.revocations.start(runtime.bus)
+            if service.establishments is not None:
+                await service.establishments.start(runtime.bus)
             await service.start()
         try:
             yield
@@ -489,6 +495,7 @@ def create_app(runtime: Runtime, services: list[Service]) -> FastAPI:
     # One process checks one list: in embedded mode every service's list is in the same database and every
     # revocation is recorded in all of them before the DELETE is answered, so any one is up to date.
     app.state.revocations = next((s.revocations for s in services if s.revocations is not None), None)
+    app.state.establishments = next((s.establishments for s in services if s.establishments is not None), None)
     app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_upload_bytes + 1024 * 1024,
                        file_cap=runtime.settings.max_upload_bytes)
     app.add_middleware(RequestMetrics)

@@ -23,12 +23,14 @@ from shared.bus import AckWaiter, Delivery
 from shared.db import Database, as_utc, upsert
 from shared.messages import (
     DEPOSIT_ACKERS,
+    ESTABLISHMENT_ACKERS,
     NOTIFICATIONS_EXCHANGE,
     REVOCATION_ACKERS,
     AccessRecorded,
     Deposit,
     DepositAck,
     Envelope,
+    EstablishmentAck,
     EstablishmentUpdated,
     FileIdent,
     FileRef,
@@ -85,16 +87,26 @@ class Dropzone:
 
     async def put_establishment(self, site: str, est: str, uai: str, name: str) -> bool:
         """Create or replace an establishment (True when new); the services that show its name hear of it
-        (EstablishmentUpdated, in the same transaction)."""
-        async with self.outbox.unit_of_work() as uow:
-            if not await store.site_exists(uow.conn, site):
-                raise not_found("Site")
-            clash = await store.uai_owner(uow.conn, site, uai, other_than=est)
-            if clash:
-                raise Problem(409, "Conflict", f"UAI {uai} already belongs to establishment {clash}",
-                              code="uai_taken")
-            created = await store.put_establishment(uow.conn, site, est, uai, name)
-            await uow.emit(EstablishmentUpdated(site=site, establishment=est, uai=uai, name=name))
+        (EstablishmentUpdated, in the same transaction). Answered once the services that serve routes under
+        the establishment have recorded it (bounded like deposits): the next request there finds it."""
+        key = f"establishment:{site}:{est}"
+        self.acks.expect(key, ESTABLISHMENT_ACKERS)
+        try:
+            async with self.outbox.unit_of_work() as uow:
+                if not await store.site_exists(uow.conn, site):
+                    raise not_found("Site")
+                clash = await store.uai_owner(uow.conn, site, uai, other_than=est)
+                if clash:
+                    raise Problem(409, "Conflict", f"UAI {uai} already belongs to establishment {clash}",
+                                  code="uai_taken")
+                created = await store.put_establishment(uow.conn, site, est, uai, name)
+                await uow.emit(EstablishmentUpdated(site=site, establishment=est, uai=uai, name=name))
+            missing, _ = await self.acks.wait(key, self.settings.deposit_ack_timeout_s)
+        finally:
+            self.acks.forget(key)
+        if missing:
+            log.warning("establishment %s/%s: not acknowledged by %s within %.0f s", site, est,
+                        ", ".join(sorted(missing)), self.settings.deposit_ack_timeout_s)
         return created
 
     # --- deposits ---------------------------------------------------------------------------------
@@ -163,6 +175,10 @@ class Dropzone:
     async def on_ack(self, delivery: Delivery) -> None:
         """A service recorded a deposit (deposit.ack.<service>) or a revocation (token.ack.<service>): the
         last one awaited wakes its request."""
+        if delivery.routing_key.startswith("establishment."):
+            known = EstablishmentAck.from_bytes(delivery.body)
+            self.acks.ack(f"establishment:{known.site}:{known.establishment}", known.by)
+            return
         if delivery.routing_key.startswith("token."):
             revoked = TokenRevocationAck.from_bytes(delivery.body)
             self.acks.ack(f"token:{revoked.token_id}", revoked.by)

@@ -61,9 +61,11 @@ def build(rt: Runtime) -> Service:
         await privacy.start()
         await rt.bus.consume(NOTIFICATIONS_QUEUE, dropzone.on_notification,
                              bindings=((NOTIFICATIONS_EXCHANGE, "threshold.#"),))
-        # This process's own queue: the acknowledgements of the deposits and revocations it is answering.
+        # This process's own queue: the acknowledgements of the deposits, revocations and establishments it is
+        # answering.
         await rt.bus.consume(f"edt.dropzone.acks.{uuid.uuid4().hex[:12]}", dropzone.on_ack,
-                             bindings=((STATUS_EXCHANGE, "deposit.ack.*"), (STATUS_EXCHANGE, "token.ack.*")),
+                             bindings=((STATUS_EXCHANGE, "deposit.ack.*"), (STATUS_EXCHANGE, "token.ack.*"),
+                                       (STATUS_EXCHANGE, "establishment.ack.*")),
                              transient=True)
 
     async def stop() -> None:

@@ -49,3 +49,50 @@ def test_a_chunked_upload_over_the_cap_is_413_problem_json(sqlite_stack: Stack, 
     assert s.api.history("4817") == []
     # a file under the cap still goes through
     assert s.api.upload("4817", "1754", sample_xml("0490856P"))
+
+
+# --- establishment-scoped routes: only the site's own establishments ----------------------------------
+
+
+def establishment_routes(est: str) -> list[tuple[str, str, dict[str, object]]]:
+    """Every establishment-scoped route of every service, with a body it would accept."""
+    base = f"/sites/4817/establishments/{est}"
+    directory = {"json": {"people": [{"id": "ent-1", "kind": "student", "last_name": "Martin",
+                                       "first_name": "Léa", "class": "6A"}]}}
+    return [
+        ("GET", f"{base}/closures", {}),                                                       # thresholds
+        ("PUT", f"{base}/closures", {"json": [{"start": "2027-02-01", "end": "2027-02-05", "label": "x"}]}),
+        ("PUT", f"{base}/directory", directory),                                               # reconciler
+        ("GET", f"{base}/directory", {}),
+        ("POST", f"{base}/pronote-ids", {"json": {"items": [{"ent_id": "ent-1", "pronote_id": "P1"}]}}),
+        ("GET", f"{base}/groups", {}),
+        ("GET", f"{base}/courses", {}),                                                        # scheduler
+        ("GET", f"{base}/sessions", {}),
+        ("GET", f"{base}/calendar/class/6A.ics", {}),
+        ("POST", f"{base}/calendar/class/6A/subscription", {}),
+        ("GET", f"{base}/calendar/class/6A/subscription", {}),
+        ("DELETE", f"{base}/calendar/class/6A/subscription", {}),
+        ("POST", f"{base}/imports", {"files": {"file": ("x.xml", sample_xml("0490856P"), "application/xml")}}),
+    ]
+
+
+def test_routes_under_an_establishment_that_is_not_the_sites_are_404(sqlite_stack: Stack) -> None:
+    s = sqlite_stack
+    s.api.create_site("4817", {"1754": "0490856P"})
+    s.api.create_site("9999", {"9999": "0490858S"})
+    token = s.api.site_token("4817")
+    for est in ("9999", "0000"):  # another site's establishment, an unknown one
+        for method, path, kwargs in establishment_routes(est):
+            for who in (token, s.settings.admin_token):
+                r = s.api.call(method, path, who, **kwargs)
+                assert r.status_code == 404, (method, path, r.status_code, r.text[:300])
+                assert r.headers["content-type"].startswith(PROBLEM)
+                assert r.json()["code"] == "not_found" and r.json()["detail"].endswith("not found")
+    # nothing was stored under them
+    assert s.api.ok("GET", "/sites/9999/establishments/9999/closures")["items"] == []
+    # the site's own establishment answers, and one created just now is known at once in every service
+    s.api.ok("PUT", "/sites/4817/establishments/2000", json={"uai": "0490999Z", "name": "Nouveau"})
+    for est in ("1754", "2000"):
+        for method, path, kwargs in establishment_routes(est)[:8]:
+            r = s.api.call(method, path, token, **kwargs)
+            assert r.status_code < 500 and "Establishment not found" not in r.text, (method, path, r.text[:300])
