@@ -64,6 +64,9 @@ class Dropzone:
         self.settings = settings
         self.hasher = PasswordHasher()
         self.logins = domain.LoginCache(AUTH_CACHE_S)  # the one cache of WebDAV logins
+        self.failures = domain.CallerFailures(settings.login_lockout_s)
+        # Verified for an unknown login, so that it costs what a known one does.
+        self._dummy_hash = self.hasher.hash(domain.generate_password())
         # deposits and revocations this process answers once the other services have recorded them
         self.acks = AckWaiter()
 
@@ -325,36 +328,51 @@ class Dropzone:
     # --- WebDAV logins ----------------------------------------------------------------------------
 
     async def authenticate(self, login: str, password: str, client_ip: str = "") -> str | None:
-        """The site of a deposit account whose password matches, else None. Failures are slowed down and
-        lock the account after `login_max_failures` (it unlocks after `login_lockout_s`)."""
+        """The site of a deposit account whose password matches, else None. The `login_max_failures`-th
+        failure in a row locks the account for `login_lockout_s` (counted atomically: guesses sent side by
+        side all count).
+
+        Every refusal takes one path, whether the login is unknown, the account locked or the password
+        wrong: a hash verification (against a dummy hash for an unknown login), then the slow-down of the
+        caller's own failures (`domain.CallerFailures`) — its cost says nothing about the account."""
         async with self.db.read() as conn:
             row = (await conn.execute(sa.select(accounts).where(accounts.c.login == login))).first()
         now = utcnow()
-        if row is None:
-            await asyncio.sleep(domain.failure_delay(1))
-            return None
-        state = domain.LoginState(row.failed_logins, as_utc(row.locked_until))
-        if domain.is_locked(state, now):
-            log.warning("login refused: %s is locked until %s (from %s)", login, state.locked_until, client_ip)
-            await asyncio.sleep(domain.failure_delay(1))
-            return None
-        key = self.logins.key(login, row.password_hash, password)
-        if self.logins.hit(key, time.monotonic()):
+        locked = row is not None and domain.is_locked(domain.LoginState(row.failed_logins,
+                                                                        as_utc(row.locked_until)), now)
+        if row is not None and not locked:
+            key = self.logins.key(login, row.password_hash, password)
+            if self.logins.hit(key, time.monotonic()):
+                return str(row.site)
+        matches = await asyncio.to_thread(self._verify, row.password_hash if row is not None else self._dummy_hash,
+                                          password)
+        if row is not None and matches and not locked:
+            self.logins.remember(key, time.monotonic())
+            if row.failed_logins or row.last_login_at is None:
+                async with self.db.transaction() as conn:
+                    await conn.execute(accounts.update().where(accounts.c.login == login).values(
+                        failed_logins=0, locked_until=None, last_login_at=now))
             return str(row.site)
+        if row is not None:
+            await self._count_failure(login, now, locked)
+        log.warning("login refused for %s from %s%s", login, client_ip, " (locked)" if locked else "")
+        await asyncio.sleep(domain.failure_delay(self.failures.add(client_ip, time.monotonic())))
+        return None
+
+    def _verify(self, stored_hash: str, password: str) -> bool:
         try:
-            await asyncio.to_thread(self.hasher.verify, row.password_hash, password)
+            return bool(self.hasher.verify(stored_hash, password))
         except (VerifyMismatchError, VerificationError, InvalidHashError):
-            new = domain.after_failed_login(state, now, self.settings.login_max_failures,
-                                            timedelta(seconds=self.settings.login_lockout_s))
-            async with self.db.transaction() as conn:
-                await conn.execute(accounts.update().where(accounts.c.login == login).values(
-                    failed_logins=new.failed, locked_until=new.locked_until))
-            log.warning("failed login for %s from %s (%d)", login, client_ip, new.failed)
-            await asyncio.sleep(domain.failure_delay(new.failed))
-            return None
-        self.logins.remember(key, time.monotonic())
-        if row.failed_logins or row.last_login_at is None:
-            async with self.db.transaction() as conn:
-                await conn.execute(accounts.update().where(accounts.c.login == login).values(
-                    failed_logins=0, locked_until=None, last_login_at=now))
-        return str(row.site)
+            return False
+
+    async def _count_failure(self, login: str, now: datetime, locked: bool) -> None:
+        """One more failure in a row (an atomic increment); the threshold locks the account. A locked
+        account's lock is not extended: its owner's client retrying meanwhile would never get back in."""
+        async with self.db.transaction() as conn:
+            failed = (await conn.execute(accounts.update().where(accounts.c.login == login)
+                                         .values(failed_logins=accounts.c.failed_logins + 1)
+                                         .returning(accounts.c.failed_logins))).scalar_one_or_none()
+            if failed is not None and not locked and domain.should_lock(failed, self.settings.login_max_failures):
+                until = now + timedelta(seconds=self.settings.login_lockout_s)
+                await conn.execute(accounts.update().where(accounts.c.login == login).values(locked_until=until))
+                log.warning("deposit account %s locked until %s after %d failed logins", login, until, failed)
