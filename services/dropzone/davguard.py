@@ -19,6 +19,8 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
+import hashlib
+import hmac
 import logging
 import threading
 import time
@@ -83,9 +85,19 @@ def error_text(status: str, fr: str, en: str) -> bytes:
     return f"{status}\n\n{fr}\n{en}\n".encode()
 
 
+# WsgiDAV's own causes, as it words them, in French and English.
+KNOWN_CAUSES: dict[str, tuple[str, str]] = {
+    "This resource does not support locking.": (
+        "Ce dossier ne peut pas être verrouillé : tous les comptes du site y déposent.",
+        "This folder cannot be locked: every account of the site deposits into it."),
+}
+
+
 def _texts(e: DAVError, path: str) -> tuple[str, str]:
     if isinstance(e, Refusal):
         return e.fr, e.en
+    if isinstance(e.context_info, str) and e.context_info in KNOWN_CAUSES:
+        return KNOWN_CAUSES[e.context_info]
     fr, en = DEFAULT_TEXTS.get(e.value, ("Erreur.", "Error."))
     if e.value == 404:
         return f"Introuvable : {path}", f"Not found: {path}"
@@ -232,9 +244,10 @@ class DepositLocks(LockStorageDict):  # type: ignore[misc]
         found = [dict(lock) for lock in self._live() if f"{lock['root']}/".startswith(prefix)]
         return sorted(found, key=lambda lock: float(lock["expire"]))
 
-    def release_site(self, site: str, token: str | None = None) -> int:
-        """Release the site's locks (only `token` when given); how many were released."""
-        gone = [lock["token"] for lock in self.site_locks(site) if token is None or lock["token"] == token]
+    def release_site(self, site: str, lock_id: str | None = None) -> int:
+        """Release the site's locks (only the one whose `lock_id` is given); how many were released."""
+        gone = [lock["token"] for lock in self.site_locks(site) if lock_id is None or
+                hmac.compare_digest(lock_id_of(lock), lock_id)]
         return sum(bool(self.delete(t)) for t in gone)
 
     def release_principal(self, login: str) -> int:
@@ -245,6 +258,11 @@ class DepositLocks(LockStorageDict):  # type: ignore[misc]
 
 def lock_expires_in(lock: dict[str, Any]) -> float:
     return max(0.0, float(lock["expire"]) - time.time())
+
+
+def lock_id_of(lock: dict[str, Any]) -> str:
+    """A lock's public id: its token is a capability of its owner's, never shown."""
+    return hashlib.sha256(str(lock["token"]).encode()).hexdigest()[:16]
 
 
 # --- request guard (size cap, disconnects, malformed Authorization, climbing paths) ---------------------
@@ -379,4 +397,4 @@ class RequestGuard:
 
 
 __all__ = ["MAX_NAME_BYTES", "DepositLocks", "PlainAuthenticator", "PlainErrorPrinter", "Refusal", "RequestGuard",
-           "check_path", "lock_expires_in", "refuse"]
+           "check_path", "lock_expires_in", "lock_id_of", "refuse"]

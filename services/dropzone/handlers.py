@@ -18,6 +18,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from services.dropzone import domain, store
+from services.dropzone.davguard import DepositLocks
 from services.dropzone.store import accounts, deposits, establishments, notified, sites
 from shared.bus import AckWaiter, Delivery
 from shared.db import Database, as_utc, upsert
@@ -57,8 +58,11 @@ AUTH_CACHE_S = 60.0
 
 
 class Dropzone:
-    def __init__(self, db: Database, blobs: Any, outbox: Outbox, settings: Settings) -> None:
+    def __init__(self, db: Database, blobs: Any, outbox: Outbox, settings: Settings,
+                 locks: DepositLocks | None = None) -> None:
         self.db = db
+        # The WebDAV folder's locks (shared with the WebDAV app): an account's go with its password.
+        self.locks = locks if locks is not None else DepositLocks(settings.webdav_lock_timeout_s)
         self.blobs = blobs
         self.outbox = outbox
         self.settings = settings
@@ -323,7 +327,22 @@ class Dropzone:
             if result.rowcount == 0:
                 raise not_found("Account")
             row = (await conn.execute(sa.select(accounts).where(accounts.c.login == login))).one()
+        self.drop_locks(login)
         return row, password
+
+    async def delete_account(self, site: str, login: str) -> bool:
+        async with self.db.transaction() as conn:
+            deleted = await store.delete_account(conn, site, login)
+        if deleted:
+            self.drop_locks(login)
+        return bool(deleted)
+
+    def drop_locks(self, login: str) -> None:
+        """An account whose password changed or that is gone holds no WebDAV lock any more (a crashed client
+        of its would otherwise keep its files locked)."""
+        released = self.locks.release_principal(login)
+        if released:
+            log.info("released %d WebDAV lock(s) of %s", released, login)
 
     # --- WebDAV logins ----------------------------------------------------------------------------
 
