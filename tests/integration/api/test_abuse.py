@@ -1,10 +1,11 @@
 """The REST API against careless and hostile clients: oversized chunked uploads, writes and reads under an
-establishment that is not the site's."""
+establishment that is not the site's, secrets at rest."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -96,3 +97,23 @@ def test_routes_under_an_establishment_that_is_not_the_sites_are_404(sqlite_stac
         for method, path, kwargs in establishment_routes(est)[:8]:
             r = s.api.call(method, path, token, **kwargs)
             assert r.status_code < 500 and "Establishment not found" not in r.text, (method, path, r.text[:300])
+
+
+# --- secrets at rest -----------------------------------------------------------------------------------
+
+
+def test_passwords_and_tokens_are_stored_only_as_hashes(sqlite_stack: Stack) -> None:
+    """What the API shows once (a deposit account's password, a site token) is nowhere in the database:
+    argon2 for passwords, SHA-256 for tokens."""
+    s = sqlite_stack
+    s.api.create_site("4817", {"1754": "0490856P"})
+    s.api.first_import("4817", "1754", sample_xml("0490856P"))
+    token = s.api.site_token("4817")
+    account = s.api.create_account("4817", token=token)
+    regenerated = s.api.ok("POST", f"/sites/4817/accounts/{account['login']}/password", token)["password"]
+    s.drain()
+    database = Path(s.settings.database_url.split("///", 1)[1])
+    stored = b"".join(p.read_bytes() for p in database.parent.glob(database.name + "*"))  # with its WAL
+    assert b"$argon2id$" in stored
+    for secret in (account["password"], regenerated, token, token.rsplit(".", 1)[-1]):
+        assert secret.encode() not in stored, "a secret is stored in clear"
