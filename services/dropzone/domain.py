@@ -12,7 +12,7 @@ import string
 import unicodedata
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 # Names written by Windows' WebDAV redirector, Office and LibreOffice while a file is in progress:
 # they are renamed to their final name when complete, and only that final name is a deposit.
@@ -96,12 +96,6 @@ def account_creation_refusal(existing: int, first_import_at: datetime | None) ->
 class LoginState:
     failed: int
     locked_until: datetime | None
-
-
-def after_failed_login(state: LoginState, now: datetime, max_failures: int, lockout: timedelta) -> LoginState:
-    """Each failure counts; the `max_failures`-th locks the account for `lockout`."""
-    failed = state.failed + 1
-    return LoginState(failed, now + lockout if failed >= max_failures else state.locked_until)
 
 
 def is_locked(state: LoginState, now: datetime) -> bool:
