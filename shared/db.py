@@ -58,6 +58,18 @@ def revoked_tokens_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+def known_establishments_table(metadata: sa.MetaData) -> sa.Table:
+    """The establishments of each site, as one service knows them (see shared.establishments): filled from
+    the dropzone's EstablishmentUpdated events, read by every route under an establishment."""
+    return sa.Table(
+        f"{metadata.schema}_known_establishments",
+        metadata,
+        sa.Column("site", sa.String(64), primary_key=True),
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
 def is_sqlite_url(url: str) -> bool:
     return url.startswith("sqlite")
 

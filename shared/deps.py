@@ -13,9 +13,18 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from shared.establishments import KnownEstablishments
 from shared.messages import ID_PATTERN
 from shared.settings import Settings
-from shared.web import Principal, Problem, TokenRevocations, authenticate, require_admin, require_site
+from shared.web import (
+    Principal,
+    Problem,
+    TokenRevocations,
+    authenticate,
+    not_found,
+    require_admin,
+    require_site,
+)
 
 SiteId = Annotated[str, Path(pattern=ID_PATTERN, description="Site (deposit space) id, e.g. `4817`")]
 EstablishmentId = Annotated[str, Path(pattern=ID_PATTERN, description="Establishment id, e.g. `1754`")]
@@ -71,3 +80,15 @@ async def site_principal(principal: CurrentPrincipal, site: SiteId) -> Principal
 
 
 SitePrincipal = Annotated[Principal, Depends(site_principal)]
+
+
+async def known_establishment(request: Request, est: EstablishmentId, site: SiteId, _: SitePrincipal) -> str:
+    """An establishment of the path's site, else 404 like another site's (after the caller's own 401/404:
+    an anonymous caller learns nothing of which establishments exist)."""
+    known: KnownEstablishments | None = getattr(request.app.state, "establishments", None)
+    if known is not None and not await known.exists(site, est):
+        raise not_found("Establishment")
+    return est
+
+
+KnownEstablishment = Annotated[str, Depends(known_establishment)]

@@ -301,6 +301,26 @@ class DepositAck(Message):
 DEPOSIT_ACKERS: tuple[str, ...] = ("notifier", "thresholds")
 
 
+class EstablishmentAck(Message):
+    """Published on edt.status (routing key establishment.ack.<by>) once a service has recorded an
+    establishment of a site (EstablishmentUpdated): the PUT is answered after every one has."""
+
+    exchange: ClassVar[str] = STATUS_EXCHANGE
+
+    site: str
+    establishment: str
+    by: str
+
+    @property
+    def routing_key(self) -> str:
+        return f"establishment.ack.{self.by}"
+
+
+# The services that answer routes under /sites/{site}/establishments/{est}/ from their own list of the
+# site's establishments (shared.establishments.KnownEstablishments).
+ESTABLISHMENT_ACKERS: tuple[str, ...] = ("thresholds", "reconciler", "scheduler")
+
+
 class TokenRevoked(Message):
     """Published by the dropzone (exchange edt.status, routing key token.revoked.<site>) when a site token is
     revoked: every service records it in its own revocation list before it acknowledges, and the DELETE is

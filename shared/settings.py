@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     # placeholders, client folders) is kept untouched.
     webdav_grace_s: float = Field(default=300.0, ge=0)
     webdav_stale_s: float = Field(default=24 * 3600.0, ge=0)
+    # The longest a WebDAV lock lasts (a client asking for days or `Infinite` gets this; a refresh renews
+    # it): a client that crashed holding a lock blocks its file this long at most.
+    webdav_lock_timeout_s: int = Field(default=600, ge=1)
     # Retention, in days after the end of the import (docs/privacy.md says why these defaults): the
     # deposited files, the canonical models (never the establishment's baseline), the superseded ENT
     # directory snapshots, and the unreconciled lists and wizard previews. The history rows stay.

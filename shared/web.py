@@ -33,6 +33,7 @@ from starlette.routing import compile_path
 from shared.blobs import BlobStore, Keyring, tune_gc
 from shared.bus import Bus, Delivery, make_bus
 from shared.db import Database, as_utc, upsert
+from shared.establishments import KnownEstablishments
 from shared.gateway import Gateway, install_gateway
 from shared.messages import STATUS_EXCHANGE, AccessRecorded, TokenRevocationAck, TokenRevoked
 from shared.observability import HTTP_REQUESTS, method_label, ops_router, setup_logging, setup_tracing
@@ -427,6 +428,9 @@ class Service:
     pages: APIRouter | None = None
     # The service's list of revoked site tokens: started with the app, checked by every route's auth.
     revocations: TokenRevocations | None = None
+    # The service's list of the sites' establishments: started with the app, checked by every route under
+    # /sites/{site}/establishments/{est}/ (shared.deps.KnownEstablishment).
+    establishments: KnownEstablishments | None = None
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -461,6 +465,8 @@ def create_app(runtime: Runtime, services: list[Service]) -> FastAPI:
         for service in services:
             if service.revocations is not None:
                 await service.revocations.start(runtime.bus)
+            if service.establishments is not None:
+                await service.establishments.start(runtime.bus)
             await service.start()
         try:
             yield
@@ -490,7 +496,9 @@ def create_app(runtime: Runtime, services: list[Service]) -> FastAPI:
     # One process checks one list: in embedded mode every service's list is in the same database and every
     # revocation is recorded in all of them before the DELETE is answered, so any one is up to date.
     app.state.revocations = next((s.revocations for s in services if s.revocations is not None), None)
-    app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_upload_bytes + 1024 * 1024)
+    app.state.establishments = next((s.establishments for s in services if s.establishments is not None), None)
+    app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_upload_bytes + 1024 * 1024,
+                       file_cap=runtime.settings.max_upload_bytes)
     app.add_middleware(RequestMetrics)
     return app
 
@@ -523,13 +531,23 @@ class BodyTooLarge(Exception):
     pass
 
 
+def upload_too_large(max_bytes: int) -> Problem:
+    mb = max_bytes / (1024 * 1024)
+    return Problem(413, "Content Too Large", f"Fichier trop volumineux (plus de {mb:g} Mo).", code="too_large",
+                   detail_en=f"File too large (over {mb:g} MB).", max_bytes=max_bytes)
+
+
 class BodyLimit:
     """413 for an API request body over the cap, before it is read (Content-Length) or as soon as a
-    chunked body goes past it: an oversized upload never fills the disk. WebDAV enforces its own cap."""
+    chunked body goes past it: an oversized upload never fills the disk. WebDAV enforces its own cap.
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    The route reading the body may answer first, with its own error for a body cut short (a multipart
+    parser's 400 "error parsing the body"): past the cap, the cap's 413 replaces whatever it answers."""
+
+    def __init__(self, app: Any, max_bytes: int, file_cap: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.file_cap = file_cap or max_bytes  # the size named in the answer: the file's, not the request's
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/api/"):
@@ -537,25 +555,36 @@ class BodyLimit:
             return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        too_large = Problem(413, "Content Too Large", f"Request body over {self.max_bytes} bytes",
-                            code="too_large")
+        too_large = upload_too_large(self.file_cap)
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await problem_response(too_large)(scope, receive, send)
             return
         seen = 0
-        started = False
+        started = exceeded = answered = False
 
         async def counting_receive() -> Any:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    exceeded = True
                     raise BodyTooLarge()
             return message
 
+        async def answer_too_large() -> None:
+            nonlocal answered
+            if not answered:
+                answered = True
+                await problem_response(too_large)(scope, receive, send)
+
         async def tracking_send(message: Any) -> None:
             nonlocal started
+            if exceeded and not started:
+                await answer_too_large()  # the route's own answer to a body it could not read is dropped
+                return
+            if answered:
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
@@ -563,7 +592,7 @@ class BodyLimit:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await problem_response(too_large)(scope, receive, send)
+                await answer_too_large()
 
 
 class LazyMount:

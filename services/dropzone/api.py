@@ -13,6 +13,7 @@ from fastapi import APIRouter, File, Form, Path, Response, UploadFile
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.dropzone import store
+from services.dropzone.davguard import lock_expires_in, lock_id_of
 from services.dropzone.handlers import Dropzone
 from services.dropzone.schemas import (
     AccountCreate,
@@ -32,13 +33,16 @@ from services.dropzone.schemas import (
     TokenInfo,
     TokenList,
     TokenRead,
+    WebdavLockList,
+    WebdavLockRead,
+    WebdavLocksReleased,
     WebdavUrl,
 )
 from shared.db import Database, as_utc
 from shared.deps import AdminPrincipal, EstablishmentId, SiteId, SitePrincipal
 from shared.messages import Mode, iso, utcnow
 from shared.settings import Settings
-from shared.web import Problem, issue_site_token, not_found, problems, token_hash
+from shared.web import Problem, issue_site_token, not_found, problems, token_hash, upload_too_large
 
 UploadMode = Annotated[DepositMode, Form(description="`manual` (the default) or `auto`")]
 DryRun = Annotated[bool, Form(description="Run every check and compute the bilan, write nothing")]
@@ -203,10 +207,46 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
     @router.delete("/sites/{site}/accounts/{login}", status_code=204, response_class=Response,
                    summary="Delete a deposit account", responses=problems(401, 404, 422))
     async def delete_account(site: SiteId, login: str, _: SitePrincipal) -> Response:
-        async with db.transaction() as conn:
-            deleted = await store.delete_account(conn, site, login)
-        if not deleted:
+        """Its WebDAV locks are released with it."""
+        if not await dropzone.delete_account(site, login):
             raise not_found("Account")
+        return Response(status_code=204)
+
+    # --- WebDAV locks -------------------------------------------------------------------------------
+
+    async def existing_site(site: str) -> None:
+        async with db.read() as conn:
+            if not await store.site_exists(conn, site):
+                raise not_found("Site")
+
+    @router.get("/sites/{site}/webdav-locks", response_model=WebdavLockList,
+                summary="The WebDAV locks held in the site's folder", responses=problems(401, 404, 422))
+    async def list_webdav_locks(site: SiteId, _: SitePrincipal) -> WebdavLockList:
+        """Locks last `EDT_WEBDAV_LOCK_TIMEOUT_S` at most (renewable by their client) and live in the
+        dropzone's memory: a restart clears them."""
+        await existing_site(site)
+        now = utcnow()
+        items = [WebdavLockRead(id=lock_id_of(lock), path=f"/webdav{lock['root']}", account=str(lock["principal"]),
+                                scope=str(lock["scope"]), depth=str(lock["depth"]),
+                                expires_at=iso(now + timedelta(seconds=lock_expires_in(lock))),
+                                expires_in_s=int(lock_expires_in(lock)))
+                 for lock in dropzone.locks.site_locks(site)]
+        return WebdavLockList(items=items, next_cursor=None)
+
+    @router.delete("/sites/{site}/webdav-locks", response_model=WebdavLocksReleased,
+                   summary="Release every WebDAV lock of the site's folder", responses=problems(401, 404, 422))
+    async def clear_webdav_locks(site: SiteId, _: SitePrincipal) -> WebdavLocksReleased:
+        """For a client that crashed holding locks: its files can be deposited again at once."""
+        await existing_site(site)
+        return WebdavLocksReleased(released=dropzone.locks.release_site(site))
+
+    @router.delete("/sites/{site}/webdav-locks/{lock_id}", status_code=204, response_class=Response,
+                   summary="Release one WebDAV lock", responses=problems(401, 404, 422))
+    async def release_webdav_lock(site: SiteId, lock_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")],
+                                  _: SitePrincipal) -> Response:
+        await existing_site(site)
+        if not dropzone.locks.release_site(site, lock_id):
+            raise not_found("Lock")
         return Response(status_code=204)
 
     # --- REST upload --------------------------------------------------------------------------------
@@ -223,9 +263,7 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
                 while chunk := await file.read(1024 * 1024):
                     size += len(chunk)
                     if size > settings.max_upload_bytes:
-                        raise Problem(413, "Content Too Large",
-                                      f"Fichier trop volumineux (plus de {settings.max_upload_mb} Mo).",
-                                      code="too_large")
+                        raise upload_too_large(settings.max_upload_bytes)
                     await asyncio.to_thread(sealed.write, chunk)
             if size == 0:
                 raise Problem(422, "Unprocessable Content", "Le fichier déposé est vide.", code="empty_file")

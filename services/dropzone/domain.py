@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import hmac
 import posixpath
 import re
 import secrets
@@ -11,7 +12,7 @@ import string
 import unicodedata
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 # Names written by Windows' WebDAV redirector, Office and LibreOffice while a file is in progress:
 # they are renamed to their final name when complete, and only that final name is a deposit.
@@ -97,12 +98,6 @@ class LoginState:
     locked_until: datetime | None
 
 
-def after_failed_login(state: LoginState, now: datetime, max_failures: int, lockout: timedelta) -> LoginState:
-    """Each failure counts; the `max_failures`-th locks the account for `lockout`."""
-    failed = state.failed + 1
-    return LoginState(failed, now + lockout if failed >= max_failures else state.locked_until)
-
-
 def is_locked(state: LoginState, now: datetime) -> bool:
     return state.locked_until is not None and state.locked_until > now
 
@@ -110,6 +105,33 @@ def is_locked(state: LoginState, now: datetime) -> bool:
 def failure_delay(failed: int) -> float:
     """Slow down password guessing: 0.25 s, 0.5 s, 1 s … capped at 3 s per failed attempt."""
     return float(min(3.0, 0.25 * 2 ** max(0, failed - 1)))
+
+
+def should_lock(failed: int, max_failures: int) -> bool:
+    """The `max_failures`-th failure in a row locks the account."""
+    return failed >= max_failures
+
+
+class CallerFailures:
+    """Refused logins per caller (its client address) within `window_s` of the previous one: the slow-down
+    grows with the caller's own failures, never with the state of the account it names — a wrong password,
+    an unknown login and a locked account cost the same, so timing cannot tell which logins exist. `now` is
+    a monotonic clock."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._seen: dict[str, tuple[int, float]] = {}
+
+    def add(self, caller: str, now: float) -> int:
+        """Count one failure of `caller`; its failures in a row so far."""
+        count, last = self._seen.get(caller, (0, now))
+        count = 1 if now - last > self.window_s else count + 1
+        if len(self._seen) >= self.MAX_ENTRIES:
+            self._seen = {k: v for k, v in self._seen.items() if now - v[1] <= self.window_s}
+        self._seen[caller] = (count, now)
+        return count
 
 
 # --- routing a deposit to its establishment ------------------------------------------------------
@@ -172,23 +194,27 @@ def route_deposit(target: str | None, file_uai: str | None, file_establishment_u
 
 class LoginCache:
     """Successful WebDAV logins, remembered `ttl_s` seconds: clients authenticate on every request and
-    argon2 is deliberately slow. Keyed on (login, stored hash, sha256 of the password), so a new password
-    or a deleted account is seen at once; failures are never remembered. `now` is a monotonic clock."""
+    argon2 is deliberately slow. Keyed on (login, stored hash), so a new password or a deleted account is
+    seen at once, holding the sha256 of the password that worked, compared in constant time; failures are
+    never remembered. `now` is a monotonic clock."""
 
     MAX_ENTRIES = 10_000
 
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = ttl_s
-        self._until: dict[tuple[str, str, str], float] = {}
+        self._entries: dict[tuple[str, str], tuple[bytes, float]] = {}
 
     @staticmethod
-    def key(login: str, stored_hash: str, password: str) -> tuple[str, str, str]:
-        return login, stored_hash, hashlib.sha256(password.encode()).hexdigest()
+    def key(login: str, stored_hash: str, password: str) -> tuple[str, str, bytes]:
+        return login, stored_hash, hashlib.sha256(password.encode()).digest()
 
-    def hit(self, key: tuple[str, str, str], now: float) -> bool:
-        return self._until.get(key, 0.0) > now
+    def hit(self, key: tuple[str, str, bytes], now: float) -> bool:
+        login, stored_hash, digest = key
+        remembered, until = self._entries.get((login, stored_hash), (b"", 0.0))
+        return hmac.compare_digest(remembered, digest) and until > now
 
-    def remember(self, key: tuple[str, str, str], now: float) -> None:
-        if len(self._until) >= self.MAX_ENTRIES:
-            self._until = {k: t for k, t in self._until.items() if t > now}
-        self._until[key] = now + self.ttl_s
+    def remember(self, key: tuple[str, str, bytes], now: float) -> None:
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
+        login, stored_hash, digest = key
+        self._entries[(login, stored_hash)] = (digest, now + self.ttl_s)

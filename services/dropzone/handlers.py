@@ -18,17 +18,20 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from services.dropzone import domain, store
+from services.dropzone.davguard import DepositLocks
 from services.dropzone.store import accounts, deposits, establishments, notified, sites
 from shared.bus import AckWaiter, Delivery
 from shared.db import Database, as_utc, upsert
 from shared.messages import (
     DEPOSIT_ACKERS,
+    ESTABLISHMENT_ACKERS,
     NOTIFICATIONS_EXCHANGE,
     REVOCATION_ACKERS,
     AccessRecorded,
     Deposit,
     DepositAck,
     Envelope,
+    EstablishmentAck,
     EstablishmentUpdated,
     FileIdent,
     FileRef,
@@ -55,13 +58,19 @@ AUTH_CACHE_S = 60.0
 
 
 class Dropzone:
-    def __init__(self, db: Database, blobs: Any, outbox: Outbox, settings: Settings) -> None:
+    def __init__(self, db: Database, blobs: Any, outbox: Outbox, settings: Settings,
+                 locks: DepositLocks | None = None) -> None:
         self.db = db
+        # The WebDAV folder's locks (shared with the WebDAV app): an account's go with its password.
+        self.locks = locks if locks is not None else DepositLocks(settings.webdav_lock_timeout_s)
         self.blobs = blobs
         self.outbox = outbox
         self.settings = settings
         self.hasher = PasswordHasher()
         self.logins = domain.LoginCache(AUTH_CACHE_S)  # the one cache of WebDAV logins
+        self.failures = domain.CallerFailures(settings.login_lockout_s)
+        # Verified for an unknown login, so that it costs what a known one does.
+        self._dummy_hash = self.hasher.hash(domain.generate_password())
         # deposits and revocations this process answers once the other services have recorded them
         self.acks = AckWaiter()
 
@@ -85,16 +94,26 @@ class Dropzone:
 
     async def put_establishment(self, site: str, est: str, uai: str, name: str) -> bool:
         """Create or replace an establishment (True when new); the services that show its name hear of it
-        (EstablishmentUpdated, in the same transaction)."""
-        async with self.outbox.unit_of_work() as uow:
-            if not await store.site_exists(uow.conn, site):
-                raise not_found("Site")
-            clash = await store.uai_owner(uow.conn, site, uai, other_than=est)
-            if clash:
-                raise Problem(409, "Conflict", f"UAI {uai} already belongs to establishment {clash}",
-                              code="uai_taken")
-            created = await store.put_establishment(uow.conn, site, est, uai, name)
-            await uow.emit(EstablishmentUpdated(site=site, establishment=est, uai=uai, name=name))
+        (EstablishmentUpdated, in the same transaction). Answered once the services that serve routes under
+        the establishment have recorded it (bounded like deposits): the next request there finds it."""
+        key = f"establishment:{site}:{est}"
+        self.acks.expect(key, ESTABLISHMENT_ACKERS)
+        try:
+            async with self.outbox.unit_of_work() as uow:
+                if not await store.site_exists(uow.conn, site):
+                    raise not_found("Site")
+                clash = await store.uai_owner(uow.conn, site, uai, other_than=est)
+                if clash:
+                    raise Problem(409, "Conflict", f"UAI {uai} already belongs to establishment {clash}",
+                                  code="uai_taken")
+                created = await store.put_establishment(uow.conn, site, est, uai, name)
+                await uow.emit(EstablishmentUpdated(site=site, establishment=est, uai=uai, name=name))
+            missing, _ = await self.acks.wait(key, self.settings.deposit_ack_timeout_s)
+        finally:
+            self.acks.forget(key)
+        if missing:
+            log.warning("establishment %s/%s: not acknowledged by %s within %.0f s", site, est,
+                        ", ".join(sorted(missing)), self.settings.deposit_ack_timeout_s)
         return created
 
     # --- deposits ---------------------------------------------------------------------------------
@@ -163,6 +182,10 @@ class Dropzone:
     async def on_ack(self, delivery: Delivery) -> None:
         """A service recorded a deposit (deposit.ack.<service>) or a revocation (token.ack.<service>): the
         last one awaited wakes its request."""
+        if delivery.routing_key.startswith("establishment."):
+            known = EstablishmentAck.from_bytes(delivery.body)
+            self.acks.ack(f"establishment:{known.site}:{known.establishment}", known.by)
+            return
         if delivery.routing_key.startswith("token."):
             revoked = TokenRevocationAck.from_bytes(delivery.body)
             self.acks.ack(f"token:{revoked.token_id}", revoked.by)
@@ -304,41 +327,71 @@ class Dropzone:
             if result.rowcount == 0:
                 raise not_found("Account")
             row = (await conn.execute(sa.select(accounts).where(accounts.c.login == login))).one()
+        self.drop_locks(login)
         return row, password
+
+    async def delete_account(self, site: str, login: str) -> bool:
+        async with self.db.transaction() as conn:
+            deleted = await store.delete_account(conn, site, login)
+        if deleted:
+            self.drop_locks(login)
+        return bool(deleted)
+
+    def drop_locks(self, login: str) -> None:
+        """An account whose password changed or that is gone holds no WebDAV lock any more (a crashed client
+        of its would otherwise keep its files locked)."""
+        released = self.locks.release_principal(login)
+        if released:
+            log.info("released %d WebDAV lock(s) of %s", released, login)
 
     # --- WebDAV logins ----------------------------------------------------------------------------
 
     async def authenticate(self, login: str, password: str, client_ip: str = "") -> str | None:
-        """The site of a deposit account whose password matches, else None. Failures are slowed down and
-        lock the account after `login_max_failures` (it unlocks after `login_lockout_s`)."""
+        """The site of a deposit account whose password matches, else None. The `login_max_failures`-th
+        failure in a row locks the account for `login_lockout_s` (counted atomically: guesses sent side by
+        side all count).
+
+        Every refusal takes one path, whether the login is unknown, the account locked or the password
+        wrong: a hash verification (against a dummy hash for an unknown login), then the slow-down of the
+        caller's own failures (`domain.CallerFailures`) — its cost says nothing about the account."""
         async with self.db.read() as conn:
             row = (await conn.execute(sa.select(accounts).where(accounts.c.login == login))).first()
         now = utcnow()
-        if row is None:
-            await asyncio.sleep(domain.failure_delay(1))
-            return None
-        state = domain.LoginState(row.failed_logins, as_utc(row.locked_until))
-        if domain.is_locked(state, now):
-            log.warning("login refused: %s is locked until %s (from %s)", login, state.locked_until, client_ip)
-            await asyncio.sleep(domain.failure_delay(1))
-            return None
-        key = self.logins.key(login, row.password_hash, password)
-        if self.logins.hit(key, time.monotonic()):
+        locked = row is not None and domain.is_locked(domain.LoginState(row.failed_logins,
+                                                                        as_utc(row.locked_until)), now)
+        if row is not None and not locked:
+            key = self.logins.key(login, row.password_hash, password)
+            if self.logins.hit(key, time.monotonic()):
+                return str(row.site)
+        matches = await asyncio.to_thread(self._verify, row.password_hash if row is not None else self._dummy_hash,
+                                          password)
+        if row is not None and matches and not locked:
+            self.logins.remember(key, time.monotonic())
+            if row.failed_logins or row.last_login_at is None:
+                async with self.db.transaction() as conn:
+                    await conn.execute(accounts.update().where(accounts.c.login == login).values(
+                        failed_logins=0, locked_until=None, last_login_at=now))
             return str(row.site)
+        if row is not None:
+            await self._count_failure(login, now, locked)
+        log.warning("login refused for %s from %s%s", login, client_ip, " (locked)" if locked else "")
+        await asyncio.sleep(domain.failure_delay(self.failures.add(client_ip, time.monotonic())))
+        return None
+
+    def _verify(self, stored_hash: str, password: str) -> bool:
         try:
-            await asyncio.to_thread(self.hasher.verify, row.password_hash, password)
+            return bool(self.hasher.verify(stored_hash, password))
         except (VerifyMismatchError, VerificationError, InvalidHashError):
-            new = domain.after_failed_login(state, now, self.settings.login_max_failures,
-                                            timedelta(seconds=self.settings.login_lockout_s))
-            async with self.db.transaction() as conn:
-                await conn.execute(accounts.update().where(accounts.c.login == login).values(
-                    failed_logins=new.failed, locked_until=new.locked_until))
-            log.warning("failed login for %s from %s (%d)", login, client_ip, new.failed)
-            await asyncio.sleep(domain.failure_delay(new.failed))
-            return None
-        self.logins.remember(key, time.monotonic())
-        if row.failed_logins or row.last_login_at is None:
-            async with self.db.transaction() as conn:
-                await conn.execute(accounts.update().where(accounts.c.login == login).values(
-                    failed_logins=0, locked_until=None, last_login_at=now))
-        return str(row.site)
+            return False
+
+    async def _count_failure(self, login: str, now: datetime, locked: bool) -> None:
+        """One more failure in a row (an atomic increment); the threshold locks the account. A locked
+        account's lock is not extended: its owner's client retrying meanwhile would never get back in."""
+        async with self.db.transaction() as conn:
+            failed = (await conn.execute(accounts.update().where(accounts.c.login == login)
+                                         .values(failed_logins=accounts.c.failed_logins + 1)
+                                         .returning(accounts.c.failed_logins))).scalar_one_or_none()
+            if failed is not None and not locked and domain.should_lock(failed, self.settings.login_max_failures):
+                until = now + timedelta(seconds=self.settings.login_lockout_s)
+                await conn.execute(accounts.update().where(accounts.c.login == login).values(locked_until=until))
+                log.warning("deposit account %s locked until %s after %d failed logins", login, until, failed)

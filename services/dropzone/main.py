@@ -7,6 +7,7 @@ from pathlib import Path
 
 from services.dropzone import store
 from services.dropzone.api import build_router
+from services.dropzone.davguard import DepositLocks
 from services.dropzone.handlers import Dropzone
 from services.dropzone.landings import Landings, WebdavSweeper
 from services.dropzone.webdav import webdav_factory
@@ -43,14 +44,15 @@ class WebdavGate:
 
 def build(rt: Runtime) -> Service:
     outbox = Outbox(rt.db, store.outbox, rt.bus)
-    dropzone = Dropzone(rt.db, rt.blobs, outbox, rt.settings)
+    locks = DepositLocks(rt.settings.webdav_lock_timeout_s)
+    dropzone = Dropzone(rt.db, rt.blobs, outbox, rt.settings, locks)
     folder = rt.settings.data_dir / "webdav"
     landings = Landings(folder, grace_s=rt.settings.webdav_grace_s, stale_s=rt.settings.webdav_stale_s)
     sweeper = WebdavSweeper(landings)
     privacy = PrivacyWorker("dropzone", dropzone.on_privacy, outbox=outbox, bus=rt.bus, blobs=rt.blobs)
     retention = PeriodicPurge("dropzone", dropzone.purge_now, rt.settings.retention_interval_s)
     webdav = webdav_factory(folder, WebdavGate(dropzone), rt.blobs.keyring, landings, mount_path="/webdav",
-                            max_upload_bytes=rt.settings.max_upload_bytes)
+                            max_upload_bytes=rt.settings.max_upload_bytes, locks=locks)
 
     async def start() -> None:
         outbox.relay.start_in_background()
@@ -61,9 +63,11 @@ def build(rt: Runtime) -> Service:
         await privacy.start()
         await rt.bus.consume(NOTIFICATIONS_QUEUE, dropzone.on_notification,
                              bindings=((NOTIFICATIONS_EXCHANGE, "threshold.#"),))
-        # This process's own queue: the acknowledgements of the deposits and revocations it is answering.
+        # This process's own queue: the acknowledgements of the deposits, revocations and establishments it is
+        # answering.
         await rt.bus.consume(f"edt.dropzone.acks.{uuid.uuid4().hex[:12]}", dropzone.on_ack,
-                             bindings=((STATUS_EXCHANGE, "deposit.ack.*"), (STATUS_EXCHANGE, "token.ack.*")),
+                             bindings=((STATUS_EXCHANGE, "deposit.ack.*"), (STATUS_EXCHANGE, "token.ack.*"),
+                                       (STATUS_EXCHANGE, "establishment.ack.*")),
                              transient=True)
 
     async def stop() -> None:

@@ -141,3 +141,23 @@ class ImportAccepted(BaseModel):
 
     import_id: str
     links: UploadLinks
+
+
+class WebdavLockRead(BaseModel):
+    """A WebDAV lock held in the site's folder (its token stays its owner's secret)."""
+
+    id: str = Field(description="The lock's id for `DELETE …/webdav-locks/{id}` (not its token)")
+    path: str = Field(examples=["/webdav/4817/1754/EDT_To_KOSMOS_0490856P.xml"])
+    account: str = Field(description="The deposit account that took it")
+    scope: str = Field(examples=["exclusive"])
+    depth: str = Field(examples=["0"])
+    expires_at: Instant
+    expires_in_s: int = Field(ge=0)
+
+
+class WebdavLockList(Page[WebdavLockRead]):
+    pass
+
+
+class WebdavLocksReleased(BaseModel):
+    released: int = Field(ge=0, description="How many locks were released")

@@ -17,9 +17,12 @@ Access (HTTP Basic only, realm ``edt-import``): the deposit account authenticate
 ``DepositGate.authenticate``; bad credentials → 401; valid credentials on another site's path
 (request URI or ``Destination``) → 403 whether that site exists or not (no site enumeration);
 the caller's own site unknown to the gate → 404; any other name than an establishment or an existing
-client folder as second segment of a deeper path → 404. Path traversal is impossible: WsgiDAV
-normalises the path, the site and establishment segments must be plain ids, the resolved file must stay
-inside ``root_dir`` (realpath) and symlinks are refused.
+client folder as second segment of a deeper path → 404. Path traversal is impossible: a path climbing
+above the mount is refused (400) before WsgiDAV sees it, WsgiDAV normalises the rest, the site and
+establishment segments must be plain ids, the resolved file must stay inside ``root_dir`` (realpath) and
+symlinks are refused. A name over 255 bytes (a path over 1024) is refused (400, 414) before anything is
+written or deposited. The site and establishment folders cannot be deleted, moved or locked (a lock there
+would stop every other account's deposits). Errors are plain text, in French then English (`davguard`).
 
 What counts as a deposit — a complete file *landing under a final name*:
 
@@ -48,8 +51,9 @@ session of hundreds of requests does not hash the password each time.
 Mounting: `webdav_factory` gives the ASGI app's factory that `shared.web.LazyMount` builds inside the
 running loop at the first request — the dropzone's `Service.mounts` in production, the same in tests.
 
-Size cap: a ``Content-Length`` above ``max_upload_bytes`` is refused with 413 before anything is read; a
-chunked body is counted while it streams and refused with 413 as soon as it goes past the cap.
+Size cap (`davguard.RequestGuard`): a ``Content-Length`` above ``max_upload_bytes`` is refused with 413
+before anything is read; a chunked body is counted while it streams and refused with 413 as soon as it
+goes past the cap. Locks (`davguard.DepositLocks`): in memory, each one 10 minutes at most (renewable).
 """
 
 from __future__ import annotations
@@ -61,7 +65,6 @@ import logging
 import os
 import re
 import tempfile
-import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,12 +82,18 @@ from wsgidav.dav_error import (
 )
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection
 from wsgidav.dc.base_dc import BaseDomainController
-from wsgidav.error_printer import ErrorPrinter
 from wsgidav.fs_dav_provider import FileResource, FilesystemProvider, FolderResource
-from wsgidav.http_authenticator import HTTPAuthenticator
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
+from services.dropzone.davguard import (
+    DepositLocks,
+    PlainAuthenticator,
+    PlainErrorPrinter,
+    RequestGuard,
+    check_path,
+    refuse,
+)
 from services.dropzone.domain import is_deposit_candidate
 from services.dropzone.landings import STATE_DIR, Landings
 from shared.blobs import Keyring, SealedWriter, plain_size
@@ -98,6 +107,8 @@ ID_RE = re.compile(ID_PATTERN)  # site and establishment ids, as the API validat
 HTTP_CONTENT_TOO_LARGE = 413
 HTTP_SERVICE_UNAVAILABLE = 503
 HTTP_INSUFFICIENT_STORAGE = 507
+
+QUOTA_PROPERTIES = frozenset({"{DAV:}quota-available-bytes", "{DAV:}quota-used-bytes"})
 
 # environ keys set by this module
 ENV_SITE = "edt.webdav.site"
@@ -171,19 +182,22 @@ class _Bridge:
         try:
             return self._run(lambda: self.gate.authenticate(login, password, client_ip), self.gate_timeout_s)
         except concurrent.futures.TimeoutError:
-            raise DAVError(HTTP_SERVICE_UNAVAILABLE, "Authentication timed out") from None
+            raise refuse(HTTP_SERVICE_UNAVAILABLE, "Vérification du mot de passe trop longue, réessayez.",
+                         "Authentication timed out, try again.") from None
 
     def establishment_ids(self, site: str) -> list[str] | None:
         try:
             return self._run(lambda: self.gate.establishment_ids(site), self.gate_timeout_s)
         except concurrent.futures.TimeoutError:
-            raise DAVError(HTTP_SERVICE_UNAVAILABLE, "Site lookup timed out") from None
+            raise refuse(HTTP_SERVICE_UNAVAILABLE, "Recherche du site trop longue, réessayez.",
+                         "Site lookup timed out, try again.") from None
 
     def file_read(self, site: str, path: str, login: str) -> None:
         try:
             self._run(lambda: self.gate.file_read(site, path, login), self.gate_timeout_s)
         except concurrent.futures.TimeoutError:
-            raise DAVError(HTTP_SERVICE_UNAVAILABLE, "Access log unavailable") from None
+            raise refuse(HTTP_SERVICE_UNAVAILABLE, "Journal des accès indisponible, réessayez.",
+                         "Access log unavailable, try again.") from None
 
     def take_deposit(self, site: str, establishment: str | None, name: str, path: Path, login: str) -> str:
         try:
@@ -194,8 +208,12 @@ class _Bridge:
         except Exception as e:  # noqa: BLE001 - any gate failure fails the request, the file is not landed
             log.exception("deposit of %r for site %s / %s failed", name, site, establishment or "*")
             full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
-            raise DAVError(HTTP_INSUFFICIENT_STORAGE if full else HTTP_INTERNAL_ERROR,
-                           "The deposit could not be recorded", src_exception=e) from None
+            if full:
+                raise refuse(HTTP_INSUFFICIENT_STORAGE, "Dépôt non enregistré : espace disque insuffisant.",
+                             "The deposit could not be recorded: insufficient storage.", src_exception=e) from None
+            raise refuse(HTTP_INTERNAL_ERROR, "Dépôt non enregistré (erreur interne) : réessayez plus tard.",
+                         "The deposit could not be recorded (internal error): try again later.",
+                         src_exception=e) from None
 
 
 # --- routing -------------------------------------------------------------------------------------
@@ -221,8 +239,14 @@ def _segments(path: str) -> tuple[str, ...]:
     return tuple(s for s in path.strip("/").split("/") if s)
 
 
+def _protected(done_fr: str, done_en: str) -> DAVError:
+    return refuse(HTTP_FORBIDDEN, f"Les dossiers du site et des établissements ne peuvent pas être {done_fr}.",
+                  f"Site and establishment folders cannot be {done_en}.")
+
+
 def _forbidden_site() -> DAVError:
-    return DAVError(HTTP_FORBIDDEN, "This deposit account has no access to that site")
+    return refuse(HTTP_FORBIDDEN, "Ce compte de dépôt n'a pas accès à ce site.",
+                  "This deposit account has no access to that site.")
 
 
 class DepositDomainController(BaseDomainController):
@@ -284,10 +308,10 @@ class _Root(DAVCollection):
         return True
 
     def create_empty_resource(self, name: str) -> Any:
-        raise DAVError(HTTP_FORBIDDEN, "Deposit into your site's folder")
+        raise refuse(HTTP_FORBIDDEN, "Déposez dans le dossier de votre site.", "Deposit into your site's folder.")
 
     def create_collection(self, name: str) -> None:
-        raise DAVError(HTTP_FORBIDDEN, "Deposit into your site's folder")
+        raise refuse(HTTP_FORBIDDEN, "Déposez dans le dossier de votre site.", "Deposit into your site's folder.")
 
     def set_last_modified(self, dest_path: str, time_stamp: Any, *, dry_run: bool) -> bool:
         return False
@@ -309,15 +333,38 @@ class DropFolder(FolderResource):
             return DropFile(path, self.environ, file_path, self.provider.place(path, self.environ), pending=True)
         return super().create_empty_resource(name)  # LOCK on an unmapped URL: a real empty file
 
+    def handle_delete(self) -> bool:
+        # Refused before WsgiDAV walks the tree: its file-by-file DELETE of the site folder would empty the
+        # establishment folders whose own DELETE is refused.
+        if self.place.protected:
+            raise _protected("supprimés", "deleted")
+        return False
+
+    def prevent_locking(self) -> bool:
+        """The site and establishment folders are every account's deposit targets: a lock there would stop
+        the other accounts' deposits (a lock on a file or a client folder covers only that)."""
+        return self.place.protected
+
+    def get_used_bytes(self) -> int | None:
+        return None  # RFC 4331 quotas would tell the host's disk usage
+
+    def get_available_bytes(self) -> int | None:
+        return None
+
+    def get_property_value(self, name: str) -> Any:
+        if name in QUOTA_PROPERTIES:
+            raise DAVError(HTTP_NOT_FOUND)
+        return super().get_property_value(name)
+
     def delete(self) -> None:
         if self.place.protected:
-            raise DAVError(HTTP_FORBIDDEN, "Site and establishment folders cannot be deleted")
+            raise _protected("supprimés", "deleted")
         super().delete()
         self.provider.landings.forget(self.path, tree=True)
 
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
         if is_move and self.place.protected:
-            raise DAVError(HTTP_FORBIDDEN, "Site and establishment folders cannot be moved")
+            raise _protected("déplacés", "moved")
         super().copy_move_single(dest_path, is_move=is_move)
 
     def support_recursive_move(self, dest_path: str) -> bool:
@@ -325,7 +372,7 @@ class DropFolder(FolderResource):
 
     def move_recursive(self, dest_path: str) -> None:
         if self.place.protected:
-            raise DAVError(HTTP_FORBIDDEN, "Site and establishment folders cannot be moved")
+            raise _protected("déplacés", "moved")
         super().move_recursive(dest_path)
         self.provider.landings.carried(self.path, dest_path, tree=True)
 
@@ -473,11 +520,12 @@ class DropzoneProvider(FilesystemProvider):
 
     def place(self, path: str, environ: Environ) -> _Place:
         """Check access to `path` and say where it falls; raises DAVError 400/403/404."""
+        check_path(path)
         segments = _segments(path)
         if not segments:
             return _Place(None, None, ())
         if any("\x00" in s or "\\" in s for s in segments):
-            raise DAVError(HTTP_BAD_REQUEST, "Invalid character in path")
+            raise refuse(HTTP_BAD_REQUEST, "Caractère interdit dans le chemin.", "Invalid character in path.")
         site = segments[0]
         caller = environ.get(ENV_SITE)
         if caller is None or site != caller:
@@ -486,10 +534,10 @@ class DropzoneProvider(FilesystemProvider):
             raise DAVError(HTTP_NOT_FOUND)
         ests = self.establishments(site, environ)
         if ests is None:
-            raise DAVError(HTTP_NOT_FOUND, "Unknown site")
+            raise refuse(HTTP_NOT_FOUND, "Site inconnu.", "Unknown site.")
         establishment = segments[1] if len(segments) > 1 and segments[1] in ests else None
         if len(segments) > 2 and establishment is None and not (self.root_dir / site / segments[1]).is_dir():
-            raise DAVError(HTTP_NOT_FOUND, "Unknown establishment")
+            raise refuse(HTTP_NOT_FOUND, "Établissement inconnu de ce site.", "Unknown establishment.")
         return _Place(site, establishment, segments)
 
     def _loc_to_file_path(self, path: str, environ: Environ | None = None) -> str:
@@ -507,128 +555,10 @@ class DropzoneProvider(FilesystemProvider):
         if not os.path.lexists(file_path):
             return None
         if os.path.islink(file_path):
-            raise DAVError(HTTP_FORBIDDEN, "Symbolic links are not served")
+            raise refuse(HTTP_FORBIDDEN, "Les liens symboliques ne sont pas servis.", "Symbolic links are not served.")
         if os.path.isdir(file_path):
             return DropFolder(path, environ, file_path, place)
         return DropFile(path, environ, file_path, place)
-
-
-# --- request guard (size cap, disconnects, malformed Authorization) --------------------------------
-
-
-def _watch_disconnect(body: Any) -> Callable[[], bool]:
-    """Tell when the client went away. a2wsgi's body reader turns an ASGI ``http.disconnect`` into a plain
-    end of body, which would land a truncated chunked upload: intercept its ``receive`` to notice."""
-    receive = getattr(body, "receive", None)
-    if receive is None or not callable(receive):
-        return lambda: False
-    gone = threading.Event()
-
-    async def watching() -> Any:
-        message = await receive()
-        if message.get("type") == "http.disconnect":
-            gone.set()
-        return message
-
-    try:
-        body.receive = watching
-    except AttributeError:
-        return lambda: False
-    return gone.is_set
-
-
-class _GuardedInput:
-    """wsgi.input that enforces the upload cap and turns a body cut short into an error."""
-
-    def __init__(self, raw: Any, length: int | None, max_bytes: int, disconnected: Callable[[], bool]) -> None:
-        self.raw = raw
-        self.length = length
-        self.max_bytes = max_bytes
-        self.disconnected = disconnected
-        self.seen = 0
-
-    def _account(self, data: bytes, eof: bool) -> bytes:
-        self.seen += len(data)
-        if self.seen > self.max_bytes:
-            raise DAVError(HTTP_CONTENT_TOO_LARGE, f"Upload over {self.max_bytes} bytes",
-                           add_headers=[("Connection", "close")])
-        if eof and ((self.length is not None and self.seen < self.length) or self.disconnected()):
-            raise DAVError(HTTP_BAD_REQUEST, "Request body cut short (client disconnected)",
-                           add_headers=[("Connection", "close")])
-        return data
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None:
-            size = -1
-        data = self.raw.read(size)
-        return self._account(data, eof=size < 0 or (size > 0 and not data))
-
-    def readline(self, limit: int = -1) -> bytes:
-        data = self.raw.readline(limit)
-        return self._account(data, eof=not data)
-
-    def readlines(self, hint: int = -1) -> list[bytes]:
-        lines = []
-        while line := self.readline():
-            lines.append(line)
-        return lines
-
-    def __iter__(self) -> Any:
-        while line := self.readline():
-            yield line
-
-
-def _simple_response(start_response: StartResponse, status: str, text: str,
-                     extra: list[tuple[str, str]] | None = None) -> list[bytes]:
-    body = text.encode()
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
-                            ("Date", util.get_rfc1123_time()), *(extra or [])])
-    return [body]
-
-
-def _basic_credentials_ok(header: str) -> bool:
-    import base64
-    import binascii
-
-    method, _, value = header.strip().partition(" ")
-    if method.lower() != "basic":
-        return True  # other schemes are answered by WsgiDAV with a Basic challenge
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return False
-    return ":" in decoded
-
-
-class _RequestGuard:
-    def __init__(self, app: _WSGICallable, max_upload_bytes: int) -> None:
-        self.app = app
-        self.max_upload_bytes = max_upload_bytes
-
-    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        raw_length = str(environ.get("CONTENT_LENGTH") or "").strip()
-        length: int | None = None
-        if raw_length:
-            if not raw_length.isdigit():
-                return _simple_response(start_response, "400 Bad Request", "Invalid Content-Length\n",
-                                        [("Connection", "close")])
-            length = int(raw_length)
-            if length > self.max_upload_bytes:
-                return _simple_response(start_response, "413 Content Too Large",
-                                        f"Upload over {self.max_upload_bytes} bytes\n", [("Connection", "close")])
-        body = environ.get("wsgi.input")
-        environ["wsgi.input"] = _GuardedInput(body, length, self.max_upload_bytes, _watch_disconnect(body))
-        auth = environ.get("HTTP_AUTHORIZATION")
-        if auth is not None and not _basic_credentials_ok(auth):
-            del environ["HTTP_AUTHORIZATION"]  # malformed: answered with a 401 challenge, not a 500
-
-        def answer(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            import_id = environ.get(ENV_IMPORT_ID)
-            if import_id:  # the deposit's import, readable at once (design.md §5 read-your-writes)
-                headers = [*headers, ("X-Import-Id", str(import_id))]
-            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
-
-        return self.app(environ, answer)
 
 
 # --- assembly ------------------------------------------------------------------------------------
@@ -636,11 +566,14 @@ class _RequestGuard:
 
 def build_webdav_app(root_dir: Path, gate: DepositGate, loop: asyncio.AbstractEventLoop, keyring: Keyring,
                      landings: Landings, *, mount_path: str = "/webdav", max_upload_bytes: int,
-                     gate_timeout_s: float = 30.0, deposit_timeout_s: float = 300.0) -> WSGIApp:
+                     locks: DepositLocks | None = None, gate_timeout_s: float = 30.0,
+                     deposit_timeout_s: float = 300.0) -> WSGIApp:
     """The WebDAV deposit space as a WSGI app, to run in a2wsgi's thread pool under `mount_path`.
 
     `loop` is the event loop the gate's coroutines run on (the server's loop); `keyring` seals the files
-    on disk; `landings` says when each leaves (its `sweep` runs elsewhere, periodically)."""
+    on disk; `landings` says when each leaves (its `sweep` runs elsewhere, periodically); `locks` holds the
+    WebDAV locks (the dropzone's, to list and clear them; by default a private one, 10 minutes at most)."""
+    locks = locks if locks is not None else DepositLocks(600)
     bridge = _Bridge(gate, loop, gate_timeout_s=gate_timeout_s, deposit_timeout_s=deposit_timeout_s)
     provider = DropzoneProvider(Path(root_dir), bridge, keyring, landings)
     mount = "/" + mount_path.strip("/") if mount_path.strip("/") else None
@@ -653,8 +586,8 @@ def build_webdav_app(root_dir: Path, gate: DepositGate, loop: asyncio.AbstractEv
             "accept_digest": False,
             "default_to_digest": False,
         },
-        "middleware_stack": [ErrorPrinter, HTTPAuthenticator, RequestResolver],
-        "lock_storage": True,  # in-memory lock manager
+        "middleware_stack": [PlainErrorPrinter, PlainAuthenticator, RequestResolver],
+        "lock_storage": locks,  # in memory, timeouts capped
         "property_manager": True,  # in-memory dead properties
         "hotfixes": {"emulate_win32_lastmod": True, "re_encode_path_info": True, "unquote_path_info": False},
         "block_size": 64 * 1024,
@@ -663,11 +596,12 @@ def build_webdav_app(root_dir: Path, gate: DepositGate, loop: asyncio.AbstractEv
         "logging": {"enable": False},
         "verbose": 1,
     }
-    return cast(WSGIApp, _RequestGuard(WsgiDAVApp(config), max_upload_bytes))
+    return cast(WSGIApp, RequestGuard(WsgiDAVApp(config), max_upload_bytes, ENV_IMPORT_ID))
 
 
 def webdav_factory(root_dir: Path, gate: DepositGate, keyring: Keyring, landings: Landings, *, max_upload_bytes: int,
-                   mount_path: str = "/webdav", workers: int = 32) -> Callable[[asyncio.AbstractEventLoop], Any]:
+                   mount_path: str = "/webdav", workers: int = 32,
+                   locks: DepositLocks | None = None) -> Callable[[asyncio.AbstractEventLoop], Any]:
     """The factory of the deposit space's ASGI app for `shared.web.LazyMount`: WsgiDAV behind a2wsgi
     (`workers` threads: a slow upload or a failed-login slowdown holds one for its whole duration), its
     gate calls run on the loop it is built in."""
@@ -676,7 +610,7 @@ def webdav_factory(root_dir: Path, gate: DepositGate, keyring: Keyring, landings
         from a2wsgi import WSGIMiddleware
 
         wsgi = build_webdav_app(root_dir, gate, loop, keyring, landings, mount_path=mount_path,
-                                max_upload_bytes=max_upload_bytes)
+                                max_upload_bytes=max_upload_bytes, locks=locks)
         return WebdavMetrics(WSGIMiddleware(wsgi, workers=workers))
 
     return build

@@ -30,7 +30,7 @@ from services.reconciler.schemas import (
 )
 from services.reconciler.wizard import WizardError
 from shared.db import Database
-from shared.deps import CurrentPrincipal, EstablishmentId, SiteId, SitePrincipal
+from shared.deps import CurrentPrincipal, KnownEstablishment, SiteId, SitePrincipal
 from shared.messages import iso
 from shared.reconcile import KINDS
 from shared.settings import Settings
@@ -118,7 +118,7 @@ def build_router(db: Database, settings: Settings, directories: ReconcilerStage,
     @router.put("/sites/{site}/establishments/{est}/directory", response_model=DirectoryUploadRead,
                 summary="Upload the establishment's ENT directory", openapi_extra=DIRECTORY_BODY,
                 responses=UPLOAD_ERRORS)
-    async def put_directory(site: SiteId, est: EstablishmentId, request: Request, _: SitePrincipal,
+    async def put_directory(site: SiteId, est: KnownEstablishment, request: Request, _: SitePrincipal,
                             mode: Literal["replace", "merge"] = "replace") -> DirectoryUploadRead:
         """JSON `{"persons": [{"id", "kind" (teacher|staff|student), "last_name", "first_name",
         "birth_date"?, "pronote_id"?, "cas_id"?}], "classes": [{"id", "name"}], "groups": [{"id", "name"}]}`,
@@ -132,7 +132,7 @@ def build_router(db: Database, settings: Settings, directories: ReconcilerStage,
     @router.get("/sites/{site}/establishments/{est}/directory", response_model=DirectoryRead,
                 summary="The stored ENT directory: counts and one page of a section",
                 responses=problems(400, 401, 404, 422))
-    async def get_directory(site: SiteId, est: EstablishmentId, _: SitePrincipal,
+    async def get_directory(site: SiteId, est: KnownEstablishment, _: SitePrincipal,
                             section: Literal["persons", "classes", "groups"] = "persons",
                             kind: Literal["teacher", "staff", "student"] | None = None,
                             limit: Limit = 100, cursor: KeyCursor = None) -> DirectoryRead:
@@ -161,7 +161,7 @@ def build_router(db: Database, settings: Settings, directories: ReconcilerStage,
     @router.post("/sites/{site}/establishments/{est}/pronote-ids", response_model=PronoteIdsUploadRead,
                  summary="Upload the IdPN export (PRONOTE ids ↔ ENT persons)", openapi_extra=PRONOTE_IDS_BODY,
                  responses=UPLOAD_ERRORS)
-    async def post_pronote_ids(site: SiteId, est: EstablishmentId, request: Request, _: SitePrincipal,
+    async def post_pronote_ids(site: SiteId, est: KnownEstablishment, request: Request, _: SitePrincipal,
                                mode: Literal["complete", "partial"]) -> PronoteIdsUploadRead:
         """Seed 004: `mode=complete` at the start of the year replaces every association, `mode=partial`
         adds or updates (newcomers). JSON `[{"pronote_id", "ent_id"}]` or `text/csv` lines
@@ -255,7 +255,7 @@ def build_router(db: Database, settings: Settings, directories: ReconcilerStage,
     @router.get("/sites/{site}/establishments/{est}/groups", response_model=GroupList,
                 response_model_exclude_unset=True, summary="The groups the imports created",
                 responses=problems(400, 401, 404, 422))
-    async def list_groups(site: SiteId, est: EstablishmentId, _: SitePrincipal,
+    async def list_groups(site: SiteId, est: KnownEstablishment, _: SitePrincipal,
                           kind: Literal["class", "part", "group", "course"] | None = None,
                           include: Literal["members"] | None = None,
                           limit: Limit = 100, cursor: KeyCursor = None) -> GroupList:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.reconciler import store
 from services.reconciler.api import build_router
 from services.reconciler.handlers import LIFECYCLE_KEYS, LIFECYCLE_QUEUE, ReconcilerStage
+from shared.establishments import KnownEstablishments
 from shared.messages import STATUS_EXCHANGE
 from shared.outbox import Outbox
 from shared.web import Runtime, Service, TokenRevocations, run_service
@@ -33,7 +34,8 @@ def build(rt: Runtime) -> Service:
         stage.close()
 
     return Service("reconciler", build_router(rt.db, rt.settings, stage, stage), start, stop,
-                   revocations=TokenRevocations(rt.db, store.revoked_tokens, outbox, "reconciler"))
+                   revocations=TokenRevocations(rt.db, store.revoked_tokens, outbox, "reconciler"),
+                   establishments=KnownEstablishments(rt.db, store.known_establishments, outbox, "reconciler"))
 
 
 if __name__ == "__main__":

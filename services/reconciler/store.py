@@ -13,6 +13,7 @@ from services.reconciler import domain, wizard
 from services.reconciler.groups import Diff, GroupRow, MemberRow
 from shared.db import (
     Database,
+    known_establishments_table,
     outbox_table,
     revoked_tokens_table,
     service_metadata,
@@ -26,6 +27,7 @@ from shared.reconcile import Directory, DirectoryPerson, DirectoryUnit
 metadata = service_metadata("reconciler")
 outbox = outbox_table(metadata)
 revoked_tokens = revoked_tokens_table(metadata)
+known_establishments = known_establishments_table(metadata)
 runs = stage_runs_table(metadata)
 aborts = stage_aborts_table(metadata)
 

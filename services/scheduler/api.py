@@ -43,7 +43,7 @@ from services.scheduler.schemas import (
 )
 from services.scheduler.views import EstablishmentView, FeedCache, UnknownValue, unknown_course, unknown_value, view_of
 from shared.db import Database, as_utc
-from shared.deps import EstablishmentId, OptionalPrincipal, SiteId, SitePrincipal
+from shared.deps import EstablishmentId, KnownEstablishment, OptionalPrincipal, SiteId, SitePrincipal
 from shared.messages import iso, utcnow
 from shared.settings import Settings
 from shared.web import (
@@ -172,7 +172,7 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
 
     @router.get("/sites/{site}/establishments/{est}/courses", response_model=CourseList,
                 summary="The establishment's courses", responses=problems(400, 401, 404, 422))
-    async def list_courses(site: SiteId, est: EstablishmentId, _: SitePrincipal, active: bool | None = None,
+    async def list_courses(site: SiteId, est: KnownEstablishment, _: SitePrincipal, active: bool | None = None,
                            limit: Limit = 100,
                            cursor: Annotated[str | None, cursor_query(str)] = None) -> CourseList:
         """The courses of the establishment's integrated timetable: subject + class or group (design.md §7)."""
@@ -185,7 +185,7 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
     @router.get("/sites/{site}/establishments/{est}/sessions", response_model=SessionList,
                 summary="Dated sessions, by start then id; filters combine (AND)",
                 responses=problems(400, 401, 404, 422))
-    async def list_sessions(site: SiteId, est: EstablishmentId, _: SitePrincipal, from_: From = None, to: To = None,
+    async def list_sessions(site: SiteId, est: KnownEstablishment, _: SitePrincipal, from_: From = None, to: To = None,
                             course: Annotated[str | None, Query(
                                 description="A course key (`GET …/courses`)")] = None,
                             person: Annotated[str | None, Query(
@@ -285,7 +285,7 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
     @router.post(subscription_path, status_code=201, response_model=SubscriptionRead,
                  response_model_exclude_none=True, summary="Subscribe to an iCal feed: a URL usable with no header",
                  responses=problems(401, 404, 422))
-    async def subscribe(site: SiteId, est: EstablishmentId, _: SitePrincipal, kind: FeedKind,
+    async def subscribe(site: SiteId, est: KnownEstablishment, _: SitePrincipal, kind: FeedKind,
                         ident: str) -> SubscriptionRead:
         """Each call issues a new URL (calendar apps send no Authorization header: the URL carries a secret,
         stored hashed). `DELETE` on this path revokes them."""
@@ -300,7 +300,7 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
 
     @router.get(subscription_path, response_model=SubscriptionList, response_model_exclude_none=True,
                 summary="The subscriptions of an iCal feed (never their secret)", responses=problems(401, 404, 422))
-    async def subscriptions(site: SiteId, est: EstablishmentId, _: SitePrincipal, kind: FeedKind,
+    async def subscriptions(site: SiteId, est: KnownEstablishment, _: SitePrincipal, kind: FeedKind,
                             ident: str) -> SubscriptionList:
         if kind not in FEED_KINDS:
             raise not_found("Calendar")
@@ -311,7 +311,7 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
     @router.delete(subscription_path, status_code=204, response_class=Response,
                    summary="Revoke the subscriptions of an iCal feed (their URLs then answer 404)",
                    responses=problems(401, 404, 422))
-    async def unsubscribe(site: SiteId, est: EstablishmentId, _: SitePrincipal, kind: FeedKind,
+    async def unsubscribe(site: SiteId, est: KnownEstablishment, _: SitePrincipal, kind: FeedKind,
                           ident: str) -> Response:
         if kind not in FEED_KINDS:
             raise not_found("Calendar")

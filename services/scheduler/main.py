@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.scheduler import store
 from services.scheduler.api import build_router
 from services.scheduler.handlers import SchedulerStage
+from shared.establishments import KnownEstablishments
 from shared.outbox import Outbox
 from shared.web import Runtime, Service, TokenRevocations, run_service
 from shared.worker import PrivacyWorker, StageWorker
@@ -27,7 +28,8 @@ def build(rt: Runtime) -> Service:
         stage.close()
 
     return Service("scheduler", build_router(rt.db, rt.settings), start, stop,
-                   revocations=TokenRevocations(rt.db, store.revoked_tokens, outbox, "scheduler"))
+                   revocations=TokenRevocations(rt.db, store.revoked_tokens, outbox, "scheduler"),
+                   establishments=KnownEstablishments(rt.db, store.known_establishments, outbox, "scheduler"))
 
 
 if __name__ == "__main__":

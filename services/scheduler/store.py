@@ -22,6 +22,7 @@ from shared.blobs import gc_paused
 from shared.db import (
     Database,
     as_utc,
+    known_establishments_table,
     outbox_table,
     revoked_tokens_table,
     service_metadata,
@@ -34,6 +35,7 @@ from shared.messages import utcnow
 metadata = service_metadata("scheduler")
 outbox = outbox_table(metadata)
 revoked_tokens = revoked_tokens_table(metadata)
+known_establishments = known_establishments_table(metadata)
 runs = stage_runs_table(metadata)
 aborts = stage_aborts_table(metadata)
 

@@ -23,7 +23,7 @@ from services.thresholds.schemas import (
 )
 from services.thresholds.store import establishment_is_locked, load_settings, site_is_locked
 from shared.db import Database
-from shared.deps import EstablishmentId, SiteId, SitePrincipal
+from shared.deps import KnownEstablishment, SiteId, SitePrincipal
 from shared.messages import iso, utcnow
 from shared.settings import Settings
 from shared.web import Principal, Problem, cursor_query, decode_cursor, encode_cursor, problems
@@ -102,7 +102,7 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
 
     @router.get("/sites/{site}/establishments/{est}/closures", response_model=StoredClosureList,
                 summary="The establishment's closure periods", responses=problems(401, 404, 422))
-    async def get_closures(site: SiteId, est: EstablishmentId, _: SitePrincipal) -> StoredClosureList:
+    async def get_closures(site: SiteId, est: KnownEstablishment, _: SitePrincipal) -> StoredClosureList:
         """Closure periods set by the establishment (holidays and closures the file does not carry)."""
         async with db.read() as conn:
             row = await store.get_closures(conn, site, est)
@@ -114,7 +114,7 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
     @router.put("/sites/{site}/establishments/{est}/closures", response_model=ClosureList,
                 summary="Replace the establishment's closure periods",
                 responses=problems(400, 401, 404, 413, 422, 423))
-    async def put_closures(site: SiteId, est: EstablishmentId, body: list[ClosureCreate] | ClosureListCreate,
+    async def put_closures(site: SiteId, est: KnownEstablishment, body: list[ClosureCreate] | ClosureListCreate,
                            principal: SitePrincipal, x_edt_user: EdtUser = None) -> ClosureList:
         """`[{start, end, label}]`, or `{"items": [...]}`; 423 while an import of the establishment runs
         (design.md §5, §7)."""

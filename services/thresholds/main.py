@@ -12,6 +12,7 @@ from services.thresholds.handlers import (
     ThresholdsStage,
 )
 from services.thresholds.mail import MailRelay
+from shared.establishments import KnownEstablishments
 from shared.messages import STATUS_EXCHANGE
 from shared.outbox import Outbox
 from shared.web import Runtime, Service, TokenRevocations, run_service
@@ -43,7 +44,8 @@ def build(rt: Runtime) -> Service:
         stage.close()
 
     return Service("thresholds", build_router(rt.db, rt.settings), start, stop,
-                   revocations=TokenRevocations(rt.db, store.revoked_tokens, outbox, "thresholds"))
+                   revocations=TokenRevocations(rt.db, store.revoked_tokens, outbox, "thresholds"),
+                   establishments=KnownEstablishments(rt.db, store.known_establishments, outbox, "thresholds"))
 
 
 if __name__ == "__main__":

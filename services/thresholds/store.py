@@ -14,6 +14,7 @@ from services.thresholds import domain
 from shared.db import (
     Database,
     as_utc,
+    known_establishments_table,
     outbox_table,
     revoked_tokens_table,
     service_metadata,
@@ -26,6 +27,7 @@ from shared.messages import ImportLifecycle, ImportStatus, Mode, utcnow
 metadata = service_metadata("thresholds")
 outbox = outbox_table(metadata)
 revoked_tokens = revoked_tokens_table(metadata)
+known_establishments = known_establishments_table(metadata)
 runs = stage_runs_table(metadata)
 aborts = stage_aborts_table(metadata)
 

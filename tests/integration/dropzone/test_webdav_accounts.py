@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -72,3 +74,50 @@ def test_windows_style_upload_makes_exactly_one_import(product: RealWebdavServer
     history = s.api.history(s.site)
     assert len(history) == before + 1
     assert s.api.wait(history[0]["id"])["status"] == "done"
+
+
+def timed_failure(s: RealWebdavServer, auth: tuple[str, str], source_ip: str) -> float:
+    """One refused WebDAV login from `source_ip` (a loopback address of its own), its cost in seconds."""
+    transport = httpx.HTTPTransport(local_address=source_ip)
+    with httpx.Client(transport=transport, timeout=30) as client:
+        started = time.perf_counter()
+        r = client.request("PROPFIND", s.url(s.site, "1754", ""), auth=auth, headers={"Depth": "0"})
+        cost = time.perf_counter() - started
+    assert r.status_code == 401
+    return cost
+
+
+MAX_FAILURES = 10
+
+
+@pytest.fixture
+def lockout_at_10(tmp_path: Path) -> Iterator[RealWebdavServer]:
+    yield from start_real_webdav_server(tmp_path, EDT_LOGIN_MAX_FAILURES=str(MAX_FAILURES))
+
+
+def test_login_failures_cost_the_same_whether_the_account_exists_or_is_locked(
+        lockout_at_10: RealWebdavServer) -> None:
+    """No timing oracle: a wrong password on an existing login, an unknown login and a locked account take
+    the same path (a hash verification — a dummy one for an unknown login —, the same slow-down), so their
+    costs cannot tell which logins exist. Each attempt comes from its own address: the slow-down grows with
+    the failures of the caller, never with the state of the account."""
+    s = lockout_at_10
+    locked = s.other_login
+    with ThreadPoolExecutor(MAX_FAILURES) as pool:  # locked by failures from as many addresses, side by side
+        list(pool.map(lambda n: timed_failure(s, (locked, f"wrong-{n}"), f"127.0.9.{n + 1}"), range(MAX_FAILURES)))
+    account = next(a for a in s.api.ok("GET", f"/sites/{s.other_site}/accounts")["items"] if a["login"] == locked)
+    assert account["locked"] is True
+    kinds = {"wrong password": lambda i: (s.login, f"wrong-{i}"),
+             "unknown login": lambda i: (f"emp.nobody{i}.here", "whatever-pw"),
+             "locked account": lambda i: (locked, s.other_password)}
+    costs: dict[str, list[float]] = {k: [] for k in kinds}
+    for i in range(5):
+        for n, (kind, credentials) in enumerate(kinds.items()):
+            costs[kind].append(timed_failure(s, credentials(i), f"127.0.{10 + i}.{10 + n}"))
+    medians = {kind: statistics.median(values) for kind, values in costs.items()}
+    print("login failure cost (median of 5, s):", {k: round(v, 3) for k, v in medians.items()})
+    assert min(medians.values()) >= 0.25, medians  # every one is slowed down
+    # well under a hash verification's cost (~0.25 s here) or one step of the slow-down
+    assert max(medians.values()) - min(medians.values()) <= 0.1, medians
+    # five wrong passwords (under the lockout threshold) left the account usable
+    assert propfind(s, s.auth) == 207

@@ -5,16 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from services.dropzone.domain import (
+    CallerFailures,
     LoginCache,
     LoginState,
     account_creation_refusal,
-    after_failed_login,
     failure_delay,
     generate_password,
     is_deposit_candidate,
     is_locked,
     make_login,
     route_deposit,
+    should_lock,
 )
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -52,12 +53,16 @@ def test_at_most_five_accounts_per_site() -> None:
 
 
 def test_failed_logins_lock_the_account() -> None:
-    state = LoginState(0, None)
-    for _ in range(4):
-        state = after_failed_login(state, NOW, 5, timedelta(minutes=15))
-        assert not is_locked(state, NOW)
-    state = after_failed_login(state, NOW, 5, timedelta(minutes=15))
+    assert [should_lock(n, 5) for n in range(1, 7)] == [False, False, False, False, True, True]
+    state = LoginState(5, NOW + timedelta(minutes=15))
     assert is_locked(state, NOW) and not is_locked(state, NOW + timedelta(minutes=16))
+
+
+def test_the_slow_down_counts_the_callers_failures_not_the_accounts() -> None:
+    failures = CallerFailures(window_s=60)
+    assert [failures.add("10.0.0.1", t) for t in (0, 1, 2)] == [1, 2, 3]
+    assert failures.add("10.0.0.2", 3) == 1  # another caller starts afresh, whatever login it names
+    assert failures.add("10.0.0.1", 70) == 1  # a minute without failure: the count starts again
 
 
 def test_failed_logins_are_slowed_down() -> None:

@@ -12,15 +12,8 @@ from pathlib import Path
 import pytest
 from wsgidav.dav_error import DAVError
 
-from services.dropzone.webdav import (
-    _basic_credentials_ok,
-    _Bridge,
-    _GuardedInput,
-    _Place,
-    _RequestGuard,
-    _segments,
-    _watch_disconnect,
-)
+from services.dropzone.davguard import RequestGuard, _basic_credentials_ok, _GuardedInput, _watch_disconnect
+from services.dropzone.webdav import _Bridge, _Place, _segments
 
 
 def guarded(body: bytes, length: int | None, cap: int = 100, gone: bool = False) -> _GuardedInput:
@@ -82,7 +75,7 @@ def test_request_guard_refuses_a_declared_oversized_body_without_reading() -> No
 
     statuses: list[str] = []
     body = io.BytesIO(b"never read")
-    out = _RequestGuard(app, 10)({"CONTENT_LENGTH": "11", "wsgi.input": body},
+    out = RequestGuard(app, 10, "import")({"CONTENT_LENGTH": "11", "wsgi.input": body},
                                  lambda status, headers: statuses.append(status))
     assert statuses == ["413 Content Too Large"] and calls == [] and body.tell() == 0
     assert b"10 bytes" in b"".join(out)
