@@ -63,10 +63,16 @@ def test_change_stream_names_and_subscriptions_through_nginx(cluster: E2E) -> No
     api, site = cluster.api, new_site(cluster)
     school = make_school("XS", 11, uai=UAI)
     done = api.wait(api.upload(site, EST, school.to_xml_bytes()), {"done"}, timeout=60)
-    r = api.call("GET", f"/sites/{site}/changes", params={"once": "true"})
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-    events = [json.loads(line[5:]) for line in r.text.splitlines() if line.startswith("data:")]
-    assert events and {e["import_id"] for e in events} == {done["id"]} and len(events) == events[0]["batches"]
+    deadline = time.monotonic() + 10  # change events travel on their own queue: a moment after `done`
+    while True:
+        r = api.call("GET", f"/sites/{site}/changes", params={"once": "true"})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = [json.loads(line[5:]) for line in r.text.splitlines() if line.startswith("data:")]
+        if events and events[-1]["batch"] == events[-1]["batches"]:
+            break
+        assert time.monotonic() < deadline, events
+        time.sleep(0.05)
+    assert {e["import_id"] for e in events} == {done["id"]} and len(events) == events[0]["batches"]
     page = api.ok("GET", f"/sites/{site}/establishments/{EST}/sessions", params={"limit": 5})["items"]
     assert page and all(len(s["names"]["rooms"]) == len(s["rooms"]) and s["names"]["course"] for s in page)
     klass = sorted(school.timetable.classes)[0]
