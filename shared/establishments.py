@@ -14,32 +14,20 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from shared.bus import Bus, Delivery
-from shared.db import Database, upsert
-from shared.messages import STATUS_EXCHANGE, EstablishmentAck, EstablishmentUpdated
-from shared.outbox import Outbox
+from shared.db import upsert
+from shared.messages import EstablishmentAck, EstablishmentUpdated
+from shared.outbox import AcknowledgedCopy, OutboxUnitOfWork
 
 
-class KnownEstablishments:
-    def __init__(self, db: Database, table: sa.Table, outbox: Outbox, service: str) -> None:
-        self.db = db
-        self.table = table
-        self.outbox = outbox
-        self.service = service
+class KnownEstablishments(AcknowledgedCopy):
+    topic = "establishments"
+    binding = "establishment.updated.*"
 
-    @property
-    def queue(self) -> str:
-        return f"edt.{self.service}.establishments"
-
-    async def start(self, bus: Bus) -> None:
-        await bus.consume(self.queue, self.on_updated, bindings=((STATUS_EXCHANGE, "establishment.updated.*"),))
-
-    async def on_updated(self, delivery: Delivery) -> None:
-        event = EstablishmentUpdated.from_bytes(delivery.body)
-        async with self.outbox.unit_of_work() as uow:
-            await uow.conn.execute(upsert(self.db, self.table, {
-                "site": event.site, "id": event.establishment, "updated_at": event.at}, ["site", "id"]))
-            await uow.emit(EstablishmentAck(site=event.site, establishment=event.establishment, by=self.service))
+    async def record(self, uow: OutboxUnitOfWork, body: bytes) -> None:
+        event = EstablishmentUpdated.from_bytes(body)
+        await uow.conn.execute(upsert(self.db, self.table, {
+            "site": event.site, "id": event.establishment, "updated_at": event.at}, ["site", "id"]))
+        await uow.emit(EstablishmentAck(site=event.site, establishment=event.establishment, by=self.service))
 
     async def exists(self, site: str, establishment: str) -> bool:
         async with self.db.read() as conn:

@@ -28,9 +28,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.bus import Bus
+from shared.bus import Bus, Delivery
 from shared.db import Database
-from shared.messages import Outgoing
+from shared.messages import STATUS_EXCHANGE, Outgoing
 from shared.observability import OUTBOX_PUBLISHED, trace_headers
 
 log = logging.getLogger("edt.outbox")
@@ -236,3 +236,32 @@ class OutboxRelay(LoopService):
                     OUTBOX_PUBLISHED.labels(table.schema or table.name).inc(len(rows))
             if len(rows) < self.BATCH:
                 return sent
+
+
+class AcknowledgedCopy:
+    """A service's own copy of a list the dropzone announces on edt.status (revoked tokens, the sites'
+    establishments): each event is recorded in the service's table and acknowledged in the same unit of
+    work, so that the dropzone answers its client once every service holds it (read-your-writes)."""
+
+    topic = ""  # the durable queue is edt.<service>.<topic>
+    binding = ""  # its routing-key pattern on edt.status
+
+    def __init__(self, db: Database, table: sa.Table, outbox: Outbox, service: str) -> None:
+        self.db = db
+        self.table = table
+        self.outbox = outbox
+        self.service = service
+
+    @property
+    def queue(self) -> str:
+        return f"edt.{self.service}.{self.topic}"
+
+    async def start(self, bus: Bus) -> None:
+        await bus.consume(self.queue, self.on_event, bindings=((STATUS_EXCHANGE, self.binding),))
+
+    async def on_event(self, delivery: Delivery) -> None:
+        async with self.outbox.unit_of_work() as uow:
+            await self.record(uow, delivery.body)
+
+    async def record(self, uow: OutboxUnitOfWork, body: bytes) -> None:
+        raise NotImplementedError

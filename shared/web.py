@@ -31,13 +31,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from shared.blobs import BlobStore, Keyring, tune_gc
-from shared.bus import Bus, Delivery, make_bus
+from shared.bus import Bus, make_bus
 from shared.db import Database, as_utc, upsert
 from shared.establishments import KnownEstablishments
 from shared.gateway import Gateway, install_gateway
-from shared.messages import STATUS_EXCHANGE, AccessRecorded, TokenRevocationAck, TokenRevoked
+from shared.messages import AccessRecorded, TokenRevocationAck, TokenRevoked
 from shared.observability import HTTP_REQUESTS, method_label, ops_router, setup_logging, setup_tracing
-from shared.outbox import Outbox
+from shared.outbox import AcknowledgedCopy, OutboxUnitOfWork
 from shared.settings import Settings
 
 PROBLEM_JSON = "application/problem+json"
@@ -282,31 +282,20 @@ def principal_from_token(settings: Settings, token: str) -> Principal | None:
     return Principal(admin=False, site=site, token_id=parts[2])
 
 
-class TokenRevocations:
+class TokenRevocations(AcknowledgedCopy):
     """One service's list of revoked site tokens (its own table, `revoked_tokens_table`): filled from the
     dropzone's TokenRevoked events (durable queue `edt.<service>.tokens`), each acknowledged once recorded,
     and read on every request carrying a site token — tokens are signed, so this list is what makes a
     revocation hold in every service, at once (the DELETE is answered after every service's ack)."""
 
-    def __init__(self, db: Database, table: sa.Table, outbox: Outbox, service: str) -> None:
-        self.db = db
-        self.table = table
-        self.outbox = outbox
-        self.service = service
+    topic = "tokens"
+    binding = "token.revoked.*"
 
-    @property
-    def queue(self) -> str:
-        return f"edt.{self.service}.tokens"
-
-    async def start(self, bus: Bus) -> None:
-        await bus.consume(self.queue, self.on_revoked, bindings=((STATUS_EXCHANGE, "token.revoked.*"),))
-
-    async def on_revoked(self, delivery: Delivery) -> None:
-        event = TokenRevoked.from_bytes(delivery.body)
-        async with self.outbox.unit_of_work() as uow:
-            await uow.conn.execute(upsert(self.db, self.table, {
-                "token_id": event.token_id, "site": event.site, "revoked_at": event.at}, ["token_id"]))
-            await uow.emit(TokenRevocationAck(token_id=event.token_id, by=self.service))
+    async def record(self, uow: OutboxUnitOfWork, body: bytes) -> None:
+        event = TokenRevoked.from_bytes(body)
+        await uow.conn.execute(upsert(self.db, self.table, {
+            "token_id": event.token_id, "site": event.site, "revoked_at": event.at}, ["token_id"]))
+        await uow.emit(TokenRevocationAck(token_id=event.token_id, by=self.service))
 
     async def is_revoked(self, token_id: str) -> bool:
         async with self.db.read() as conn:
