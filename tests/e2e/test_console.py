@@ -1,9 +1,9 @@
 """The console in a real browser (Playwright driving Debian's Chromium) against the embedded product: sign
 in, a WebDAV deposit watched live to « Fait », the bilan and the source download, a manual import walked
 through the wizard to its confirmation, a dry run's preview, thresholds changed and locked, a deposit
-account and its password shown once, closures, the ENT directory, the ops view, the history's filters and
-pages, abort, undo, the site tokens, and what every page owes a person (labels, keyboard, no horizontal
-scroll at 1366×768).
+account and its password shown once, closures, the ENT directory, the ops view with the dead letters and
+their replay, the history's filters and pages, abort, undo, the site tokens, and what every page owes a
+person (labels, keyboard, no horizontal scroll at 1366×768).
 
 Screenshots land in $EDT_TEST_ARTIFACTS/screenshots (default .test-artifacts/, gitignored); a few are kept in
 docs/screenshots/. The tests of one module share one server and one browser, in order (each leaves the site
@@ -520,6 +520,43 @@ def test_the_ops_view_follows_the_queues_live(console: Console, page: Page) -> N
     expect(page.locator(f"#active tr[data-import='{import_id}']")).to_have_count(0)
     expect(page.locator("#dlq")).to_contain_text("0 message(s) en file de rejet")
 
+
+def test_the_ops_view_lists_and_replays_dead_letters(console: Console, page: Page) -> None:
+    """A poison command (its canonical model gone from the blob store) is dead-lettered after its retries,
+    its import « Interrompu »; the ops view lists it and replays its queue."""
+    console.settle()
+    root = console.stack.runtime.blobs.root
+    before = set(root.rglob("*"))
+    console.stack.pause("edt.thresholds")
+    try:
+        # A timetable no earlier import had: its canonical model is a blob of its own.
+        path = console.tmp / f"EDT_To_KOSMOS_{UAI}_poison.xml"
+        path.write_bytes(make_school("XS", 77, uai=UAI, year=CURRENT_SCHOOL_YEAR).to_xml_bytes())
+        put = harness_put(f"{console.url}/webdav/{SITE}/{EST}/", console.login, console.password, path)
+        assert put.status == 201 and put.import_id, put
+        poison = put.import_id
+        deadline = time.monotonic() + 30
+        while console.stack.queue_depth("edt.thresholds") < 1:  # validated: its model is in the blob store
+            assert time.monotonic() < deadline, "the import never reached threshold control"
+            time.sleep(0.02)
+        deposit = console.api.get_import(poison)["file"]["sha256"]
+        models = [p for p in set(root.rglob("*")) - before if p.is_file() and p.name != deposit]
+        assert models
+        for model in models:
+            model.unlink()
+    finally:
+        console.stack.resume("edt.thresholds")
+    assert console.api.wait(poison, timeout=60)["status"] == "failed"
+    sign_in(page, console, token=console.stack.settings.admin_token)
+    row = page.locator(f"#dead-letters tr[data-import='{poison}']")
+    expect(row).to_contain_text("edt.thresholds")
+    expect(page.locator("#dlq")).to_contain_text("1 message(s) en file de rejet")
+    shot(page, "ops-dead-letters", "#dead-letters")
+    page.get_by_role("button", name="Rejouer la file edt.thresholds").click()
+    expect(page.locator("body")).to_contain_text("1 message(s) renvoyé(s) dans la file edt.thresholds.")
+    expect(row).to_have_count(0)
+    console.stack.drain()  # handled: its step had ended (the import failed), the command is dropped
+    assert console.api.get_import(poison)["status"] == "failed"
 
 def test_the_history_filters_and_pages(console: Console, page: Page) -> None:
     console.settle()

@@ -1,4 +1,5 @@
-// Exploitation (admin): per stage queue figures refreshed every two seconds, imports waiting and in flight.
+// Exploitation (admin): per stage queue figures refreshed every two seconds, imports waiting and in flight,
+// the dead-letter queues with their replay.
 import { $, LABELS, api, badge, clear, formatDate, formatTime, h, notice, problemText, requireSession } from "../lib.js";
 
 await requireSession({ admin: true });
@@ -21,8 +22,7 @@ async function refresh() {
     }
     $("#totals").textContent = `${data.waiting_imports} import(s) en attente, ${data.in_flight_imports} en cours `
       + `(au plus ${data.max_in_flight} à la fois, tous sites confondus).`;
-    $("#dlq").textContent = `${dead} message(s) en file de rejet. Le rejeu n'est pas proposé : ce serveur n'a pas de route `
-      + "de rejeu ; un import dont l'étape a été rejetée est « Interrompu », le redéposer relance l'import.";
+    await deadLetters(dead);
     const active = clear($("#active tbody"));
     for (const a of data.active) {
       active.append(h("tr", { "data-import": a.id },
@@ -35,6 +35,34 @@ async function refresh() {
     if (!data.active.length) active.append(h("tr", {}, h("td", { colspan: "7" }, "Aucun import en attente ni en cours.")));
     $("#refreshed").textContent = `Actualisé à ${formatTime(new Date().toISOString())}.`;
   } catch (e) { notice(problemText(e), "error"); }
+}
+
+async function deadLetters(dead) {
+  const data = await api("GET", "/ops/dead-letters");
+  const body = clear($("#dead-letters tbody"));
+  let listed = 0;
+  for (const q of data.queues) {
+    q.messages.forEach((m, i) => {
+      listed += 1;
+      const replay = i ? h("td", {}) : h("td", {}, h("button", {
+        type: "button", class: "secondary", "data-replay": q.queue, "aria-label": `Rejouer la file ${q.queue}`,
+        onclick: async () => {
+          try {
+            const done = await api("POST", `/ops/dead-letters/${encodeURIComponent(q.queue)}/replay`);
+            notice(`${done.replayed} message(s) renvoyé(s) dans la file ${done.queue}.`, "ok");
+            await refresh();
+          } catch (e) { notice(problemText(e), "error"); }
+        } }, "Rejouer"));
+      body.append(h("tr", { "data-queue": q.queue, "data-import": m.import_id || "" },
+        h("td", { class: "mono" }, q.queue),
+        h("td", {}, m.import_id && m.site
+          ? h("a", { href: `/console/sites/${encodeURIComponent(m.site)}/imports/${encodeURIComponent(m.import_id)}` }, m.import_id)
+          : "—"),
+        h("td", {}, m.site || "—"), cell(m.attempts), h("td", {}, m.reason || "—"), replay));
+    });
+  }
+  if (!listed) body.append(h("tr", {}, h("td", { colspan: "6" }, "Aucun message rejeté.")));
+  $("#dlq").textContent = `${listed} message(s) en file de rejet${dead > listed ? ` (${dead} selon le courtier)` : ""}.`;
 }
 
 $("#goto-site").addEventListener("submit", (event) => {
