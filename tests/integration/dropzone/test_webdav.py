@@ -421,3 +421,24 @@ def test_interrupted_upload_leaves_nothing(webdav_server: WebdavServer, framing:
     with httpx.Client(auth=s.auth, timeout=10) as dav:
         assert dav.put(s.url(s.site, "1754", FINAL), content=EXPORT).status_code == 201
     assert [d.name for d in s.deposits] == [FINAL]
+
+
+def test_a_stalled_upload_holds_nobody_back_and_leaves_nothing(webdav_server: WebdavServer) -> None:
+    """A client that stops sending mid-body (a timetable program hung, a network gone quiet) keeps one
+    worker waiting, never the others: another deposit goes through meanwhile; once it gives up, nothing of
+    its file remains."""
+    s = webdav_server
+    sock = raw_connect(s)
+    sock.sendall(head_block(s, "PUT", s.path(s.site, "1754", "stalled.xml"), {"Content-Length": "100000"})
+                 + b"0123456789")
+    wait_for(lambda: len(uploads(s)) == 1)  # receiving its body, then nothing more
+    try:
+        with httpx.Client(auth=s.auth, timeout=10) as dav:
+            assert dav.put(s.url(s.site, "1754", FINAL), content=EXPORT).status_code == 201
+            assert dav.request("PROPFIND", s.url(s.site, "1754", ""), headers={"Depth": "1"}).status_code == 207
+        assert [d.name for d in s.deposits] == [FINAL]
+    finally:
+        sock.close()
+    wait_for(lambda: uploads(s) == [])
+    assert [d.name for d in s.deposits] == [FINAL]
+    assert not on_disk(s, s.site, "1754", "stalled.xml").exists()
