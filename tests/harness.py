@@ -122,6 +122,7 @@ def database(kind: str, tmp: Path, migrated: bool = True) -> Iterator[str]:
     if kind == "sqlite":
         path = tmp / "edt.db"
         if migrated:
+            path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(_template("sqlite"), path)
         yield f"sqlite+aiosqlite:///{path}"
     else:
