@@ -525,27 +525,14 @@ def test_the_ops_view_lists_and_replays_dead_letters(console: Console, page: Pag
     """A poison command (its canonical model gone from the blob store) is dead-lettered after its retries,
     its import « Interrompu »; the ops view lists it and replays its queue."""
     console.settle()
-    root = console.stack.runtime.blobs.root
-    before = set(root.rglob("*"))
-    console.stack.pause("edt.thresholds")
-    try:
-        # A timetable no earlier import had: its canonical model is a blob of its own.
+    def deposit() -> str:  # a timetable no earlier import had: its canonical model is a blob of its own
         path = console.tmp / f"EDT_To_KOSMOS_{UAI}_poison.xml"
         path.write_bytes(make_school("XS", 77, uai=UAI, year=CURRENT_SCHOOL_YEAR).to_xml_bytes())
         put = harness_put(f"{console.url}/webdav/{SITE}/{EST}/", console.login, console.password, path)
         assert put.status == 201 and put.import_id, put
-        poison = put.import_id
-        deadline = time.monotonic() + 30
-        while console.stack.queue_depth("edt.thresholds") < 1:  # validated: its model is in the blob store
-            assert time.monotonic() < deadline, "the import never reached threshold control"
-            time.sleep(0.02)
-        deposit = console.api.get_import(poison)["file"]["sha256"]
-        models = [p for p in set(root.rglob("*")) - before if p.is_file() and p.name != deposit]
-        assert models
-        for model in models:
-            model.unlink()
-    finally:
-        console.stack.resume("edt.thresholds")
+        return put.import_id
+
+    poison = console.stack.poison_thresholds(deposit)
     assert console.api.wait(poison, timeout=60)["status"] == "failed"
     sign_in(page, console, token=console.stack.settings.admin_token)
     row = page.locator(f"#dead-letters tr[data-import='{poison}']")

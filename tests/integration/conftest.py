@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,28 @@ class Stack:
         """Messages of `queue` not yet handled: waiting, or delivered and held by a paused consumer."""
         stats = self.run(self.runtime.bus.queue_stats(queue))
         return int(stats["ready"]) + int(stats["unacked"])
+
+    def poison_thresholds(self, deposit: Callable[[], str]) -> str:
+        """A poison command: the import `deposit` makes (its timetable one no earlier import had) is held at
+        threshold control while its canonical model is deleted from the blob store, so that the stage fails
+        on it however often it tries. Returns its import id."""
+        root = self.runtime.blobs.root
+        before = set(root.rglob("*"))
+        self.pause("edt.thresholds")
+        try:
+            import_id = deposit()
+            deadline = time.monotonic() + 30
+            while self.queue_depth("edt.thresholds") < 1:  # validated: its model is in the blob store
+                assert time.monotonic() < deadline, "the import never reached threshold control"
+                time.sleep(0.02)
+            source = self.api.get_import(import_id)["file"]["sha256"]
+            models = [p for p in set(root.rglob("*")) - before if p.is_file() and p.name != source]
+            assert models
+            for model in models:
+                model.unlink()
+        finally:
+            self.resume("edt.thresholds")
+        return import_id
 
 
 def start_stack(tmp: Path, db_url: str, broker_url: str = "memory://", **overrides: str) -> Iterator[Stack]:

@@ -14,20 +14,8 @@ from tests.integration.conftest import Stack
 def test_a_poison_message_is_dead_lettered_its_import_failed_and_replayable(stack: Stack) -> None:
     stack.api.create_site("4817", {"1754": "0490856P"})
     stack.api.create_site("5000", {"e": "0490857R"})
-    root = stack.runtime.blobs.root
-    before = set(root.rglob("*"))
-    stack.pause("edt.thresholds")
-    poison = stack.api.upload("4817", "1754", sample_xml("0490856P", marker="poison"))
-    deadline = time.monotonic() + 30
-    while stack.queue_depth("edt.thresholds") < 1:  # validated: its model is in the blob store
-        assert time.monotonic() < deadline, "the import never reached threshold control"
-        time.sleep(0.02)
-    deposit = stack.api.get_import(poison)["file"]["sha256"]
-    models = [p for p in set(root.rglob("*")) - before if p.is_file() and p.name != deposit]
-    assert models
-    for model in models:
-        model.unlink()
-    stack.resume("edt.thresholds")
+    poison = stack.poison_thresholds(
+        lambda: stack.api.upload("4817", "1754", sample_xml("0490856P", marker="poison")))
     healthy = stack.api.upload("5000", "e", sample_xml("0490857R", marker="healthy"))
     failed = stack.api.wait(poison, timeout=60)
     assert failed["status"] == "failed" and failed["message"]
