@@ -149,6 +149,7 @@ PROBLEM_DESCRIPTIONS = {
     423: "Locked while an import of the site or establishment runs",
     502: "A service answered the request with an error",
     504: "A service did not answer in time (its part is carried out when it is back)",
+    507: "Insufficient storage: the deposit was not recorded (nothing kept); deposit again once room is made",
 }
 
 

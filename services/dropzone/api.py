@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.dropzone import store
 from services.dropzone.davguard import lock_expires_in, lock_id_of
+from services.dropzone.domain import DISK_FULL_EN, DISK_FULL_FR, is_disk_full
 from services.dropzone.handlers import Dropzone
 from services.dropzone.schemas import (
     AccountCreate,
@@ -269,6 +270,11 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
                 raise Problem(422, "Unprocessable Content", "Le fichier déposé est vide.", code="empty_file")
             import_id = await dropzone.take_deposit(site, target, name, FilePath(tmp), source="rest", account=None,
                                                     mode=Mode(mode.value), dry_run=dry_run, review=review)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            raise Problem(507, "Insufficient Storage", DISK_FULL_FR, code="insufficient_storage",
+                          detail_en=DISK_FULL_EN) from exc
         finally:
             await asyncio.to_thread(FilePath(tmp).unlink, missing_ok=True)
         link = f"/api/v1/imports/{import_id}"
@@ -277,7 +283,7 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
 
     accepted = {202: {"description": "Recorded: the import is readable at `Location` at once",
                       "headers": {"Location": {"description": "The import", "schema": {"type": "string"}}}},
-                **problems(400, 401, 404, 413, 422)}
+                **problems(400, 401, 404, 413, 422, 507)}
 
     @router.post("/sites/{site}/establishments/{est}/imports", status_code=202, response_model=ImportAccepted,
                  summary="Upload an export for an establishment", responses=accepted)

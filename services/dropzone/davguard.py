@@ -7,7 +7,8 @@ its locks last.
   → 400; every answer carries one ``Date`` (the ASGI server's).
 - `PlainErrorPrinter` and `PlainAuthenticator`: every error is ``text/plain``, its cause in French then in
   English (WsgiDAV's own pages are HTML); a precondition error (RFC 4918 §16, e.g. a lock conflict)
-  keeps its XML body, which clients parse.
+  keeps its XML body, which clients parse, with the cause in French and English as extra elements
+  (`<edt:cause xml:lang="fr">`), which RFC 4918 §17 lets clients ignore.
 - `DepositLocks`: WsgiDAV's in-memory lock storage with every timeout capped (``Timeout: Infinite``
   included) and renewable by a refresh; the dropzone lists and clears a site's locks through it, and a
   new password or a deleted account drops that account's locks. Locks live in the dropzone process: a
@@ -28,11 +29,14 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, cast
 
+from lxml import etree
 from wsgidav import util
 from wsgidav.dav_error import DAVError, as_DAVError, get_http_status_string
 from wsgidav.http_authenticator import HTTPAuthenticator
 from wsgidav.lock_man.lock_storage import LockStorageDict
 from wsgidav.mw.base_mw import BaseMiddleware
+
+from services.dropzone.domain import DISK_FULL_EN, DISK_FULL_FR, is_disk_full
 
 log = logging.getLogger("edt.dropzone.webdav")
 
@@ -73,7 +77,7 @@ class Refusal(DAVError):
     def get_response_page(self) -> tuple[str, bytes]:
         """The body WsgiDAV sends for this error wherever it answers it (also outside the error printer)."""
         if self.err_condition:
-            return cast(tuple[str, bytes], super().get_response_page())
+            return "application/xml; charset=utf-8", condition_xml(self)
         return "text/plain; charset=utf-8", error_text(get_http_status_string(self), self.fr, self.en)
 
 
@@ -103,6 +107,31 @@ def _texts(e: DAVError, path: str) -> tuple[str, str]:
         return f"Introuvable : {path}", f"Not found: {path}"
     detail = e.context_info if isinstance(e.context_info, str) and e.context_info else ""
     return fr, f"{en} {detail}".strip() if detail and detail not in en else en
+
+
+CAUSE_NS = "urn:edt-import:webdav"
+
+# A precondition's cause (RFC 4918 §16 condition code → French, English).
+LOCKED_BY_ANOTHER = (
+    "Ressource verrouillée par un autre client WebDAV : réessayez après son déverrouillage (un verrou non "
+    "renouvelé expire de lui-même ; un administrateur du site peut le lever).",
+    "Resource locked by another WebDAV client: try again once it is unlocked (a lock not refreshed expires by "
+    "itself; a site administrator can clear it).")
+CONDITION_TEXTS: dict[str, tuple[str, str]] = {
+    "{DAV:}lock-token-submitted": LOCKED_BY_ANOTHER,
+    "{DAV:}no-conflicting-lock": LOCKED_BY_ANOTHER,
+}
+
+
+def condition_xml(e: DAVError) -> bytes:
+    """WsgiDAV's `DAV:error` body with the cause in French and English beside the condition code."""
+    error_el = e.err_condition.as_xml()
+    fr, en = CONDITION_TEXTS.get(e.err_condition.condition_code, DEFAULT_TEXTS.get(e.value, ("Erreur.", "Error.")))
+    for lang, text in (("fr", fr), ("en", en)):
+        cause = etree.SubElement(error_el, f"{{{CAUSE_NS}}}cause", nsmap={"edt": CAUSE_NS})
+        cause.set("{http://www.w3.org/XML/1998/namespace}lang", lang)
+        cause.text = text
+    return cast(bytes, etree.tostring(error_el, xml_declaration=True, encoding="utf-8"))
 
 
 def check_path(path: str) -> None:
@@ -167,6 +196,8 @@ class PlainErrorPrinter(BaseMiddleware):  # type: ignore[misc]
                 log.error("WebDAV request failed: %s", traceback.format_exc(10))
                 raise as_DAVError(e) from None
         except DAVError as e:
+            if e.value == 500 and is_disk_full(e):  # the body spooled to a full disk: the deposit is refused
+                e = refuse(507, DISK_FULL_FR, DISK_FULL_EN, src_exception=e.src_exception)
             status = get_http_status_string(e)
             if e.value >= 500:
                 log.error("WebDAV %s %s: %s (%r)", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
@@ -176,7 +207,7 @@ class PlainErrorPrinter(BaseMiddleware):  # type: ignore[misc]
                 yield b""
                 return
             if e.err_condition:  # RFC 4918 precondition: clients parse its XML
-                content_type, body = e.get_response_page()
+                content_type, body = "application/xml; charset=utf-8", condition_xml(e)
             else:
                 fr, en = _texts(e, str(environ.get("PATH_INFO", "")))
                 content_type, body = "text/plain; charset=utf-8", error_text(status, fr, en)

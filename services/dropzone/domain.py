@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import hmac
@@ -218,3 +219,17 @@ class LoginCache:
             self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
         login, stored_hash, digest = key
         self._entries[(login, stored_hash)] = (digest, now + self.ttl_s)
+
+
+DISK_FULL_FR = "Dépôt non enregistré : espace disque insuffisant sur le serveur de l'ENT."
+DISK_FULL_EN = "The deposit could not be recorded: insufficient storage on the ENT's server."
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """A write refused for want of room (a full volume or a quota), wherever it was raised or wrapped: the
+    deposit is refused with 507, never a 500, and the client may deposit again once room is made."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__ or exc.__context__ or getattr(exc, "src_exception", None)
+    return False

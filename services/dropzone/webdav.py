@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import errno
 import logging
 import os
 import re
@@ -94,7 +93,7 @@ from services.dropzone.davguard import (
     check_path,
     refuse,
 )
-from services.dropzone.domain import is_deposit_candidate
+from services.dropzone.domain import DISK_FULL_EN, DISK_FULL_FR, is_deposit_candidate, is_disk_full
 from services.dropzone.landings import STATE_DIR, Landings
 from shared.blobs import Keyring, SealedWriter, plain_size
 from shared.messages import ID_PATTERN
@@ -207,10 +206,8 @@ class _Bridge:
             raise
         except Exception as e:  # noqa: BLE001 - any gate failure fails the request, the file is not landed
             log.exception("deposit of %r for site %s / %s failed", name, site, establishment or "*")
-            full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
-            if full:
-                raise refuse(HTTP_INSUFFICIENT_STORAGE, "Dépôt non enregistré : espace disque insuffisant.",
-                             "The deposit could not be recorded: insufficient storage.", src_exception=e) from None
+            if is_disk_full(e):
+                raise refuse(HTTP_INSUFFICIENT_STORAGE, DISK_FULL_FR, DISK_FULL_EN, src_exception=e) from None
             raise refuse(HTTP_INTERNAL_ERROR, "Dépôt non enregistré (erreur interne) : réessayez plus tard.",
                          "The deposit could not be recorded (internal error): try again later.",
                          src_exception=e) from None

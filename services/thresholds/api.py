@@ -3,9 +3,13 @@ closure periods an establishment sets."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.thresholds import domain, store
 from services.thresholds.schemas import (
@@ -66,6 +70,20 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
     router = APIRouter()
     lock_ttl = settings.thresholds_lock_ttl_s
 
+    async def locked_after_grace(is_locked: Callable[[AsyncConnection], Awaitable[bool]]) -> bool:
+        """Still locked once an import that has just ended had the time to release it: the history shows
+        `done` as the notifier commits, and the end reaches this service a moment later, so a client that
+        saw `done` and writes at once is not refused. A running import's lock is answered 423 after the wait
+        (`EDT_SETTINGS_LOCK_WAIT_S`); the transaction that writes checks the lock again."""
+        deadline = time.monotonic() + settings.settings_lock_wait_s
+        while True:
+            async with db.read() as conn:
+                if not await is_locked(conn):
+                    return False
+            if time.monotonic() >= deadline:
+                return True
+            await asyncio.sleep(0.05)  # polls the lock table: another process may release it
+
     @router.get("/sites/{site}/thresholds", response_model=ThresholdsRead, summary="The site's controls",
                 responses=problems(401, 404, 422))
     async def get_thresholds(site: SiteId, _: SitePrincipal) -> ThresholdsRead:
@@ -79,8 +97,9 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
     async def put_thresholds(site: SiteId, body: ThresholdsUpdate, principal: SitePrincipal,
                              x_edt_user: EdtUser = None) -> ThresholdsUpdateRead:
         who = actor_of(principal, x_edt_user)
+        locked = await locked_after_grace(lambda conn: site_is_locked(conn, site, lock_ttl))
         async with db.transaction() as conn:
-            if await site_is_locked(conn, site, lock_ttl):
+            if locked or await site_is_locked(conn, site, lock_ttl):
                 raise Problem(423, "Locked", "Un import de ce site est en cours : les seuils sont verrouillés "
                               "jusqu'à sa fin.", code="import_in_progress",
                               detail_en="An import of this site is running: thresholds are locked until it ends.")
@@ -122,8 +141,9 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
         periods = body.items if isinstance(body, ClosureListCreate) else body
         stored = [{"start": p.start.isoformat(), "end": p.end.isoformat(), "label": p.label}
                   for p in sorted(periods, key=lambda p: (p.start, p.end))]
+        locked = await locked_after_grace(lambda conn: establishment_is_locked(conn, site, est, lock_ttl))
         async with db.transaction() as conn:
-            if await establishment_is_locked(conn, site, est, lock_ttl):
+            if locked or await establishment_is_locked(conn, site, est, lock_ttl):
                 raise Problem(423, "Locked", "Un import de cet établissement est en cours : ses périodes de "
                               "fermeture sont verrouillées jusqu'à sa fin.", code="import_in_progress",
                               detail_en="An import of this establishment is running: its closure periods are "

@@ -213,6 +213,16 @@ class PrivateRabbit:
         # epmd may outlive the node: it is shared by every node of the machine, so it is left alone.
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def management(self, method: str, path: str, **kw: object) -> object:
+        """One call to the node's management HTTP API (`path` below /api)."""
+        import httpx
+
+        r = httpx.request(method, f"http://127.0.0.1:{self.management_port}/api{path}", auth=("guest", "guest"),
+                          timeout=30, **kw)  # type: ignore[arg-type]
+        if r.status_code >= 300:
+            raise InfraError(f"management {method} {path}: {r.status_code} {r.text[:300]}")
+        return r.json() if r.content else None
+
     def queue_figure(self, figure: str, vhost: str = "/") -> dict[str, int]:
         out = self.ctl("list_queues", "-p", vhost, "name", figure)
         return {p[0]: int(p[1]) for p in (line.split() for line in out.splitlines()) if len(p) == 2 and p[1].isdigit()}

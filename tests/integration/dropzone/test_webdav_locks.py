@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from lxml import etree
 
 from tests.harness import database, sample_xml
 from tests.integration.conftest import start_stack
@@ -89,7 +90,20 @@ def test_a_lock_never_blocks_other_accounts_deposits_of_other_names(product: Rea
         r = theirs.put(target, content=sample_xml("0490856P"))
         assert r.status_code == 201, r.text
         assert r.headers.get("x-import-id")
-    assert theirs.put(locked, content=sample_xml("0490856P")).status_code == 423  # the locked name itself
+    refused = theirs.put(locked, content=sample_xml("0490856P"))  # the locked name itself
+    assert refused.status_code == 423
+    assert_lock_conflict_body(refused)
+
+
+def assert_lock_conflict_body(r: httpx.Response) -> None:
+    """RFC 4918's DAV:error with its condition code (clients parse it), and the cause in French and English."""
+    assert r.headers["content-type"].startswith("application/xml")
+    root = etree.fromstring(r.content)
+    assert root.tag == "{DAV:}error"
+    assert root.find("{DAV:}no-conflicting-lock/{DAV:}href") is not None, r.text
+    causes = {c.get("{http://www.w3.org/XML/1998/namespace}lang"): c.text for c in root.iter("{*}cause")}
+    assert "verrouillée par un autre client" in causes["fr"], causes
+    assert "locked by another WebDAV client" in causes["en"], causes
 
 
 def test_a_new_password_or_a_deleted_account_drops_its_locks(product: RealWebdavServer) -> None:

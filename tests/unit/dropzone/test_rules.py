@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from datetime import UTC, datetime, timedelta
 
 from services.dropzone.domain import (
@@ -12,6 +13,7 @@ from services.dropzone.domain import (
     failure_delay,
     generate_password,
     is_deposit_candidate,
+    is_disk_full,
     is_locked,
     make_login,
     route_deposit,
@@ -119,3 +121,20 @@ def test_login_cache_remembers_successes_until_the_password_changes() -> None:
     # Keyed on the stored hash: a regenerated password (new hash) or another password is never a hit.
     assert not cache.hit(cache.key("emp.a.b", "$argon2$new", "secret"), now=1.0)
     assert not cache.hit(cache.key("emp.a.b", "$argon2$old", "other"), now=1.0)
+
+
+def test_is_disk_full_sees_a_full_volume_or_a_quota_however_wrapped() -> None:
+    from wsgidav.dav_error import DAVError
+
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert is_disk_full(full) and is_disk_full(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    assert is_disk_full(DAVError(500, src_exception=full))  # WsgiDAV's PUT wraps the spool's error
+    try:
+        try:
+            raise full
+        except OSError as inner:
+            raise RuntimeError("sealing failed") from inner
+    except RuntimeError as outer:
+        assert is_disk_full(outer)
+    assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
+    assert not is_disk_full(ValueError("x")) and not is_disk_full(None)
