@@ -133,11 +133,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         return
     tr = terminalreporter
     tr.section("fault suite")
-    header = f"{'fault':<44} {'runs':>4} {'imports':>7} {'lost':>4} {'duplicated':>10} {'result':>6} {'s':>6}"
+    header = f"{'fault':<48} {'runs':>4} {'imports':>7} {'lost':>4} {'duplicated':>10} {'result':>6} {'s':>6}"
     tr.write_line(header)
     tr.write_line("-" * len(header))
     for r in RESULTS:
-        tr.write_line(f"{r['fault']:<44} {r['runs']:>4} {r['imports']:>7} {r['lost']:>4} {r['duplicated']:>10} "
+        tr.write_line(f"{r['fault']:<48} {r['runs']:>4} {r['imports']:>7} {r['lost']:>4} {r['duplicated']:>10} "
                       f"{r['result']:>6} {r['seconds']:>6}")
     out = os.environ.get("EDT_FAULTS_REPORT")
     if out:

@@ -12,6 +12,8 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from deploy.supervisor import free_port, tcp_reachable
@@ -101,6 +103,23 @@ class PrivatePostgres:
         out = self._run(str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d",
                         database, "-AtX", "-F", "\t", "-c", query, timeout=60).stdout
         return [tuple(line.split("\t")) for line in out.splitlines() if line]
+
+    @contextmanager
+    def table_lock(self, database: str, table: str) -> Iterator[None]:
+        """An EXCLUSIVE lock on `table`, held by a session of the suite's own until the block ends: reads go on,
+        every write to the table waits for it — a stage's write transaction stops there, open."""
+        proc = subprocess.Popen([str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                                 "-d", database, "-qAtX", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True, cwd="/")
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(f"BEGIN; LOCK TABLE {table} IN EXCLUSIVE MODE; SELECT 'locked';\n")
+            proc.stdin.flush()
+            if proc.stdout.readline().strip() != "locked":
+                raise InfraError(f"could not lock {table}")
+            yield
+        finally:
+            proc.communicate("COMMIT;\n", timeout=60)
 
     def database_url(self, database: str) -> str:
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"

@@ -86,12 +86,22 @@ def clean(fault_stack: FaultStack) -> dict[str, dict[str, tuple[int, int]]]:
 KILLS = [
     ("validator", "unacked"),  # holding the command (stopped on it), then killed
     ("thresholds", "unacked"),
-    ("reconciler", "run"),  # in its step (run record started)
-    ("scheduler", "run"),  # generating the sessions (its COPY)
+    ("reconciler", "write"),  # inside its write transaction, its groups' INSERT waiting
+    ("scheduler", "write"),  # inside its write transaction, its sessions' COPY waiting
     ("notifier", "202"),  # right after the deposit's 202
     ("dropzone", "run"),  # while the reconciler works on the import
 ]
 QUEUES = {"validator": "edt.validate", "thresholds": "edt.thresholds"}
+WRITES = {"reconciler": "reconciler.groups", "scheduler": "scheduler.scheduler_sessions"}
+
+
+def write_waiting(stack: FaultStack, table: str) -> bool:
+    """A backend of the product waits for the lock on `table` in the middle of a statement writing it: the
+    stage's write transaction is open, some of its rows written, none committed."""
+    name = table.split(".")[1]
+    rows = stack.sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+                     f"wait_event_type = 'Lock' AND query ILIKE '%{name}%' AND query !~* '^\\s*select'")
+    return int(rows[0][0]) > 0
 
 
 @pytest.mark.parametrize("service,point", KILLS, ids=[k[0] for k in KILLS])
@@ -109,17 +119,23 @@ def test_kill_9_mid_import_then_restart(fault_stack: FaultStack, clean: dict[str
               f"{service} never held the command")
     elif point == "run":
         import_id = api.upload(site, "e", school(SIZE))
-        schema = "scheduler" if service == "scheduler" else "reconciler"
-        until(lambda: run_started(stack, schema, import_id), f"{schema} never started the step", 120, 0.05)
+        until(lambda: run_started(stack, "reconciler", import_id), "reconciler never started the step", 120, 0.05)
+    elif point == "write":
+        with stack.infra.pg.table_lock(stack.database, WRITES[service]):
+            import_id = api.upload(site, "e", school(SIZE))
+            until(lambda: write_waiting(stack, WRITES[service]), f"{service} never wrote {WRITES[service]}", 120)
+            stack.cluster.kill(service)  # its transaction dies uncommitted with its connection
     else:
         import_id = api.upload(site, "e", school(SIZE))
-    stack.cluster.kill(service)
+    if point != "write":
+        stack.cluster.kill(service)
     stack.cluster.restart(service)
     done = api.wait(import_id, timeout=300)
     lost, duplicated = compare(clean[SIZE], counts(stack, site))
     history = api.history(site)
     ok = done["status"] == "done" and lost == 0 and duplicated == 0 and len(history) == 1
-    where = {"unacked": "holding the command", "run": "mid-step", "202": "after the 202"}[point]
+    where = {"unacked": "holding the command", "run": "mid-step", "write": "in its write transaction",
+             "202": "after the 202"}[point]
     record(f"kill -9 {service} ({where})", runs=1, imports=1, lost=lost, duplicated=duplicated, ok=ok,
            seconds=time.monotonic() - started)
     assert done["status"] == "done", done
