@@ -91,9 +91,9 @@ class EventStream(StreamingResponse):
     media_type = "text/event-stream"
 
 
-def import_view(row: Any, step_rows: list[Any], position: int | None, eta: int | None,
-                names: dict[str, str] | None = None) -> ImportRead:
-    """`names`: the site's establishment names (the label; the id when the name is not known)."""
+def import_view(row: Any, step_rows: list[Any], position: int | None, eta: int | None) -> ImportRead:
+    """`row`: the import as `store.VIEW_COLUMNS` reads it (its establishment's name; the id when the name is
+    not known)."""
     status = ImportStatus(row.status)
     short, long = domain.label_for(status)
     by_stage = {s.stage: s for s in step_rows}
@@ -109,8 +109,7 @@ def import_view(row: Any, step_rows: list[Any], position: int | None, eta: int |
         "id": row.id,
         "site": row.site,
         "establishment": row.establishment,
-        "establishment_label": (names or {}).get(row.establishment, row.establishment) if row.establishment
-        else "Tous",
+        "establishment_label": (row.establishment_name or row.establishment) if row.establishment else "Tous",
         "establishments": row.establishments,
         "mode": row.mode,
         "auto": row.mode == "auto",
@@ -136,8 +135,8 @@ def import_view(row: Any, step_rows: list[Any], position: int | None, eta: int |
         "alerts": row.alerts or [],
         "links": {"self": f"/api/v1/imports/{row.id}", "report": f"/api/v1/imports/{row.id}/report",
                   "source": f"/api/v1/imports/{row.id}/source"},
-        "undo_of": (row.artifacts or {}).get("undo_of"),
-        "abort_requested_at": (row.artifacts or {}).get("abort_requested_at"),
+        "undo_of": row.undo_of,
+        "abort_requested_at": row.abort_requested_at,
     })
 
 
@@ -269,8 +268,7 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
             row = await load(conn, import_id, who)
             step_rows = (await store.steps_of(conn, [import_id]))[import_id]
             positions, avg = await positions_and_etas(conn, [row])
-            names = await store.names_of_site(conn, row.site)
-        return import_view(row, step_rows, *eta_for(row, positions, avg), names)
+        return import_view(row, step_rows, *eta_for(row, positions, avg))
 
     @router.get("/sites/{site}/imports", response_model=ImportList, summary="The site's import history",
                 responses=problems(400, 401, 404, 422))
@@ -301,8 +299,7 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
             page = rows[:limit]
             grouped = await store.steps_of(conn, [r.id for r in page])
             positions, avg = await positions_and_etas(conn, page)
-            names = await store.names_of_site(conn, site)
-        items = [import_view(r, grouped[r.id], *eta_for(r, positions, avg), names) for r in page]
+        items = [import_view(r, grouped[r.id], *eta_for(r, positions, avg)) for r in page]
         next_cursor = None
         if len(rows) > limit:
             last = page[-1]
@@ -351,11 +348,10 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
         async with db.read() as conn:
             row = await load(conn, import_id, who)
             step_rows = (await store.steps_of(conn, [import_id]))[import_id]
-            names = await store.names_of_site(conn, row.site)
         actions = [ReportAction.model_validate({**action, "label": domain.action_label(action["action"])})
                    for stage_counts in (row.counts or {}).values()
                    for action in (stage_counts or {}).get("actions", [])]
-        view = import_view(row, step_rows, None, None, names)
+        view = import_view(row, step_rows, None, None)
         return ReportRead(import_id=row.id, status=view.status, label=view.label, label_detail=view.label_detail,
                           establishment_label=view.establishment_label, file=view.file, steps=view.steps,
                           actions=actions, total_tasks=sum(a.success + a.error for a in actions), alerts=view.alerts,

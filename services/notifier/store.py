@@ -190,15 +190,28 @@ async def imports_by_id(conn: AsyncConnection, ids: list[str]) -> dict[str, Any]
 # --- queries of the history API (each takes the caller's connection) ---------------------------------
 
 
+# What the history API shows of an import, in one query: its columns but the artifacts (only two of their
+# keys are shown, and a read decodes every JSON value it selects), with its establishment's name.
+VIEW_COLUMNS = (*(c for c in imports.c if c.name != "artifacts"),
+                imports.c.artifacts["undo_of"].as_string().label("undo_of"),
+                imports.c.artifacts["abort_requested_at"].as_string().label("abort_requested_at"),
+                establishment_names.c.name.label("establishment_name"))
+VIEW_FROM = imports.outerjoin(establishment_names, sa.and_(establishment_names.c.site == imports.c.site,
+                                                           establishment_names.c.id == imports.c.establishment))
+STEP_COLUMNS = tuple(c for c in steps.c if c.name != "counts")  # a step's counts are in the import's
+
+
 async def get_import(conn: AsyncConnection, import_id: str) -> Any:
-    return (await conn.execute(sa.select(imports).where(imports.c.id == import_id))).first()
+    return (await conn.execute(sa.select(*VIEW_COLUMNS).select_from(VIEW_FROM)
+                               .where(imports.c.id == import_id))).first()
 
 
 async def steps_of(conn: AsyncConnection, import_ids: list[str]) -> dict[str, list[Any]]:
     """The recorded steps of each import (those not started yet have no row)."""
     out: dict[str, list[Any]] = {i: [] for i in import_ids}
     if import_ids:
-        for row in (await conn.execute(sa.select(steps).where(steps.c.import_id.in_(import_ids)))).all():
+        query = sa.select(*STEP_COLUMNS).where(steps.c.import_id.in_(import_ids))
+        for row in (await conn.execute(query)).all():
             out[row.import_id].append(row)
     return out
 
@@ -207,7 +220,7 @@ async def history_page(conn: AsyncConnection, site: str, *, establishment: str |
                        mode: str | None, after: tuple[datetime, str] | None, limit: int) -> list[Any]:
     """Up to `limit` imports of the site, newest first, after the (created_at, id) of a previous page.
     `establishment` None: all; `"*"` or `"Tous"`: the site-wide imports only."""
-    query = sa.select(imports).where(imports.c.site == site)
+    query = sa.select(*VIEW_COLUMNS).select_from(VIEW_FROM).where(imports.c.site == site)
     if establishment is not None:
         query = query.where(imports.c.establishment.is_(None) if establishment in ("*", "Tous")
                             else imports.c.establishment == establishment)
@@ -282,11 +295,6 @@ async def save_establishment_names(db: Database, conn: AsyncConnection, site: st
                                       ["site", "id"], ["name", "updated_at"]))
         elif as_utc(row.updated_at) <= at:
             await conn.execute(t.update().where(t.c.site == site, t.c.id == est).values(name=name, updated_at=at))
-
-
-async def names_of_site(conn: AsyncConnection, site: str) -> dict[str, str]:
-    t = establishment_names
-    return {r.id: r.name for r in (await conn.execute(sa.select(t.c.id, t.c.name).where(t.c.site == site))).all()}
 
 
 # --- change events ------------------------------------------------------------------------------------
