@@ -163,9 +163,11 @@ async def bump_admission(conn: AsyncConnection) -> None:
         await conn.execute(admission_version.insert().values(id=1, version=1))
 
 
+ADMISSION_AT = sa.select(admission_version.c.version).where(admission_version.c.id == 1)
+
+
 async def admission_at(conn: AsyncConnection) -> int:
-    return int((await conn.execute(sa.select(admission_version.c.version)
-                                   .where(admission_version.c.id == 1))).scalar_one_or_none() or 0)
+    return int((await conn.execute(ADMISSION_AT)).scalar_one_or_none() or 0)
 
 
 async def active_slots(conn: AsyncConnection, statuses: list[str]) -> list[Any]:
@@ -201,17 +203,21 @@ VIEW_FROM = imports.outerjoin(establishment_names, sa.and_(establishment_names.c
 STEP_COLUMNS = tuple(c for c in steps.c if c.name != "counts")  # a step's counts are in the import's
 
 
+# Built once: the history API runs these on every read, and building a statement costs more than its cache
+# lookup.
+IMPORT_VIEW = sa.select(*VIEW_COLUMNS).select_from(VIEW_FROM).where(imports.c.id == sa.bindparam("id"))
+STEPS_OF = sa.select(*STEP_COLUMNS).where(steps.c.import_id.in_(sa.bindparam("ids", expanding=True)))
+
+
 async def get_import(conn: AsyncConnection, import_id: str) -> Any:
-    return (await conn.execute(sa.select(*VIEW_COLUMNS).select_from(VIEW_FROM)
-                               .where(imports.c.id == import_id))).first()
+    return (await conn.execute(IMPORT_VIEW, {"id": import_id})).first()
 
 
 async def steps_of(conn: AsyncConnection, import_ids: list[str]) -> dict[str, list[Any]]:
     """The recorded steps of each import (those not started yet have no row)."""
     out: dict[str, list[Any]] = {i: [] for i in import_ids}
     if import_ids:
-        query = sa.select(*STEP_COLUMNS).where(steps.c.import_id.in_(import_ids))
-        for row in (await conn.execute(query)).all():
+        for row in (await conn.execute(STEPS_OF, {"ids": import_ids})).all():
             out[row.import_id].append(row)
     return out
 
