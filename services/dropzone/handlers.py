@@ -4,14 +4,17 @@ deposit and its status event (outbox) → published after commit. Also deposit a
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import json
 import logging
+import os
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -55,6 +58,8 @@ from shared.web import Problem, not_found
 
 log = logging.getLogger("edt.dropzone")
 AUTH_CACHE_S = 60.0
+T = TypeVar("T")
+KDF_THREADS = max(1, min(2, os.cpu_count() or 1))  # argon2 computations at once
 
 
 class Dropzone:
@@ -67,6 +72,9 @@ class Dropzone:
         self.outbox = outbox
         self.settings = settings
         self.hasher = PasswordHasher()
+        # argon2 takes 64 MB per hash: a herd of first logins at once must not hold one per thread of the
+        # default pool (six), so they queue for as many as there are cores.
+        self._kdf = concurrent.futures.ThreadPoolExecutor(KDF_THREADS, thread_name_prefix="argon2")
         self.logins = domain.LoginCache(AUTH_CACHE_S)  # the one cache of WebDAV logins
         self.failures = domain.CallerFailures(settings.login_lockout_s)
         # Verified for an unknown login, so that it costs what a known one does.
@@ -293,7 +301,7 @@ class Dropzone:
     async def create_account(self, site: str, display_name: str, first_name: str, last_name: str,
                              notify: bool) -> tuple[Any, str]:
         password = domain.generate_password()
-        hashed = await asyncio.to_thread(self.hasher.hash, password)
+        hashed = await self._slow_hash(self.hasher.hash, password)
         async with self.db.transaction() as conn:
             site_row = (await conn.execute(sa.select(sites).where(sites.c.id == site))).first()
             if site_row is None:
@@ -319,7 +327,7 @@ class Dropzone:
 
     async def regenerate_password(self, site: str, login: str) -> tuple[Any, str]:
         password = domain.generate_password()
-        hashed = await asyncio.to_thread(self.hasher.hash, password)
+        hashed = await self._slow_hash(self.hasher.hash, password)
         async with self.db.transaction() as conn:
             result = await conn.execute(accounts.update().where(accounts.c.site == site, accounts.c.login == login)
                                         .values(password_hash=hashed, password_changed_at=utcnow(),
@@ -363,7 +371,7 @@ class Dropzone:
             key = self.logins.key(login, row.password_hash, password)
             if self.logins.hit(key, time.monotonic()):
                 return str(row.site)
-        matches = await asyncio.to_thread(self._verify, row.password_hash if row is not None else self._dummy_hash,
+        matches = await self._slow_hash(self._verify, row.password_hash if row is not None else self._dummy_hash,
                                           password)
         if row is not None and matches and not locked:
             self.logins.remember(key, time.monotonic())
@@ -377,6 +385,9 @@ class Dropzone:
         log.warning("login refused for %s from %s%s", login, client_ip, " (locked)" if locked else "")
         await asyncio.sleep(domain.failure_delay(self.failures.add(client_ip, time.monotonic())))
         return None
+
+    async def _slow_hash(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._kdf, fn, *args)
 
     def _verify(self, stored_hash: str, password: str) -> bool:
         try:

@@ -202,6 +202,11 @@ class NotifierHandlers:
         if dep.establishment_names:
             await store.save_establishment_names(self.db, conn, event.site, dep.establishment_names, event.at)
         scope = scope_of(event.site, event.establishment)
+        # The queue's order is the order deposits are recorded here, not their deposit times: deposits
+        # made at once reach the notifier in any order, and an import placed behind a later one would
+        # see its queue position rise. Recording is serialised (admission lock), so this time only grows.
+        newest = await store.newest_waiting_at(conn)
+        queued_at = max(utcnow(), newest + timedelta(microseconds=1)) if newest else utcnow()
         rejected = event.step_status is StepStatus.ERROR
         status = ImportStatus.REJECTED if rejected else ImportStatus.WAITING
         # The import's own trace: its stages run in it, whichever event later wakes its admission.
@@ -212,7 +217,7 @@ class NotifierHandlers:
             id=event.import_id, site=event.site, establishment=event.establishment, scope=scope,
             establishments=dep.establishments, mode=dep.mode.value, dry_run=dep.dry_run, status=status.value,
             source=dep.source, account=dep.account, file_name=dep.file.name, sha256=dep.file.sha256,
-            size=dep.file.size, created_at=event.at, ended_at=event.at if rejected else None, no_change=False,
+            size=dep.file.size, created_at=queued_at, ended_at=event.at if rejected else None, no_change=False,
             message=event.message, message_en=event.message_en, counts={}, alerts=[], artifacts=artifacts))
         await conn.execute(steps.insert().values(
             import_id=event.import_id, stage=Stage.DEPOSIT.value, status=event.step_status.value,
@@ -229,7 +234,7 @@ class NotifierHandlers:
             await self._finish(uow, event.import_id, ImportStatus.DONE, fr, en, no_change=True)
             return
 
-        new = domain.Slot(event.import_id, event.site, event.establishment, event.at, dep.mode)
+        new = domain.Slot(event.import_id, event.site, event.establishment, queued_at, dep.mode)
         waiting = (await conn.execute(sa.select(imports).where(
             imports.c.scope == scope, imports.c.status == ImportStatus.WAITING.value,
             imports.c.id != event.import_id))).all()

@@ -170,6 +170,13 @@ async def admission_at(conn: AsyncConnection) -> int:
     return int((await conn.execute(ADMISSION_AT)).scalar_one_or_none() or 0)
 
 
+async def newest_waiting_at(conn: AsyncConnection) -> datetime | None:
+    """When the last import still waiting was queued (None: nothing waits)."""
+    at = (await conn.execute(sa.select(sa.func.max(imports.c.created_at))
+                             .where(imports.c.status == ImportStatus.WAITING.value))).scalar()
+    return as_utc(at) if at is not None else None
+
+
 async def active_slots(conn: AsyncConnection, statuses: list[str]) -> list[Any]:
     return list((await conn.execute(sa.select(*SLOT_COLUMNS).where(imports.c.status.in_(statuses)))).all())
 
