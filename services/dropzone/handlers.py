@@ -16,15 +16,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from services.dropzone import domain, store
 from services.dropzone.davguard import DepositLocks
-from services.dropzone.store import accounts, deposits, establishments, notified, sites
 from shared.bus import AckWaiter, Delivery
-from shared.db import Database, as_utc, upsert
+from shared.db import Database, as_utc
 from shared.messages import (
     DEPOSIT_ACKERS,
     ESTABLISHMENT_ACKERS,
@@ -86,7 +84,7 @@ class Dropzone:
 
     async def site(self, site: str) -> Any:
         async with self.db.read() as conn:
-            return (await conn.execute(sa.select(sites).where(sites.c.id == site))).first()
+            return await store.get_site(conn, site)
 
     async def site_establishments(self, site: str) -> dict[str, str] | None:
         named = await self._establishments(site)
@@ -95,9 +93,9 @@ class Dropzone:
     async def _establishments(self, site: str) -> dict[str, tuple[str, str]] | None:
         """Establishment id → (UAI, name) of the site; None when there is no such site."""
         async with self.db.read() as conn:
-            if (await conn.execute(sa.select(sites.c.id).where(sites.c.id == site))).first() is None:
+            if not await store.site_exists(conn, site):
                 return None
-            rows = (await conn.execute(sa.select(establishments).where(establishments.c.site == site))).all()
+            rows = await store.site_establishments(conn, site)
         return {r.id: (r.uai, r.name) for r in rows}
 
     async def put_establishment(self, site: str, est: str, uai: str, name: str) -> bool:
@@ -163,10 +161,10 @@ class Dropzone:
                      source=source):
             try:
                 async with self.outbox.unit_of_work() as uow:
-                    await uow.conn.execute(deposits.insert().values(
-                        import_id=import_id, site=site, target=target, establishment=establishment, name=name,
-                        sha256=sha, size=size, source=source, account=account, mode=mode.value, dry_run=dry_run,
-                        rejection=error[0] if error else None, created_at=now))
+                    await store.insert_deposit(
+                        uow.conn, import_id=import_id, site=site, target=target, establishment=establishment,
+                        name=name, sha256=sha, size=size, source=source, account=account, mode=mode.value,
+                        dry_run=dry_run, rejection=error[0] if error else None, created_at=now)
                     await uow.emit(event, message_id=import_id)
                 DEPOSITS.labels(source).inc()
                 log.info("deposit target=%s name=%s sha=%s size=%d source=%s", target, name, sha[:12], size, source)
@@ -215,8 +213,7 @@ class Dropzone:
                 now = utcnow()
                 if not await store.revoke_token(uow.conn, site, token_id, now):
                     raise not_found("Token")
-                await uow.conn.execute(upsert(self.db, store.revoked_tokens, {
-                    "token_id": token_id, "site": site, "revoked_at": now}, ["token_id"]))
+                await store.record_revoked_token(self.db, uow.conn, token_id, site, now)
                 await uow.emit(TokenRevoked(token_id=token_id, site=site, at=now))
             missing, _ = await self.acks.wait(key, self.settings.deposit_ack_timeout_s)
         finally:
@@ -235,8 +232,7 @@ class Dropzone:
         async with self.db.transaction() as conn:
             await store.end_deposit(conn, event.import_id, event.at)
             if event.status is ImportStatus.DONE:
-                await conn.execute(sites.update().where(sites.c.id == event.site, sites.c.first_import_at.is_(None))
-                                   .values(first_import_at=event.at))
+                await store.mark_first_import(conn, event.site, event.at)
 
     async def file_read(self, site: str, path: str, login: str) -> None:
         """A deposit account reads a file of the WebDAV folder back: into the access log (outbox) first."""
@@ -280,14 +276,9 @@ class Dropzone:
         # The publisher's message id names the notification (a hash keeps it within the column's width).
         notification_id = hashlib.sha256((delivery.message_id or "").encode() or delivery.body).hexdigest()[:32]
         async with self.outbox.unit_of_work() as uow:
-            rows = (await uow.conn.execute(sa.select(accounts).where(accounts.c.site == site,
-                                                                     accounts.c.notify.is_(True)))).all()
-            for account in rows:
-                inserted = (await uow.conn.execute(upsert(self.db, notified, {
-                    "notification_id": notification_id, "login": account.login,
-                    "import_id": event.get("import_id", ""), "at": utcnow()}, ["notification_id", "login"])
-                    .returning(notified.c.login))).first()
-                if inserted is None:
+            for account in await store.notified_accounts(uow.conn, site):
+                if not await store.note_notification(self.db, uow.conn, notification_id, account.login,
+                                                     event.get("import_id", ""), utcnow()):
                     continue  # already handed over
                 message = {**event, "type": "account.notification", "cause": event.get("type"),
                            "recipient": {"login": account.login, "display_name": account.display_name,
@@ -303,11 +294,10 @@ class Dropzone:
         password = domain.generate_password()
         hashed = await self._slow_hash(self.hasher.hash, password)
         async with self.db.transaction() as conn:
-            site_row = (await conn.execute(sa.select(sites).where(sites.c.id == site))).first()
+            site_row = await store.get_site(conn, site)
             if site_row is None:
                 raise not_found("Site")
-            count = (await conn.execute(sa.select(sa.func.count()).select_from(accounts)
-                                        .where(accounts.c.site == site))).scalar_one()
+            count = await store.count_accounts(conn, site)
             refusal = domain.account_creation_refusal(count, site_row.first_import_at)
             if refusal:
                 raise Problem(409, "Conflict", refusal[0], code="account_refused", detail_en=refusal[1])
@@ -319,22 +309,19 @@ class Dropzone:
             await self.db.advisory_lock(conn, "account-login", base)
             login = domain.make_login(first_name, last_name, await store.logins_starting(conn, base))
             now = utcnow()
-            await conn.execute(accounts.insert().values(
-                login=login, site=site, display_name=display_name, first_name=first_name, last_name=last_name,
-                password_hash=hashed, notify=notify, created_at=now, password_changed_at=now, failed_logins=0))
-            row = (await conn.execute(sa.select(accounts).where(accounts.c.login == login))).one()
+            row = await store.insert_account(
+                conn, login=login, site=site, display_name=display_name, first_name=first_name, last_name=last_name,
+                password_hash=hashed, notify=notify, created_at=now, password_changed_at=now, failed_logins=0)
         return row, password
 
     async def regenerate_password(self, site: str, login: str) -> tuple[Any, str]:
         password = domain.generate_password()
         hashed = await self._slow_hash(self.hasher.hash, password)
         async with self.db.transaction() as conn:
-            result = await conn.execute(accounts.update().where(accounts.c.site == site, accounts.c.login == login)
-                                        .values(password_hash=hashed, password_changed_at=utcnow(),
-                                                failed_logins=0, locked_until=None))
-            if result.rowcount == 0:
+            row = await store.update_account(conn, site, login, {
+                "password_hash": hashed, "password_changed_at": utcnow(), "failed_logins": 0, "locked_until": None})
+            if row is None:
                 raise not_found("Account")
-            row = (await conn.execute(sa.select(accounts).where(accounts.c.login == login))).one()
         self.drop_locks(login)
         return row, password
 
@@ -363,7 +350,7 @@ class Dropzone:
         wrong: a hash verification (against a dummy hash for an unknown login), then the slow-down of the
         caller's own failures (`domain.CallerFailures`) — its cost says nothing about the account."""
         async with self.db.read() as conn:
-            row = (await conn.execute(sa.select(accounts).where(accounts.c.login == login))).first()
+            row = await store.get_account(conn, login)
         now = utcnow()
         locked = row is not None and domain.is_locked(domain.LoginState(row.failed_logins,
                                                                         as_utc(row.locked_until)), now)
@@ -377,8 +364,7 @@ class Dropzone:
             self.logins.remember(key, time.monotonic())
             if row.failed_logins or row.last_login_at is None:
                 async with self.db.transaction() as conn:
-                    await conn.execute(accounts.update().where(accounts.c.login == login).values(
-                        failed_logins=0, locked_until=None, last_login_at=now))
+                    await store.note_login(conn, login, now)
             return str(row.site)
         if row is not None:
             await self._count_failure(login, now, locked)
@@ -399,10 +385,8 @@ class Dropzone:
         """One more failure in a row (an atomic increment); the threshold locks the account. A locked
         account's lock is not extended: its owner's client retrying meanwhile would never get back in."""
         async with self.db.transaction() as conn:
-            failed = (await conn.execute(accounts.update().where(accounts.c.login == login)
-                                         .values(failed_logins=accounts.c.failed_logins + 1)
-                                         .returning(accounts.c.failed_logins))).scalar_one_or_none()
+            failed = await store.count_login_failure(conn, login)
             if failed is not None and not locked and domain.should_lock(failed, self.settings.login_max_failures):
                 until = now + timedelta(seconds=self.settings.login_lockout_s)
-                await conn.execute(accounts.update().where(accounts.c.login == login).values(locked_until=until))
+                await store.lock_account(conn, login, until)
                 log.warning("deposit account %s locked until %s after %d failed logins", login, until, failed)

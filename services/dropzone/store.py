@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import outbox_table, revoked_tokens_table, service_metadata
+from shared.db import Database, outbox_table, revoked_tokens_table, service_metadata, upsert
 
 metadata = service_metadata("dropzone")
 
@@ -121,6 +121,13 @@ async def update_site(conn: AsyncConnection, site: str, values: dict[str, Any]) 
     return bool(result.rowcount)
 
 
+async def mark_first_import(conn: AsyncConnection, site: str, at: datetime) -> None:
+    """The site's first integrated import (deposit accounts can be created from then on); later ones
+    leave it."""
+    await conn.execute(sites.update().where(sites.c.id == site, sites.c.first_import_at.is_(None))
+                       .values(first_import_at=at))
+
+
 async def site_establishments(conn: AsyncConnection, site: str) -> list[Any]:
     return list((await conn.execute(sa.select(establishments).where(establishments.c.site == site)
                                     .order_by(establishments.c.id))).all())
@@ -163,6 +170,12 @@ async def revoke_token(conn: AsyncConnection, site: str, token_id: str, at: date
     return bool(result.rowcount)
 
 
+async def record_revoked_token(db: Database, conn: AsyncConnection, token_id: str, site: str, at: datetime) -> None:
+    """The dropzone's own copy of the revocation list (the other services fill theirs from TokenRevoked)."""
+    await conn.execute(upsert(db, revoked_tokens, {"token_id": token_id, "site": site, "revoked_at": at},
+                              ["token_id"]))
+
+
 async def count_accounts(conn: AsyncConnection, site: str) -> int:
     return int((await conn.execute(sa.select(sa.func.count()).select_from(accounts)
                                    .where(accounts.c.site == site))).scalar_one())
@@ -180,6 +193,16 @@ async def site_accounts(conn: AsyncConnection, site: str) -> list[Any]:
                                     .order_by(accounts.c.created_at, accounts.c.login))).all())
 
 
+async def get_account(conn: AsyncConnection, login: str) -> Any:
+    return (await conn.execute(sa.select(accounts).where(accounts.c.login == login))).first()
+
+
+async def insert_account(conn: AsyncConnection, **values: Any) -> Any:
+    """The new account's row."""
+    await conn.execute(accounts.insert().values(**values))
+    return await get_account(conn, values["login"])
+
+
 async def update_account(conn: AsyncConnection, site: str, login: str, values: dict[str, Any]) -> Any:
     """The account after the update (None when the site has no such account)."""
     key = (accounts.c.site == site) & (accounts.c.login == login)
@@ -191,6 +214,49 @@ async def update_account(conn: AsyncConnection, site: str, login: str, values: d
 async def delete_account(conn: AsyncConnection, site: str, login: str) -> bool:
     result = await conn.execute(accounts.delete().where(accounts.c.site == site, accounts.c.login == login))
     return bool(result.rowcount)
+
+
+# --- WebDAV logins ------------------------------------------------------------------------------------
+
+
+async def note_login(conn: AsyncConnection, login: str, at: datetime) -> None:
+    """A successful login: the failures in a row and any lock are over."""
+    await conn.execute(accounts.update().where(accounts.c.login == login).values(
+        failed_logins=0, locked_until=None, last_login_at=at))
+
+
+async def count_login_failure(conn: AsyncConnection, login: str) -> int | None:
+    """One more failure in a row, counted in the database (guesses sent side by side all count); the
+    count after it, None when there is no such account."""
+    return (await conn.execute(accounts.update().where(accounts.c.login == login)
+                               .values(failed_logins=accounts.c.failed_logins + 1)
+                               .returning(accounts.c.failed_logins))).scalar_one_or_none()
+
+
+async def lock_account(conn: AsyncConnection, login: str, until: datetime) -> None:
+    await conn.execute(accounts.update().where(accounts.c.login == login).values(locked_until=until))
+
+
+# --- deposits and their notifications -----------------------------------------------------------------
+
+
+async def insert_deposit(conn: AsyncConnection, **values: Any) -> None:
+    await conn.execute(deposits.insert().values(**values))
+
+
+async def notified_accounts(conn: AsyncConnection, site: str) -> list[Any]:
+    """The site's deposit accounts with `notify` on."""
+    return list((await conn.execute(sa.select(accounts).where(accounts.c.site == site,
+                                                              accounts.c.notify.is_(True)))).all())
+
+
+async def note_notification(db: Database, conn: AsyncConnection, notification_id: str, login: str, import_id: str,
+                            at: datetime) -> bool:
+    """Record that a notification goes to an account; False when it went already (a redelivery)."""
+    inserted = (await conn.execute(upsert(db, notified, {
+        "notification_id": notification_id, "login": login, "import_id": import_id, "at": at},
+        ["notification_id", "login"]).returning(notified.c.login))).first()
+    return inserted is not None
 
 
 # --- retention ----------------------------------------------------------------------------------------

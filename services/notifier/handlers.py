@@ -12,11 +12,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notifier import domain, store
-from services.notifier.store import event_log, imports, steps
 from shared.blobs import BlobStore
 from shared.bus import AckWaiter, Bus, Delivery
 from shared.db import Database, as_utc
@@ -196,7 +194,7 @@ class NotifierHandlers:
             return
         # The dropzone answers its client once the import is readable here (read-your-writes).
         await uow.emit(DepositAck(import_id=event.import_id, by="notifier"))
-        if (await conn.execute(sa.select(imports.c.id).where(imports.c.id == event.import_id))).first():
+        if await store.import_exists(conn, event.import_id):
             return  # redelivered: recorded already, acknowledged again
         dep = event.deposit
         if dep.establishment_names:
@@ -213,41 +211,33 @@ class NotifierHandlers:
         artifacts: dict[str, Any] = {"trace": trace_headers()}
         if dep.review and dep.mode is Mode.MANUAL:
             artifacts["review"] = True
-        await conn.execute(imports.insert().values(
-            id=event.import_id, site=event.site, establishment=event.establishment, scope=scope,
+        await store.insert_import(
+            conn, id=event.import_id, site=event.site, establishment=event.establishment, scope=scope,
             establishments=dep.establishments, mode=dep.mode.value, dry_run=dep.dry_run, status=status.value,
             source=dep.source, account=dep.account, file_name=dep.file.name, sha256=dep.file.sha256,
             size=dep.file.size, created_at=queued_at, ended_at=event.at if rejected else None, no_change=False,
-            message=event.message, message_en=event.message_en, counts={}, alerts=[], artifacts=artifacts))
-        await conn.execute(steps.insert().values(
-            import_id=event.import_id, stage=Stage.DEPOSIT.value, status=event.step_status.value,
-            started_at=event.at, ended_at=event.at, message=event.message, message_en=event.message_en))
+            message=event.message, message_en=event.message_en, counts={}, alerts=[], artifacts=artifacts)
+        await store.insert_step(
+            conn, import_id=event.import_id, stage=Stage.DEPOSIT.value, status=event.step_status.value,
+            started_at=event.at, ended_at=event.at, message=event.message, message_en=event.message_en)
         await self._log(uow, event.import_id, event.site, status, stage=Stage.DEPOSIT, step=event.step_status,
                         message=event.message)
         if rejected:
             await self._lifecycle(uow, event.import_id)
             return
 
-        last = await self._last_integrated(conn, scope)
+        last = await store.last_integrated(conn, scope)
         if last is not None and last.sha256 == dep.file.sha256 and not dep.dry_run:
             fr, en = domain.NO_CHANGE_MESSAGE
             await self._finish(uow, event.import_id, ImportStatus.DONE, fr, en, no_change=True)
             return
 
         new = domain.Slot(event.import_id, event.site, event.establishment, queued_at, dep.mode)
-        waiting = (await conn.execute(sa.select(imports).where(
-            imports.c.scope == scope, imports.c.status == ImportStatus.WAITING.value,
-            imports.c.id != event.import_id))).all()
-        for older in waiting:
+        for older in await store.waiting_in_scope(conn, scope, other_than=event.import_id):
             if domain.supersedes(new, slot_of(older)):
-                await conn.execute(imports.update().where(imports.c.id == older.id).values(superseded_by=new.id))
+                await store.mark_superseded(conn, older.id, new.id)
                 await self._finish(uow, older.id, ImportStatus.SUPERSEDED, *domain.superseded_message(dep.file.name))
         await self.dispatch(uow)
-
-    async def _last_integrated(self, conn: AsyncConnection, scope: str) -> Any:
-        return (await conn.execute(sa.select(imports).where(
-            imports.c.scope == scope, imports.c.status == ImportStatus.DONE.value,
-            imports.c.dry_run.is_(False)).order_by(imports.c.ended_at.desc()).limit(1))).first()
 
     # --- admission --------------------------------------------------------------------------------
 
@@ -269,7 +259,7 @@ class NotifierHandlers:
         now = utcnow()
         for slot in started:
             row = by_id[slot.id]
-            last = await self._last_integrated(conn, row.scope)
+            last = await store.last_integrated(conn, row.scope)
             extra = {"undo_of": row.artifacts["undo_of"]} if (row.artifacts or {}).get("undo_of") else {}
             command = StageCommand(
                 import_id=row.id, site=row.site, establishment=row.establishment,
@@ -278,9 +268,7 @@ class NotifierHandlers:
                 file=FileRef(name=row.file_name, sha256=row.sha256, size=row.size),
                 received_at=row.created_at, started_at=now,
                 artifacts={"previous_import": last.id if last is not None else None, **extra})
-            await conn.execute(imports.update().where(imports.c.id == row.id).values(
-                status=ImportStatus.RECEIVED.value, started_at=now, queued_stage=Stage.VALIDATION.value,
-                queued_at=now))
+            await store.mark_started(conn, row.id, now)
             await uow.emit(command.to(Stage.VALIDATION), headers=(row.artifacts or {}).get("trace") or None)
             uow.after_commit(queue_wait_observer(row.mode, max(0.0, (now - as_utc(row.created_at)).total_seconds())))
             await self._log(uow, row.id, row.site, ImportStatus.RECEIVED)
@@ -350,7 +338,7 @@ class NotifierHandlers:
         fr, en = domain.lease_expired_message(stage, idle)
         async with self.outbox.unit_of_work() as uow:
             await self.db.advisory_lock(uow.conn, ADMISSION_LOCK)
-            row = (await uow.conn.execute(sa.select(imports).where(imports.c.id == import_id))).first()
+            row = await store.import_row(uow.conn, import_id)
             if row is None or ImportStatus(row.status) not in LEASED:
                 return False  # it moved on meanwhile
             with log_context(import_id=import_id, site=row.site, establishment=row.establishment, stage=stage.value):
@@ -368,7 +356,7 @@ class NotifierHandlers:
 
     async def _on_stage_event(self, uow: UnitOfWork, event: StatusEvent) -> None:
         conn = uow.conn
-        row = (await conn.execute(sa.select(imports).where(imports.c.id == event.import_id))).first()
+        row = await store.import_row(conn, event.import_id)
         if row is None:
             log.warning("status event for unknown import %s", event.import_id)
             return
@@ -390,7 +378,7 @@ class NotifierHandlers:
         if status is not current and not domain.is_terminal(status):
             values["status"] = status.value
         if values:
-            await conn.execute(imports.update().where(imports.c.id == row.id).values(**values))
+            await store.update_import(conn, row.id, values)
         if domain.is_terminal(status) and not domain.is_terminal(current):
             await self._finish(uow, row.id, status, event.message, event.message_en)
             await self.dispatch(uow)
@@ -399,37 +387,31 @@ class NotifierHandlers:
                             message=event.message)
 
     async def _record_step(self, conn: AsyncConnection, event: StatusEvent) -> None:
-        key = (steps.c.import_id == event.import_id) & (steps.c.stage == event.stage.value)
-        existing = (await conn.execute(sa.select(steps).where(key))).first()
+        existing = await store.get_step(conn, event.import_id, event.stage.value)
         ended = event.step_status not in (StepStatus.PENDING, StepStatus.RUNNING)
         if existing is None:
-            await conn.execute(steps.insert().values(
-                import_id=event.import_id, stage=event.stage.value, status=event.step_status.value,
+            await store.insert_step(
+                conn, import_id=event.import_id, stage=event.stage.value, status=event.step_status.value,
                 started_at=event.at, ended_at=event.at if ended else None, message=event.message,
-                message_en=event.message_en, counts=event.counts))
+                message_en=event.message_en, counts=event.counts)
             return
         merged = domain.merge_step(StepStatus(existing.status), event.step_status)
         if merged is StepStatus(existing.status) and existing.ended_at is not None and (
                 not ended or (event.counts == existing.counts and event.message == existing.message)):
             return  # duplicate or late event (an ended step with new figures — a confirmed selection — updates)
-        await conn.execute(steps.update().where(key).values(
-            status=merged.value,
-            started_at=min(as_utc(existing.started_at) or event.at, event.at),
-            ended_at=event.at if ended else existing.ended_at,
-            message=event.message or existing.message, message_en=event.message_en or existing.message_en,
-            counts=event.counts if event.counts is not None else existing.counts))
+        await store.update_step(conn, event.import_id, event.stage.value, {
+            "status": merged.value,
+            "started_at": min(as_utc(existing.started_at) or event.at, event.at),
+            "ended_at": event.at if ended else existing.ended_at,
+            "message": event.message or existing.message, "message_en": event.message_en or existing.message_en,
+            "counts": event.counts if event.counts is not None else existing.counts})
 
     # --- endings ----------------------------------------------------------------------------------
 
     async def _finish(self, uow: UnitOfWork, import_id: str, status: ImportStatus, message: str | None,
                       message_en: str | None, *, no_change: bool = False) -> None:
-        conn = uow.conn
         now = utcnow()
-        await conn.execute(imports.update().where(imports.c.id == import_id).values(
-            status=status.value, ended_at=now, message=message, message_en=message_en, no_change=no_change,
-            queued_stage=None, queued_at=None))
-        row = (await conn.execute(sa.select(imports.c.site, imports.c.mode, imports.c.started_at).where(
-            imports.c.id == import_id))).one()
+        row = await store.end_import(uow.conn, import_id, status.value, message, message_en, no_change, now)
         await self._log(uow, import_id, row.site, status, message=message)
         await self._lifecycle(uow, import_id)
         started = as_utc(row.started_at)
@@ -443,7 +425,7 @@ class NotifierHandlers:
         log.info("import %s: %s", import_id, status.value)
 
     async def _lifecycle(self, uow: UnitOfWork, import_id: str) -> None:
-        row = (await uow.conn.execute(sa.select(imports).where(imports.c.id == import_id))).one()
+        row = await store.import_row(uow.conn, import_id)
         event = ImportLifecycle(import_id=row.id, site=row.site, establishment=row.establishment,
                                 establishments=row.establishments, status=ImportStatus(row.status),
                                 mode=Mode(row.mode), file=FileRef(name=row.file_name, sha256=row.sha256,
@@ -459,7 +441,7 @@ class NotifierHandlers:
         payload = {"import_id": import_id, "site": site, "status": status.value, "label": short,
                    "label_detail": long, "stage": stage.value if stage else None,
                    "step_status": step.value if step else None, "message": message, "at": now.isoformat()}
-        await uow.conn.execute(event_log.insert().values(import_id=import_id, site=site, at=now, payload=payload))
+        await store.log_event(uow.conn, import_id, site, now, payload)
         await store.bump_admission(uow.conn)
         uow.after_commit(self.notify_streams)
 
@@ -480,7 +462,7 @@ class NotifierHandlers:
         every stage service records the abort (acknowledged before this returns) and the step in progress
         rolls back. Returns the status the import has (None: unknown) and why it could not be aborted."""
         async with self.db.read() as conn:
-            row = (await conn.execute(sa.select(imports).where(imports.c.id == import_id))).first()
+            row = await store.import_row(conn, import_id)
         if row is None:
             return None, None
         current = ImportStatus(row.status)
@@ -495,11 +477,11 @@ class NotifierHandlers:
         try:
             async with self.outbox.unit_of_work() as uow:
                 await self.db.advisory_lock(uow.conn, ADMISSION_LOCK)
-                row = (await uow.conn.execute(sa.select(imports).where(imports.c.id == import_id))).one()
+                row = await store.import_row(uow.conn, import_id)
                 if refusal := domain.abort_refusal(ImportStatus(row.status)):
                     return ImportStatus(row.status), refusal
-                await uow.conn.execute(imports.update().where(imports.c.id == import_id).values(
-                    artifacts={**(row.artifacts or {}), "abort_requested_at": iso(utcnow())}))
+                await store.update_import(uow.conn, import_id, {
+                    "artifacts": {**(row.artifacts or {}), "abort_requested_at": iso(utcnow())}})
                 await uow.emit(ImportAbort(import_id=import_id, site=row.site))
             missing, finished = await self.acks.wait(key, self.settings.deposit_ack_timeout_s)
         finally:
@@ -511,8 +493,7 @@ class NotifierHandlers:
             return ImportStatus.DONE, domain.ABORT_TOO_LATE
         status = await self.cancel(import_id)  # paused for its selection: ends now (the stages dropped it)
         async with self.db.read() as conn:
-            now = ImportStatus((await conn.execute(sa.select(imports.c.status).where(
-                imports.c.id == import_id))).scalar_one())
+            now = ImportStatus(await store.import_status(conn, import_id))
         if domain.is_terminal(now) and now is not ImportStatus.CANCELLED:
             return now, domain.abort_refusal(now)
         return status if status is ImportStatus.CANCELLED else now, None
@@ -527,7 +508,7 @@ class NotifierHandlers:
             async with self.outbox.unit_of_work() as uow:
                 conn = uow.conn
                 await self.db.advisory_lock(conn, ADMISSION_LOCK)
-                target = (await conn.execute(sa.select(imports).where(imports.c.id == import_id))).one()
+                target = await store.import_row(conn, import_id)
                 later = await store.integrated_after(conn, target.site, as_utc(target.ended_at) or utcnow())
                 active = await store.active_imports(conn, target.site, [s.value for s in ACTIVE])
                 newer = [integrated(r) for r in later if r.id != target.id]
@@ -556,15 +537,15 @@ class NotifierHandlers:
                             deposit=Deposit(file=file, mode=Mode.UNDO, source="rest",
                                             establishments=target.establishments,
                                             target_uais=sorted(target.establishments.values())))
-        await conn.execute(imports.insert().values(
-            id=new_id, site=target.site, establishment=target.establishment, scope=target.scope,
+        await store.insert_import(
+            conn, id=new_id, site=target.site, establishment=target.establishment, scope=target.scope,
             establishments=target.establishments, mode=Mode.UNDO.value, dry_run=False,
             status=ImportStatus.WAITING.value, source="rest", account=None, file_name=file.name,
             sha256=file.sha256, size=file.size, created_at=now, ended_at=None, no_change=False, message=fr,
-            message_en=en, counts={}, alerts=[], artifacts={"undo_of": target.id}))
-        await conn.execute(steps.insert().values(
-            import_id=new_id, stage=Stage.DEPOSIT.value, status=StepStatus.OK.value, started_at=now, ended_at=now,
-            message=fr, message_en=en))
+            message_en=en, counts={}, alerts=[], artifacts={"undo_of": target.id})
+        await store.insert_step(
+            conn, import_id=new_id, stage=Stage.DEPOSIT.value, status=StepStatus.OK.value, started_at=now,
+            ended_at=now, message=fr, message_en=en)
         await self._log(uow, new_id, target.site, ImportStatus.WAITING, stage=Stage.DEPOSIT, step=StepStatus.OK,
                         message=fr)
         # The deposit event locks the establishment's settings in threshold control (acknowledged), like a
@@ -576,7 +557,7 @@ class NotifierHandlers:
         """Cancel a waiting import or a manual import paused for its selection ("Interrompu")."""
         async with self.outbox.unit_of_work() as uow:
             await self.db.advisory_lock(uow.conn, ADMISSION_LOCK)
-            row = (await uow.conn.execute(sa.select(imports).where(imports.c.id == import_id))).first()
+            row = await store.import_row(uow.conn, import_id)
             if row is None:
                 return None
             current = ImportStatus(row.status)

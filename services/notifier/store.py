@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db import Database, as_utc, outbox_table, revoked_tokens_table, service_metadata, upsert
-from shared.messages import AccessRecorded, ImportStatus
+from shared.messages import AccessRecorded, ImportStatus, Stage
 
 metadata = service_metadata("notifier")
 
@@ -194,6 +194,86 @@ async def imports_by_id(conn: AsyncConnection, ids: list[str]) -> dict[str, Any]
     if not ids:
         return {}
     return {r.id: r for r in (await conn.execute(sa.select(imports).where(imports.c.id.in_(ids)))).all()}
+
+
+# --- the history the handlers write (each takes the caller's connection) ------------------------------
+
+
+async def import_row(conn: AsyncConnection, import_id: str) -> Any:
+    """An import's whole row (None when there is none)."""
+    return (await conn.execute(sa.select(imports).where(imports.c.id == import_id))).first()
+
+
+async def import_exists(conn: AsyncConnection, import_id: str) -> bool:
+    return (await conn.execute(sa.select(imports.c.id).where(imports.c.id == import_id))).first() is not None
+
+
+async def import_status(conn: AsyncConnection, import_id: str) -> str:
+    return str((await conn.execute(sa.select(imports.c.status).where(imports.c.id == import_id))).scalar_one())
+
+
+async def insert_import(conn: AsyncConnection, **values: Any) -> None:
+    await conn.execute(imports.insert().values(**values))
+
+
+async def update_import(conn: AsyncConnection, import_id: str, values: dict[str, Any]) -> None:
+    await conn.execute(imports.update().where(imports.c.id == import_id).values(**values))
+
+
+async def mark_superseded(conn: AsyncConnection, older_id: str, new_id: str) -> None:
+    await conn.execute(imports.update().where(imports.c.id == older_id).values(superseded_by=new_id))
+
+
+async def mark_started(conn: AsyncConnection, import_id: str, at: datetime) -> None:
+    """Admitted: received, and queued for its first stage (validation)."""
+    await conn.execute(imports.update().where(imports.c.id == import_id).values(
+        status=ImportStatus.RECEIVED.value, started_at=at, queued_stage=Stage.VALIDATION.value, queued_at=at))
+
+
+async def end_import(conn: AsyncConnection, import_id: str, status: str, message: str | None,
+                     message_en: str | None, no_change: bool, at: datetime) -> Any:
+    """The import ends (out of every stage queue); its site, mode and started_at, for the event log and the
+    metrics."""
+    await conn.execute(imports.update().where(imports.c.id == import_id).values(
+        status=status, ended_at=at, message=message, message_en=message_en, no_change=no_change,
+        queued_stage=None, queued_at=None))
+    return (await conn.execute(sa.select(imports.c.site, imports.c.mode, imports.c.started_at).where(
+        imports.c.id == import_id))).one()
+
+
+async def waiting_in_scope(conn: AsyncConnection, scope: str, other_than: str) -> list[Any]:
+    """The imports of `scope` waiting for admission, but `other_than` (those a new deposit may supersede)."""
+    return list((await conn.execute(sa.select(imports).where(
+        imports.c.scope == scope, imports.c.status == ImportStatus.WAITING.value,
+        imports.c.id != other_than))).all())
+
+
+async def last_integrated(conn: AsyncConnection, scope: str) -> Any:
+    """The last import of `scope` integrated (not a dry run), with changes or not."""
+    return (await conn.execute(sa.select(imports).where(
+        imports.c.scope == scope, imports.c.status == ImportStatus.DONE.value,
+        imports.c.dry_run.is_(False)).order_by(imports.c.ended_at.desc()).limit(1))).first()
+
+
+def _step_key(import_id: str, stage: str) -> Any:
+    return (steps.c.import_id == import_id) & (steps.c.stage == stage)
+
+
+async def get_step(conn: AsyncConnection, import_id: str, stage: str) -> Any:
+    return (await conn.execute(sa.select(steps).where(_step_key(import_id, stage)))).first()
+
+
+async def insert_step(conn: AsyncConnection, **values: Any) -> None:
+    await conn.execute(steps.insert().values(**values))
+
+
+async def update_step(conn: AsyncConnection, import_id: str, stage: str, values: dict[str, Any]) -> None:
+    await conn.execute(steps.update().where(_step_key(import_id, stage)).values(**values))
+
+
+async def log_event(conn: AsyncConnection, import_id: str, site: str, at: datetime, payload: dict[str, Any]) -> None:
+    """One line of the event log behind the SSE streams."""
+    await conn.execute(event_log.insert().values(import_id=import_id, site=site, at=at, payload=payload))
 
 
 # --- queries of the history API (each takes the caller's connection) ---------------------------------
