@@ -101,7 +101,9 @@ def test_abort_a_waiting_and_a_running_import(stack: Stack) -> None:
     assert ended["status"] == "cancelled" and ended["label"] == "Interrompu"
     sessions_step = next(s for s in ended["steps"] if s["stage"] == "sessions")
     assert sessions_step["status"] == "error" and "rien de cette étape" in sessions_step["message"]
-    # nothing of it: sessions and courses untouched, its groups and memberships restored
+    # nothing of it: sessions and courses untouched, its groups and memberships restored — by the reconciler
+    # when it hears of the cancellation (import.history.cancelled), so once the bus has handled that event
+    stack.drain()
     assert (sessions(api), groups(api), active_courses(api)) == before
     assert "sessions_created" not in report(api, running)
     assert api.call("PUT", f"/sites/{SITE}/thresholds", json={"controls": {"courses_created": {"value": 60}}}
