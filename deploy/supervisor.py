@@ -17,8 +17,6 @@ Settings read from the environment besides the services' own EDT_*:
   EDT_SERVICE_BASE_PORT  first service port (default EDT_PORT + 100; 0 = any free ports)
   EDT_CONSUMERS_VALIDATOR / _THRESHOLDS / _RECONCILER / _SCHEDULER / _NOTIFIER  processes per stage (1)
   EDT_START_TIMEOUT      seconds to wait for every service and nginx to answer (default 60)
-  EDT_STAGE_NICE         niceness of the four stage services' processes (default 0): under a herd the
-                         history API and uploads keep the CPU they need
   EDT_NGINX              the nginx binary (default: nginx on PATH, else /usr/sbin/nginx)
 
 A process that dies by itself is started again with backoff (`Cluster.revive`, logged; the command line
@@ -52,10 +50,6 @@ from deploy.nginx import SERVICES, render_nginx_conf
 from shared.blobs import generate_key
 
 SCALABLE = ("validator", "thresholds", "reconciler", "scheduler", "notifier")  # EDT_CONSUMERS_<NAME>
-# The stages' batch work yields the CPU to the processes that answer people (the notifier's history API,
-# the dropzone's uploads) when the machine is saturated: EDT_STAGE_NICE, their niceness (0 … 19).
-STAGE_SERVICES = ("validator", "thresholds", "reconciler", "scheduler")
-DEFAULT_STAGE_NICE = 0
 NGINX = "nginx"
 GATEWAY = "notifier"  # answers the product's /healthz, /readyz, /openapi.json and /docs behind nginx
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -204,7 +198,6 @@ class ClusterConfig:
     start_timeout: float
     nginx: str
     env: dict[str, str]  # the children's environment (without EDT_SERVICE_PORT)
-    stage_nice: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ClusterConfig:
@@ -258,8 +251,7 @@ class ClusterConfig:
                    port=port, base_port=base_port, data_dir=data_dir, blob_dir=blob_dir,
                    max_upload_mb=_env_int(env, "EDT_MAX_UPLOAD_MB", 100), consumers=consumers,
                    admin_token=admin_token, admin_token_generated=generated,
-                   start_timeout=_env_float(env, "EDT_START_TIMEOUT", 60.0), nginx=find_nginx(env), env=children,
-                   stage_nice=_env_int(env, "EDT_STAGE_NICE", DEFAULT_STAGE_NICE))
+                   start_timeout=_env_float(env, "EDT_START_TIMEOUT", 60.0), nginx=find_nginx(env), env=children)
 
 
 @dataclass
@@ -597,9 +589,6 @@ class Cluster:
             preexec = _set_parent_death_signal if threading.current_thread() is threading.main_thread() else None
             inst.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec)
-        if inst.service in STAGE_SERVICES and cfg.stage_nice:
-            with contextlib.suppress(OSError):  # the process may already be gone: its supervision says so
-                os.setpriority(os.PRIO_PROCESS, inst.proc.pid, cfg.stage_nice)
         inst.expected_exit = False
         inst.started_at = time.monotonic()
         inst.revive_at = None
