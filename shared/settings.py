@@ -35,9 +35,10 @@ class Settings(BaseSettings):
     # without it, and after how long an import never seen ending stops locking its site's thresholds.
     thresholds_lifecycle_wait_s: float = 10.0
     thresholds_lock_ttl_s: int = 6 * 3600
-    # A settings write that finds its site locked waits this long for an import that has just ended to
-    # release it (its end reaches threshold control a moment after the history shows it) before 423.
-    settings_lock_wait_s: float = Field(default=2.0, ge=0)
+    # An import's end reaches threshold control (its settings lock) and the dropzone (a site's first import,
+    # which deposit accounts wait for) a moment after the history shows it: a request that depends on that
+    # end waits this long for it before being refused, so a client that saw `done` is not.
+    import_end_wait_s: float = Field(default=2.0, ge=0)
     # Software accepted by file validation (design.md §8a): products, first year, format major versions.
     accepted_products: str = "EDT,PRONOTE"
     accepted_min_year: int = 2013

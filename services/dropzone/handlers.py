@@ -293,6 +293,7 @@ class Dropzone:
                              notify: bool) -> tuple[Any, str]:
         password = domain.generate_password()
         hashed = await self._slow_hash(self.hasher.hash, password)
+        await self._first_import_seen(site)
         async with self.db.transaction() as conn:
             site_row = await store.get_site(conn, site)
             if site_row is None:
@@ -317,6 +318,7 @@ class Dropzone:
     async def regenerate_password(self, site: str, login: str) -> tuple[Any, str]:
         password = domain.generate_password()
         hashed = await self._slow_hash(self.hasher.hash, password)
+        await self._first_import_seen(site)
         async with self.db.transaction() as conn:
             row = await store.update_account(conn, site, login, {
                 "password_hash": hashed, "password_changed_at": utcnow(), "failed_logins": 0, "locked_until": None})
@@ -371,6 +373,18 @@ class Dropzone:
         log.warning("login refused for %s from %s%s", login, client_ip, " (locked)" if locked else "")
         await asyncio.sleep(domain.failure_delay(self.failures.add(client_ip, time.monotonic())))
         return None
+
+    async def _first_import_seen(self, site: str) -> None:
+        """The site's first import reaches this service (import.history.done) a moment after the history shows
+        it `done`: an account asked for in that moment waits for it (EDT_IMPORT_END_WAIT_S) instead of being
+        refused. Returns at once when the site has it; a site that has none is refused after the wait."""
+        deadline = time.monotonic() + self.settings.import_end_wait_s
+        while time.monotonic() < deadline:
+            async with self.db.read() as conn:
+                row = await store.get_site(conn, site)
+            if row is None or row.first_import_at is not None:
+                return
+            await asyncio.sleep(0.05)  # polls the site's row: the event may be handled by another process
 
     async def _slow_hash(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._kdf, fn, *args)

@@ -74,8 +74,8 @@ def build_router(db: Database, settings: Settings) -> APIRouter:
         """Still locked once an import that has just ended had the time to release it: the history shows
         `done` as the notifier commits, and the end reaches this service a moment later, so a client that
         saw `done` and writes at once is not refused. A running import's lock is answered 423 after the wait
-        (`EDT_SETTINGS_LOCK_WAIT_S`); the transaction that writes checks the lock again."""
-        deadline = time.monotonic() + settings.settings_lock_wait_s
+        (`EDT_IMPORT_END_WAIT_S`); the transaction that writes checks the lock again."""
+        deadline = time.monotonic() + settings.import_end_wait_s
         while True:
             async with db.read() as conn:
                 if not await is_locked(conn):

@@ -50,3 +50,26 @@ def test_a_webdav_put_names_its_import_which_is_listed_before_its_answer(stack: 
         assert api.call("GET", f"/imports/{put.import_id}").status_code == 200
         assert api.history(SITE)[0]["id"] == put.import_id
         assert api.wait(put.import_id)["status"] == "done"
+
+
+def test_a_deposit_account_asked_for_as_the_first_import_shows_done_is_created(stack: Stack) -> None:
+    """The dropzone hears of the site's first import (import.history.done) a moment after the history shows
+    it `done`; an account asked for in that moment waits for it instead of being refused (409). The moment
+    is held open here by pausing the dropzone's lifecycle queue until the request is under way."""
+    import threading
+
+    api = stack.api
+    api.create_site(SITE, {EST: UAI})
+    stack.pause("edt.dropzone.lifecycle")
+    answer: list[int] = []
+    try:
+        assert api.wait(api.upload(SITE, EST, sample_xml(UAI, marker="first")))["status"] == "done"
+        asking = threading.Thread(target=lambda: answer.append(api.call(
+            "POST", f"/sites/{SITE}/accounts", json={"first_name": "Thibault", "last_name": "Bourgeois"}
+        ).status_code))
+        asking.start()
+        assert stack.queue_depth("edt.dropzone.lifecycle") >= 1  # the end has not reached the dropzone yet
+    finally:
+        stack.resume("edt.dropzone.lifecycle")
+    asking.join(30)
+    assert answer == [201]
