@@ -23,7 +23,7 @@ from services.validator.format.clear import parse_time_label
 from services.validator.format.container import decrypt_content, parse_software
 from services.validator.format.context import AcceptedSoftware, Limits, ParseMeta, ParseResult
 from services.validator.format.parse import parse_export
-from services.validator.format.problems import MESSAGES, Problem, make_problem
+from services.validator.format.problems import MESSAGES, Problem, make_problem, problem_view
 from services.validator.format.split import split_by_establishment
 from shared.messages import FileIdent, ImportStatus, StageCommand, StepStatus
 from shared.stage import StageResult
@@ -53,12 +53,6 @@ __all__ = [
 # ------------------------------------------------------------------------------- the stage's decision
 
 MAX_LISTED = 3  # problems quoted in the step's message; all are in the alerts
-
-
-def problem_view(p: Problem) -> dict[str, Any]:
-    return {"code": p.code, "severity": p.severity.value, "effect": p.effect, "message": p.message_fr,
-            "message_en": p.message_en,
-            "detail": {k: (list(v) if isinstance(v, set | tuple) else v) for k, v in p.detail.items()}}
 
 
 def summary(problems: list[dict[str, Any]], lang: str) -> str:

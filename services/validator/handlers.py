@@ -4,22 +4,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
-import dataclasses
 import multiprocessing
 import os
-import signal
-import threading
-import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from services.validator import domain, store
-from shared.blobs import BlobStore, Keyring
+from services.validator.format.worker import validate_file, warm, worker_init
+from shared.blobs import BlobStore
 from shared.bus import Delivery
 from shared.db import as_utc
 from shared.messages import FileIdent, ImportLifecycle, Mode, PrivacyRequest, StageCommand, iso, utcnow
@@ -27,66 +21,7 @@ from shared.messages import Stage as StageName
 from shared.outbox import Outbox
 from shared.settings import Settings
 from shared.stage import StageResult, UnitOfWork
-from shared.timetable import derive_closure_weeks, derive_courses, dumps, loads, person_row_prefix
-
-
-def validate_file(sha256: str, blob_dir: str, keyring: Keyring, partner_name: str, private_key: bytes | None,
-                  accepted: domain.AcceptedSoftware, expected_uais: list[str]) -> dict[str, Any]:
-    """Runs in a worker process: parse and check the deposited file (opened from its sealed blob, in memory
-    only), store the canonical model (and one part per establishment of a cité scolaire file) sealed in the
-    blob store, and return only small results."""
-    blobs = BlobStore(Path(blob_dir), keyring)
-    try:
-        source: Path | BinaryIO = blobs.open(sha256)
-    except OSError:
-        source = blobs.path(sha256)  # reported as unreadable by the parser, like any file it cannot open
-    result = domain.parse_export(source, partner_name=partner_name, private_key=private_key,
-                                 accepted=accepted, expected_uais=expected_uais)
-    out: dict[str, Any] = {
-        "errors": [domain.problem_view(p) for p in result.errors],
-        "warnings": [domain.problem_view(p) for p in result.warnings],
-        "meta": dataclasses.asdict(result.meta),
-        "timetable_sha256": None, "parts": {}, "counts": {},
-    }
-    tt = result.timetable
-    if not result.ok or tt is None:
-        return out
-    out["timetable_sha256"] = blobs.put_bytes(dumps(tt))[0]
-    if len(tt.establishments) > 1:
-        out["parts"] = {uai: blobs.put_bytes(dumps(part))[0]
-                        for uai, part in domain.split_by_establishment(tt).items()}
-    out["counts"] = {"subjects": len(tt.subjects), "teachers": len(tt.teachers), "staff": len(tt.staff),
-                     "classes": len(tt.classes), "groups": len(tt.groups), "students": len(tt.students),
-                     "rooms": len(tt.rooms), "slots": len(tt.slots), "courses": len(derive_courses(tt)),
-                     "closure_periods": len(derive_closure_weeks(tt))}
-    return out
-
-
-PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
-ORPHAN_CHECK_S = 1.0
-
-
-def worker_init(parent: int) -> None:
-    """Initializer of a worker process. Ctrl-C in a terminal reaches the whole process group, and the
-    service (the parent) is the one that stops its workers, quietly. A worker dies with its parent, however
-    that one ends (kill -9, out of memory): the kernel's parent-death signal where there is one, and a
-    thread watching the parent's pid whatever the platform (the death signal follows the parent *thread*
-    that spawned the worker, and can be missed when the parent died before it was set)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    threading.Thread(target=_die_with, args=(parent,), name="orphan-watchdog", daemon=True).start()
-
-
-def _die_with(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(ORPHAN_CHECK_S)
-    os._exit(1)  # orphaned: nothing of this process is worth finishing
-
-
-def warm() -> None:
-    """Runs in a new worker process: load the parser and its libraries before the first file comes."""
-    from services.validator.format import parse  # noqa: F401 - the import is the work
+from shared.timetable import loads, person_row_prefix
 
 
 def accepted_software(settings: Settings) -> domain.AcceptedSoftware:
@@ -112,6 +47,7 @@ class ValidatorStage:
     def _executor(self) -> ProcessPoolExecutor:
         # A separate process: parsing an XL export is CPU work that must not stall this service's loop.
         # "spawn", not fork: this process runs threads (WebDAV, aiosqlite) that fork would copy mid-state.
+        # The worker's functions live in a module of their own, which loads only the parser.
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.settings.parse_workers,
                                              mp_context=multiprocessing.get_context("spawn"),
@@ -119,8 +55,8 @@ class ValidatorStage:
         return self._pool
 
     async def warm_up(self) -> None:
-        """Start the worker process now: spawning it and importing the parser costs ~0.4 s, which the
-        first import would otherwise pay."""
+        """Start the worker process now: spawning it and loading the parser would otherwise be paid by the
+        first import."""
         await asyncio.get_running_loop().run_in_executor(self._executor(), warm)
 
     async def prepare(self, cmd: StageCommand) -> dict[str, Any] | None:

@@ -438,3 +438,9 @@ def make_problem(code: str, **detail: Any) -> Problem:
     rule = POLICY[code]
     values = _Fmt({k: (", ".join(map(str, v)) if isinstance(v, list | tuple) else v) for k, v in detail.items()})
     return Problem(code, rule.fr.format_map(values), rule.en.format_map(values), detail)
+
+
+def problem_view(p: Problem) -> dict[str, Any]:
+    return {"code": p.code, "severity": p.severity.value, "effect": p.effect, "message": p.message_fr,
+            "message_en": p.message_en,
+            "detail": {k: (list(v) if isinstance(v, set | tuple) else v) for k, v in p.detail.items()}}
