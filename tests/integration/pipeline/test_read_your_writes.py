@@ -4,6 +4,7 @@ that same moment — on SQLite and PostgreSQL, in one process (the distributed t
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from tests.harness import curl_put, sample_xml
@@ -65,10 +66,16 @@ def test_a_deposit_account_asked_for_as_the_first_import_shows_done_is_created(s
     resume = threading.Timer(0.5, stack.resume, ("edt.dropzone.lifecycle",))
     try:
         assert api.wait(api.upload(SITE, EST, sample_xml(UAI, marker="first")))["status"] == "done"
-        assert stack.queue_depth("edt.dropzone.lifecycle") >= 1  # the end has not reached the dropzone yet
+        # The end is published a moment after the history shows it (the outbox relays it after the commit):
+        # until it waits in the paused queue, unread by the dropzone.
+        deadline = time.monotonic() + 10
+        while stack.queue_depth("edt.dropzone.lifecycle") < 1:
+            assert time.monotonic() < deadline, "the import's end never reached the dropzone's queue"
+            time.sleep(0.01)
         resume.start()
         r = api.call("POST", f"/sites/{SITE}/accounts", json={"first_name": "Thibault", "last_name": "Bourgeois"})
     finally:
-        resume.join(10)
+        if resume.is_alive() or resume.finished.is_set():  # started (an assertion above may have failed first)
+            resume.join(10)
         stack.resume("edt.dropzone.lifecycle")
     assert r.status_code == 201, r.text
