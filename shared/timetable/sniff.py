@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -61,12 +62,32 @@ def _looks_like_xml(head: bytes) -> bool:
     return head.startswith(b"<") or head.startswith(b"\xff\xfe<") or head.startswith(b"\xfe\xff\x00<")
 
 
-def safe_iterparse(source: Any) -> Any:
-    """The one way exports are parsed: streaming, no DTD, no entities, no network, no huge nodes."""
+PARSE_CHUNK = 64 * 1024
+
+
+def safe_iterparse(source: IO[bytes] | Any) -> Iterator[tuple[str, Any]]:
+    """The one way exports are parsed: streaming, no DTD, no entities, no network, no huge nodes.
+
+    ("start"|"end", element) events from a pull parser fed `PARSE_CHUNK` bytes at a time. On malformed
+    input the events parsed before the fault come first, then the XMLSyntaxError: a file cut or spoilt
+    after its head still shows what it is (lxml's own iterparse may raise before any event of the chunk)."""
     from lxml import etree  # local: keeps `import shared.timetable` light for services that only read blobs
 
-    return etree.iterparse(source, events=("start", "end"), resolve_entities=False, no_network=True,
-                           load_dtd=False, huge_tree=False, remove_comments=True, remove_pis=True)
+    parser = etree.XMLPullParser(events=("start", "end"), resolve_entities=False, no_network=True,
+                                 load_dtd=False, huge_tree=False, remove_comments=True, remove_pis=True)
+    while True:
+        data = source.read(PARSE_CHUNK)
+        try:
+            if data:
+                parser.feed(data)
+            else:
+                parser.close()
+        except etree.XMLSyntaxError:
+            yield from parser.read_events()
+            raise
+        yield from parser.read_events()
+        if not data:
+            return
 
 
 def _sniff_stream(raw: IO[bytes], cap: int, *, is_zip: bool, member: str | None) -> Sniff:
