@@ -34,6 +34,7 @@ ATTEMPT_HEADER = "x-edt-attempt"
 OUTAGE_BACKOFF_MAX_S = 5.0  # the longest pause between two tries while the infrastructure is down
 PUBLISHED_KEPT = 200  # MemoryBus: the newest publishes kept for tests to inspect, older ones dropped
 DEAD_LETTERS_KEPT = 1000  # MemoryBus: per queue
+CONSUME_ATTEMPTS = 6  # RabbitBus.consume: 0.25 + 0.5 + … + 4 s of waits at most
 
 
 @dataclass
@@ -370,6 +371,26 @@ class RabbitBus(Bus):
     async def consume(self, queue: str, handler: Handler, *, bindings: tuple[tuple[str, str], ...] = (),
                       on_give_up: GiveUp | None = None, prefetch: int | None = None,
                       transient: bool = False) -> None:
+        """Declare `queue`, bind it and consume it. The broker may refuse a setup for a moment — a quorum
+        queue another process has just declared answers `noproc` until its replica runs (the connection
+        closes with INTERNAL_ERROR), an exclusive queue is held by a connection on its way out —: each
+        setup is tried again, over a few seconds, on a fresh channel once the connection is back."""
+        import aiormq
+
+        for attempt in range(CONSUME_ATTEMPTS):
+            try:
+                await self._consume_once(queue, handler, bindings, on_give_up, prefetch, transient)
+                return
+            except (aiormq.exceptions.AMQPConnectionError, aiormq.exceptions.ChannelClosed) as exc:
+                if attempt == CONSUME_ATTEMPTS - 1:
+                    raise
+                log.warning("consuming %s refused (%r): trying again", queue, exc)
+                await asyncio.sleep(0.25 * 2**attempt)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._connection.connected.wait(), 10)
+
+    async def _consume_once(self, queue: str, handler: Handler, bindings: tuple[tuple[str, str], ...],
+                            on_give_up: GiveUp | None, prefetch: int | None, transient: bool) -> None:
         channel = await self._connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=prefetch or self.prefetch)
         await self._declare_exchanges(channel)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 import aio_pika
@@ -35,6 +36,43 @@ async def test_publish_consume_and_topic_routing(rabbit_vhost: str) -> None:
     assert sorted(d.body for d in got) == [b"a", b"direct"]
     assert {d.message_id for d in got if d.body == b"a"} == {"m1"}
     await bus.close()
+
+
+async def test_a_consumer_refused_by_the_broker_for_a_moment_tries_again(rabbit_vhost: str) -> None:
+    """Another connection holds the queue (exclusive) as the consumer starts: the broker refuses the setup
+    (RESOURCE_LOCKED), as it refuses a quorum queue whose replica is not running yet (two processes of a
+    stage starting at once). The consumer tries again and consumes once the queue is free."""
+    holder = await aio_pika.connect(rabbit_vhost)
+    await (await holder.channel()).declare_queue("t.held", exclusive=True)
+    refusals: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "refused" in record.getMessage():
+                refusals.append(record)
+
+    collect = Collect()
+    logging.getLogger("edt.bus").addHandler(collect)
+    bus = RabbitBus(rabbit_vhost, max_retries=1, backoff_s=0.01)
+    await bus.start()
+    got: list[bytes] = []
+
+    async def handler(d: Delivery) -> None:
+        got.append(d.body)
+
+    try:
+        consuming = asyncio.create_task(bus.consume("t.held", handler))
+        await until(lambda: bool(refusals))
+        assert not consuming.done()
+        await holder.close()  # the exclusive queue goes with its connection
+        await asyncio.wait_for(consuming, 15)
+        await bus.publish("", "t.held", b"after")
+        await until(lambda: got == [b"after"])
+    finally:
+        logging.getLogger("edt.bus").removeHandler(collect)
+        await bus.close()
+        if not holder.is_closed:
+            await holder.close()
 
 
 async def test_failing_handler_is_retried_then_dead_lettered(rabbit_vhost: str) -> None:
