@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     prefetch: int = 4
     rabbitmq_management_url: str = "http://guest:guest@127.0.0.1:15672"
     # Read-your-writes: how long a deposit's answer waits for the notifier and threshold control to have
-    # recorded it (they normally take milliseconds; past this bound the client is answered anyway).
+    # recorded it (they normally take milliseconds; past this bound, 504 without an id if the history has not).
     deposit_ack_timeout_s: float = 10.0
     # Change events kept for GET /sites/{site}/changes (per site: the newest events, at most this many
     # and none older than this many hours).

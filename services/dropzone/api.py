@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.dropzone import store
 from services.dropzone.davguard import lock_expires_in, lock_id_of
-from services.dropzone.domain import DISK_FULL_EN, DISK_FULL_FR, is_disk_full
+from services.dropzone.domain import DISK_FULL_EN, DISK_FULL_FR, DepositNotListed, is_disk_full
 from services.dropzone.handlers import Dropzone
 from services.dropzone.schemas import (
     AccountCreate,
@@ -275,6 +275,8 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
                 raise
             raise Problem(507, "Insufficient Storage", DISK_FULL_FR, code="insufficient_storage",
                           detail_en=DISK_FULL_EN) from exc
+        except DepositNotListed as exc:
+            raise Problem(504, "Gateway Timeout", exc.fr, code="deposit_not_listed", detail_en=exc.en) from None
         finally:
             await asyncio.to_thread(FilePath(tmp).unlink, missing_ok=True)
         link = f"/api/v1/imports/{import_id}"
@@ -283,7 +285,7 @@ def build_router(db: Database, dropzone: Dropzone, settings: Settings) -> APIRou
 
     accepted = {202: {"description": "Recorded: the import is readable at `Location` at once",
                       "headers": {"Location": {"description": "The import", "schema": {"type": "string"}}}},
-                **problems(400, 401, 404, 413, 422, 507)}
+                **problems(400, 401, 404, 413, 422, 504, 507)}
 
     @router.post("/sites/{site}/establishments/{est}/imports", status_code=202, response_model=ImportAccepted,
                  summary="Upload an export for an establishment", responses=accepted)

@@ -233,3 +233,29 @@ def is_disk_full(exc: BaseException | None) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__ or getattr(exc, "src_exception", None)
     return False
+
+
+# --- read-your-writes ----------------------------------------------------------------------------
+
+HISTORY = "notifier"  # the service whose record makes an import readable and listed
+
+
+def history_missed(missing: Collection[str]) -> bool:
+    """An import id is handed out only once the history has recorded the import (design.md: an id the API
+    hands out is readable at once). `missing`: the services that did not acknowledge the deposit within
+    EDT_DEPOSIT_ACK_TIMEOUT_S; threshold control's settings lock alone does not make the id unreadable."""
+    return HISTORY in missing
+
+
+class DepositNotListed(Exception):
+    """The deposit is durable (blob store, deposits table, its event in the outbox) and goes through the
+    pipeline, but the history has not recorded it in time: its id would answer 404 yet, so none is given."""
+
+    fr = ("Dépôt reçu et conservé, mais l'historique des imports ne l'a pas encore enregistré (service "
+          "surchargé ou arrêté) : il y apparaîtra dès son retour, inutile de le déposer à nouveau.")
+    en = ("Deposit received and kept, but the import history has not recorded it yet (service overloaded or "
+          "down): it will appear there as soon as it is back; there is no need to deposit it again.")
+
+    def __init__(self, import_id: str) -> None:
+        super().__init__(self.en)
+        self.import_id = import_id

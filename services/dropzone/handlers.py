@@ -170,12 +170,14 @@ class Dropzone:
                 log.info("deposit target=%s name=%s sha=%s size=%d source=%s", target, name, sha[:12], size, source)
                 # Read-your-writes: answer once the import is recorded by the notifier (readable, listed) and
                 # the establishment's settings are locked by threshold control. The deposit is durable already:
-                # past the bound (a service down), the client is answered anyway and the import appears when
-                # it is back.
+                # past the bound, it goes on and appears when the service is back; without the history's
+                # record its id would answer 404, so the client is told that instead of given the id.
                 missing, _ = await self.acks.wait(f"deposit:{import_id}", self.settings.deposit_ack_timeout_s)
                 if missing:
-                    log.warning("deposit %s: not acknowledged within %.0f s (%s); answering anyway", import_id,
+                    log.warning("deposit %s: not acknowledged within %.0f s (%s)", import_id,
                                 self.settings.deposit_ack_timeout_s, ", ".join(sorted(missing)))
+                if domain.history_missed(missing):
+                    raise domain.DepositNotListed(import_id)
             finally:
                 self.acks.forget(f"deposit:{import_id}")
         return import_id

@@ -75,6 +75,7 @@ from wsgidav import util
 from wsgidav.dav_error import (
     HTTP_BAD_REQUEST,
     HTTP_FORBIDDEN,
+    HTTP_GATEWAY_TIMEOUT,
     HTTP_INTERNAL_ERROR,
     HTTP_NOT_FOUND,
     DAVError,
@@ -93,7 +94,13 @@ from services.dropzone.davguard import (
     check_path,
     refuse,
 )
-from services.dropzone.domain import DISK_FULL_EN, DISK_FULL_FR, is_deposit_candidate, is_disk_full
+from services.dropzone.domain import (
+    DISK_FULL_EN,
+    DISK_FULL_FR,
+    DepositNotListed,
+    is_deposit_candidate,
+    is_disk_full,
+)
 from services.dropzone.landings import STATE_DIR, Landings
 from shared.blobs import Keyring, SealedWriter, plain_size
 from shared.messages import ID_PATTERN
@@ -204,6 +211,8 @@ class _Bridge:
                              self.deposit_timeout_s)
         except DAVError:
             raise
+        except DepositNotListed as e:  # kept and on its way, but its id is not readable yet: no X-Import-Id
+            raise refuse(HTTP_GATEWAY_TIMEOUT, e.fr, e.en) from None
         except Exception as e:  # noqa: BLE001 - any gate failure fails the request, the file is not landed
             log.exception("deposit of %r for site %s / %s failed", name, site, establishment or "*")
             if is_disk_full(e):

@@ -8,8 +8,12 @@ import subprocess
 import time
 from collections.abc import Callable
 
+import pytest
+
 from tests.e2e.conftest import E2E
 from tests.harness import Api, sample_xml
+
+pytestmark = [pytest.mark.long]
 
 SITE = "4817"
 ESTS = {"1754": "0490856P", "4817": "0490857R"}
@@ -68,21 +72,24 @@ def test_validator_killed_mid_import_still_completes_once(cluster_factory: Calla
 
 
 def test_notifier_down_while_files_arrive_loses_and_duplicates_nothing(cluster_factory: Callable[..., E2E]) -> None:
-    e2e = cluster_factory()
+    e2e = cluster_factory(EDT_DEPOSIT_ACK_TIMEOUT_S="2")  # each deposit waits that long for the history
     api = Api(e2e.base_url, e2e.admin_token)
     api.create_site(SITE, ESTS)
     api.first_import(SITE, "1754", sample_xml("0490856P", marker="first"))
     e2e.cluster.kill("notifier")
-    # Deposits go on: the dropzone records them and its events wait in the notifier's durable queue.
-    ids = [api.upload(SITE, est, sample_xml(uai, marker=f"while-down-{est}")) for est, uai in ESTS.items()]
+    # Deposits go on: the dropzone keeps them and their events wait in the notifier's durable queue. Their
+    # ids would not be readable yet: the answer is 504 with the cause, no id.
+    for est, uai in ESTS.items():
+        r = api.call("POST", f"/sites/{SITE}/establishments/{est}/imports", data={"mode": "manual"},
+                     files={"file": ("EDT.xml", sample_xml(uai, marker=f"while-down-{est}"), "application/xml")})
+        assert r.status_code == 504 and r.json()["code"] == "deposit_not_listed", r.text
     e2e.cluster.restart("notifier")
-    # Answered without the notifier's acknowledgement (EDT_DEPOSIT_ACK_TIMEOUT_S), these imports become
-    # readable once the notifier has caught up with the events that waited for it.
+    # The notifier catches up with the events that waited for it: the imports are listed and go through.
     wait_drained(e2e.vhost, "edt.notifier")
-    for import_id in ids:
-        assert api.wait(import_id, timeout=60)["status"] == "done"
     history = wait_history(api, 3)
     assert len(history) == 3 and len({h["id"] for h in history}) == 3
+    for item in history:
+        assert api.wait(item["id"], timeout=60)["status"] == "done"
 
 
 def test_second_consumer_process_shares_a_stage(cluster_factory: Callable[..., E2E]) -> None:

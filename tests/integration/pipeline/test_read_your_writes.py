@@ -1,14 +1,18 @@
 """Read-your-writes (design.md §5): the import an upload (202, Location) or a WebDAV PUT (201, X-Import-Id)
 makes is readable and listed before that answer is sent, and the establishment's settings are locked from
-that same moment — on SQLite and PostgreSQL, in one process (the distributed twin is in tests/e2e)."""
+that same moment; when the history cannot record it in time, no id is handed out (504) — in one process (the
+distributed twins are in tests/e2e)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.harness import curl_put, sample_xml
-from tests.integration.conftest import Stack
+import pytest
+
+from tests.harness import curl_put, database, sample_xml
+from tests.integration.conftest import Stack, start_stack
 
 SITE, EST, UAI = "4817", "1754", "0490856P"
 
@@ -51,6 +55,42 @@ def test_a_webdav_put_names_its_import_which_is_listed_before_its_answer(stack: 
         assert api.call("GET", f"/imports/{put.import_id}").status_code == 200
         assert api.history(SITE)[0]["id"] == put.import_id
         assert api.wait(put.import_id)["status"] == "done"
+
+
+@pytest.fixture
+def impatient_stack(tmp_path: Path) -> Iterator[Stack]:
+    """A deposit waits 1 s (EDT_DEPOSIT_ACK_TIMEOUT_S) for the services to record it."""
+    with database("sqlite", tmp_path) as url:
+        yield from start_stack(tmp_path, url, EDT_DEPOSIT_ACK_TIMEOUT_S="1")
+
+
+def test_a_deposit_the_history_cannot_record_in_time_gets_504_and_no_id_then_appears(
+        impatient_stack: Stack, tmp_path: Path) -> None:
+    """The notifier holds the deposits' events (its queue paused, as when it is down or swamped): an upload
+    and a WebDAV PUT are kept, but answered 504 with the cause instead of an id that would answer 404. Once
+    the notifier reads its queue again, both are listed and go through."""
+    stack, api = impatient_stack, impatient_stack.api
+    api.create_site(SITE, {EST: UAI, "4818": "0490857R"})
+    api.first_import(SITE, EST, sample_xml(UAI, marker="first"))
+    account = api.create_account(SITE)
+    path = tmp_path / "EDT_To_KOSMOS_0490856P.xml"
+    path.write_bytes(sample_xml(UAI, marker="while-held"))
+    before = {item["id"] for item in api.history(SITE)}
+    stack.pause("edt.notifier")
+    try:
+        r = api.call("POST", f"/sites/{SITE}/establishments/4818/imports",
+                     files={"file": ("EDT.xml", sample_xml("0490857R"), "application/xml")}, data={"mode": "manual"})
+        assert r.status_code == 504 and r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["code"] == "deposit_not_listed" and "inutile de le déposer à nouveau" in r.json()["detail"]
+        assert "location" not in r.headers and "import_id" not in r.json()
+        put = curl_put(f"{stack.url}/webdav/{SITE}/{EST}/{path.name}", account["login"], account["password"], path)
+        assert put.status == 504 and put.import_id is None
+    finally:
+        stack.resume("edt.notifier")
+    stack.drain()
+    held = [item for item in api.history(SITE) if item["id"] not in before]
+    assert sorted(item["source"] for item in held) == ["rest", "webdav"]
+    assert [api.wait(item["id"])["status"] for item in held] == ["done", "done"]
 
 
 def test_a_deposit_account_asked_for_as_the_first_import_shows_done_is_created(stack: Stack) -> None:

@@ -7,11 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 from services.dropzone.domain import (
     CallerFailures,
+    DepositNotListed,
     LoginCache,
     LoginState,
     account_creation_refusal,
     failure_delay,
     generate_password,
+    history_missed,
     is_deposit_candidate,
     is_disk_full,
     is_locked,
@@ -138,3 +140,11 @@ def test_is_disk_full_sees_a_full_volume_or_a_quota_however_wrapped() -> None:
         assert is_disk_full(outer)
     assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
     assert not is_disk_full(ValueError("x")) and not is_disk_full(None)
+
+
+def test_an_id_is_handed_out_only_once_the_history_recorded_the_deposit() -> None:
+    assert not history_missed(set())
+    assert not history_missed({"thresholds"})  # its settings lock late: the import is readable all the same
+    assert history_missed({"notifier"}) and history_missed({"notifier", "thresholds"})
+    refusal = DepositNotListed("abc")
+    assert refusal.import_id == "abc" and "déposer à nouveau" in refusal.fr and "deposit it again" in refusal.en
