@@ -32,7 +32,7 @@ from tests.harness import CURRENT_SCHOOL_YEAR, database, sample_xml
 from tests.harness import curl_put as harness_put
 from tests.integration.conftest import Stack, start_stack
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [pytest.mark.e2e, pytest.mark.long]
 
 SITE, EST, UAI = "4817", "1754", "0490856P"
 ROOT = Path(__file__).resolve().parents[2]

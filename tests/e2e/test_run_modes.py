@@ -24,7 +24,7 @@ from deploy.supervisor import REPO_ROOT, free_port
 from tests.e2e.conftest import MANAGEMENT_URL, rabbit_vhost
 from tests.harness import postgres_database
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [pytest.mark.e2e, pytest.mark.long]
 
 LABELS = ("API", "Admin token", "Site token", "WebDAV", "Deposit the bundled sample export:", "Follow the history:",
           "Change events (Server-Sent Events):")

@@ -1,5 +1,5 @@
-"""Integration fixtures: the embedded app on a real server, parametrised on SQLite and PostgreSQL
-(and on the real RabbitMQ bus where a test asks for it)."""
+"""Integration fixtures: the embedded app on a real server, on SQLite or, with `BOTH_BACKENDS`, on SQLite and
+PostgreSQL (and on the real RabbitMQ bus where a test asks for it)."""
 
 from __future__ import annotations
 
@@ -91,9 +91,15 @@ def start_stack(tmp: Path, db_url: str, broker_url: str = "memory://", **overrid
         server.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+# On both databases: the tests of what SQL decides (conflicts, locks, purges, migrations, undo). The rest of
+# the pipeline's rules are the same code on either; they run on SQLite, what `make run` uses, while the
+# e2e tests run the whole distributed product on PostgreSQL.
+BOTH_BACKENDS = pytest.mark.parametrize("db_kind", ["sqlite", "postgres"], indirect=True)
+
+
+@pytest.fixture
 def db_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+    return str(getattr(request, "param", "sqlite"))
 
 
 @pytest.fixture

@@ -11,7 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import Stack
+
+pytestmark = [pytest.mark.long]
 
 MAX_EXAMPLES = int(os.environ.get("EDT_SCHEMATHESIS_EXAMPLES", "3"))
 SEED = os.environ.get("EDT_SCHEMATHESIS_SEED", "20261201")  # fixed: the same cases on every run

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.integration.api.test_schemathesis import schemathesis_run
 from tests.integration.conftest import Stack
+
+pytestmark = [pytest.mark.long]
 
 
 def test_every_operation_passes_schemathesis_examples_and_fuzzing(sqlite_stack: Stack, tmp_path: Path) -> None:

@@ -1,1 +1,5 @@
-from tests.integration.dropzone.webdav_fixtures import fake_webdav_server, webdav_server  # noqa: F401
+from tests.integration.dropzone.webdav_fixtures import (  # noqa: F401
+    fake_webdav_server,
+    product_webdav_server,
+    webdav_server,
+)

@@ -18,6 +18,8 @@ import pytest
 
 from tests.integration.dropzone.webdav_fixtures import Deposit, RealWebdavServer, WebdavServer, unseal
 
+pytestmark = [pytest.mark.long]
+
 FINAL = "EDT_To_KOSMOS_0490856P.xml"
 EXPORT = (b'<?xml version="1.0" encoding="UTF-8"?>\n<ExportEmploiDuTemps UAI="0490856P">' + b"x" * 2000
           + b"</ExportEmploiDuTemps>\n")

@@ -14,6 +14,8 @@ import pytest
 from tests.harness import sample_xml
 from tests.integration.dropzone.webdav_fixtures import RealWebdavServer, start_real_webdav_server
 
+pytestmark = [pytest.mark.long]
+
 
 @pytest.fixture
 def product(tmp_path: Path) -> Iterator[RealWebdavServer]:

@@ -74,6 +74,12 @@ def product(tmp_path: Path) -> Iterator[RealWebdavServer]:
     yield from start_real_webdav_server(tmp_path)
 
 
+@pytest.fixture
+def product_webdav_server(tmp_path: Path) -> Iterator[RealWebdavServer]:
+    """Here a fresh product per test: the locks a test takes outlive it."""
+    yield from start_real_webdav_server(tmp_path)
+
+
 def second_account(s: RealWebdavServer) -> tuple[str, str]:
     other = s.api.create_account(s.site, "Paul", "Martin")
     return other["login"], other["password"]

@@ -19,6 +19,7 @@ dropzone's recorded deposits; the tests only use the attributes above.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import threading
 import time
@@ -185,28 +186,45 @@ class RealWebdavServer(WebdavServer):
     """The whole embedded product: the same attributes, deposits read back through the REST API."""
 
     api: Any = None
+    before: frozenset[str] = frozenset()  # imports made before this test (the server is the module's)
 
     @property
     def deposits(self) -> list[Deposit]:
-        # The history is fed by status events after each deposit committed: read until it is stable.
-        previous = self._read_deposits()
-        while True:
-            time.sleep(0.3)
-            current = self._read_deposits()
-            if current == previous:
-                return current
-            previous = current
+        # A deposit is answered once the history lists it (read-your-writes): one read is the truth.
+        return self._read_deposits()
+
+    def webdav_items(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(site, login, history item) of every WebDAV deposit of both sites."""
+        return [(site, login, item)
+                for site, login in ((self.site, self.login), (self.other_site, self.other_login))
+                for item in self.api.history(site, limit=500) if item["source"] == "webdav"]
+
+    def clear_folders(self) -> None:
+        """Delete, over WebDAV as a client would, what earlier tests left in the establishments' folders
+        (a deposited file stays listed for its grace period)."""
+        import httpx
+        from lxml import etree
+
+        folders = [(self.auth, (self.site, est)) for est in self.establishments]
+        folders.append(((self.other_login, self.other_password), (self.other_site, self.other_site)))
+        for auth, (site, est) in folders:
+            with httpx.Client(auth=auth, timeout=10) as client:
+                url = self.url(site, est, "")
+                listing = client.request("PROPFIND", url, headers={"Depth": "1"})
+                assert listing.status_code == 207, listing.text
+                hrefs = [e.text for e in etree.fromstring(listing.content).iter("{DAV:}href")]
+                for href in hrefs:
+                    if href and not url.endswith(href):
+                        assert client.delete(url.split("/webdav", 1)[0] + href).status_code in (200, 204, 404)
 
     def _read_deposits(self) -> list[Deposit]:
         found = []
-        for site, login in ((self.site, self.login), (self.other_site, self.other_login)):
-            for item in self.api.history(site, limit=500):
-                if item["source"] != "webdav":
-                    continue
-                data = self.api.call("GET", f"/imports/{item['id']}/source", params={"raw": "true"}).content
-                target = item["establishment"]
-                found.append((item["created_at"], Deposit(site, target, item["file"]["name"], data,
-                                                          item.get("account") or login)))
+        for site, login, item in self.webdav_items():
+            if item["id"] in self.before:
+                continue
+            data = self.api.call("GET", f"/imports/{item['id']}/source", params={"raw": "true"}).content
+            found.append((item["created_at"], Deposit(site, item["establishment"], item["file"]["name"], data,
+                                                      item.get("account") or login)))
         return [d for _, d in sorted(found, key=lambda pair: pair[0])]
 
 
@@ -230,11 +248,20 @@ def start_real_webdav_server(tmp_path: Path, **overrides: str) -> Iterator[RealW
         stacks.close()
 
 
+@pytest.fixture(scope="module")
+def product_webdav_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealWebdavServer]:
+    """The whole embedded product, one per test module: its sites' first imports are what it costs."""
+    yield from start_real_webdav_server(tmp_path_factory.mktemp("product"))
+
+
 @pytest.fixture(params=["webdav-layer", "product"])
 def webdav_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WebdavServer]:
-    """Each protocol test runs twice: on the WebDAV layer with a fake gate, and on the whole embedded
-    product (real dropzone, blob store, pipeline, history API)."""
+    """Each protocol test runs twice: on the WebDAV layer with a fake gate (a fresh one per test), and on
+    the whole embedded product (real dropzone, blob store, pipeline, history API), where a test sees the
+    deposits made since it started."""
     if request.param == "webdav-layer":
         yield from fake_webdav_server.__wrapped__(tmp_path)  # type: ignore[attr-defined]
     else:
-        yield from start_real_webdav_server(tmp_path)
+        product: RealWebdavServer = request.getfixturevalue("product_webdav_server")
+        product.clear_folders()
+        yield dataclasses.replace(product, before=frozenset(item["id"] for *_, item in product.webdav_items()))

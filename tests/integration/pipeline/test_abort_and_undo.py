@@ -11,7 +11,7 @@ from typing import Any
 from tests.factory import make_school
 from tests.factory.directory import make_directory
 from tests.harness import Api
-from tests.integration.conftest import Stack
+from tests.integration.conftest import BOTH_BACKENDS, Stack
 
 SITE, EST, UAI = "4817", "1754", "0490856P"
 BASE = f"/sites/{SITE}/establishments/{EST}"
@@ -114,6 +114,7 @@ def test_abort_a_waiting_and_a_running_import(stack: Stack) -> None:
     assert api.wait(api.upload(SITE, EST, make_school("XS", 4, uai=UAI, changes=10).to_xml_bytes()))["status"] == "done"
 
 
+@BOTH_BACKENDS
 def test_undo_restores_the_state_before_the_last_integrated_import(stack: Stack) -> None:
     api = stack.api
     first = setup(api, 4)

@@ -7,10 +7,14 @@ import io
 import time
 import zipfile
 
+import pytest
+
 from shared.messages import StageCommand
 from shared.observability import MESSAGES
 from tests.harness import sample_xml
 from tests.integration.conftest import Stack
+
+pytestmark = [pytest.mark.long]
 
 SITE = "4817"
 ESTS = {"1754": "0490856P", "4817": "0490857R", "9001": "0490858S"}

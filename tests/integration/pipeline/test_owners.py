@@ -13,7 +13,7 @@ import pytest
 from shared.bus import MemoryBus
 from shared.observability import BUS_RETRIES, STAGE_FAILURES
 from tests.harness import database, sample_xml
-from tests.integration.conftest import Stack, start_stack
+from tests.integration.conftest import BOTH_BACKENDS, Stack, start_stack
 
 SITE = "4817"
 ESTS = {"1754": "0490856P", "4817": "0490857R"}
@@ -37,6 +37,7 @@ def deliver_again(stack: Stack, queue: str, import_id: str) -> None:
 
 @pytest.mark.parametrize("queue,stage", [("edt.validate", "validation"), ("edt.thresholds", "thresholds"),
                                          ("edt.groups", "groups"), ("edt.sessions", "sessions")])
+@BOTH_BACKENDS
 def test_a_command_delivered_twice_at_once_is_a_duplicate_not_a_failure(stack: Stack, queue: str,
                                                                         stage: str) -> None:
     stack.api.create_site(SITE, ESTS)

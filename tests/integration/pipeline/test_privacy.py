@@ -16,7 +16,7 @@ from shared.reconcile import Directory
 from tests.factory import make_school
 from tests.factory.directory import make_directory
 from tests.harness import Api, curl_put, database
-from tests.integration.conftest import Stack, start_stack
+from tests.integration.conftest import BOTH_BACKENDS, Stack, start_stack
 
 SITE, EST = "4817", "1754"
 UAI = "0490856P"
@@ -56,6 +56,7 @@ def current_snapshot(api: Api) -> str:
 # --- retention -----------------------------------------------------------------------------------------
 
 
+@BOTH_BACKENDS
 def test_retention_run_empties_what_expired_keeps_the_baseline_and_the_history(expiring_stack: Stack) -> None:
     api, blobs = expiring_stack.api, expiring_stack.runtime.blobs
     school, first_file = school_export(1)
@@ -99,6 +100,7 @@ def test_retention_run_empties_what_expired_keeps_the_baseline_and_the_history(e
     assert blobs.exists(model_of(api, third["id"]))
 
 
+@BOTH_BACKENDS
 def test_the_purge_runs_by_itself(db_kind: str, tmp_path: Path) -> None:
     with database(db_kind, tmp_path) as url:
         stacks = start_stack(tmp_path, url, EDT_RETENTION_INTERVAL_S="0.3", **EXPIRED_AT_ONCE)
@@ -143,6 +145,7 @@ def a_matched_student(api: Api, school: Any, directory: Any) -> tuple[str, Any]:
     raise AssertionError("no matched student")
 
 
+@BOTH_BACKENDS
 def test_a_person_is_exported_from_every_service_then_erased_everywhere(stack: Stack) -> None:
     api = stack.api
     school, data = school_export()

@@ -20,6 +20,7 @@ from services.reconciler import store as reconciler
 from services.validator import store as validator
 from shared.db import Database
 from tests.harness import database
+from tests.integration.conftest import BOTH_BACKENDS
 
 ENDED = datetime(2026, 9, 10, 8, 0, tzinfo=UTC)
 OLD_FR = "3 homonyme(s) parmi les élèves (ex. ALUN Alain, MARTIN Léa) : le rapprochement par nom sera ambigu."
@@ -40,6 +41,7 @@ def run(url: str, work: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
     return asyncio.run(go())
 
 
+@BOTH_BACKENDS
 def test_past_imports_get_their_end_their_snapshots_and_lose_the_names(db_kind: str, tmp_path: Path) -> None:
     with database(db_kind, tmp_path, migrated=False) as url:
         command.upgrade(alembic_config(url), "0008")

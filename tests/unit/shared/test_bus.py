@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.bus import Delivery, MemoryBus, topic_matches
+from shared.bus import DEAD_LETTERS_KEPT, PUBLISHED_KEPT, Delivery, MemoryBus, topic_matches
 
 
 def test_topic_matching() -> None:
@@ -161,3 +161,31 @@ def test_outages_told_apart_from_bad_messages() -> None:
             raise RuntimeError("step failed") from inner
     except RuntimeError as outer:
         assert is_outage(outer)
+
+
+async def test_the_in_process_bus_keeps_a_bounded_number_of_messages() -> None:
+    """A long-running embedded server does not keep what its bus carried: the newest PUBLISHED_KEPT
+    publishes and DEAD_LETTERS_KEPT dead letters per queue, whatever went through (`python -m
+    tests.faults.memory` measures the embedded server's RSS over 50 real imports)."""
+    bus = MemoryBus(max_retries=0, backoff_s=0.001, prefetch=64)
+    handled: list[bytes] = []
+
+    async def handler(d: Delivery) -> None:
+        handled.append(d.body)
+
+    async def poison(d: Delivery) -> None:
+        raise RuntimeError("poison")
+
+    await bus.consume("q", handler, bindings=(("edt.status", "import.#"),))
+    await bus.consume("dlq-source", poison)
+    for n in range(PUBLISHED_KEPT + 300):
+        await bus.publish("edt.status", "import.deposit.ok", b"%d " % n + b" " * 10_000)
+    for n in range(DEAD_LETTERS_KEPT + 100):
+        await bus.publish("", "dlq-source", b"%d" % n)
+    await bus.drain(30)
+    assert len(handled) == PUBLISHED_KEPT + 300  # every message delivered…
+    assert len(bus.published) == PUBLISHED_KEPT  # …the newest kept
+    assert bus.published[-1][2] == b"%d" % (DEAD_LETTERS_KEPT + 99)
+    assert len(bus.dead_letters["dlq-source"]) == DEAD_LETTERS_KEPT
+    assert bus.dead_letters["dlq-source"][-1].body == b"%d" % (DEAD_LETTERS_KEPT + 99)
+    await bus.close()

@@ -218,13 +218,10 @@ def test_loads_refuses_another_model_version() -> None:
         loads(data)
 
 
-def test_round_trip_is_fast_for_a_large_school() -> None:
-    import time
-
+def test_round_trip_of_a_large_school() -> None:
+    # its speed is make bench's to measure (the codec runs in every stage of every import there)
     model = make_school("L", 1).timetable
-    start = time.perf_counter()
     assert loads(dumps(model)) == model
-    assert time.perf_counter() - start < 1.0
 
 
 # -------------------------------------------------------------------------------------------- sniff
