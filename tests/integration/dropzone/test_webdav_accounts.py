@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Iterator
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
+from argon2.exceptions import VerificationError
 
 from tests.harness import sample_xml
 from tests.integration.dropzone.webdav_fixtures import RealWebdavServer, start_real_webdav_server
@@ -112,14 +115,28 @@ def test_login_failures_cost_the_same_whether_the_account_exists_or_is_locked(
     kinds = {"wrong password": lambda i: (s.login, f"wrong-{i}"),
              "unknown login": lambda i: (f"emp.nobody{i}.here", "whatever-pw"),
              "locked account": lambda i: (locked, s.other_password)}
+    # Paired rounds: the three kinds back to back, then one argon2 verification as the product does it,
+    # timed in the same moment; the machine's load (other test workers) varies between rounds, not within.
+    hasher, stored = PasswordHasher(), PasswordHasher().hash("a-reference-password")
     costs: dict[str, list[float]] = {k: [] for k in kinds}
-    for i in range(5):
-        for n, (kind, credentials) in enumerate(kinds.items()):
-            costs[kind].append(timed_failure(s, credentials(i), f"127.0.{10 + i}.{10 + n}"))
+    gaps: list[float] = []
+    hashes: list[float] = []
+    for i in range(7):
+        cost = {kind: timed_failure(s, credentials(i), f"127.0.{10 + i}.{10 + n}")
+                for n, (kind, credentials) in enumerate(kinds.items())}
+        started = time.perf_counter()
+        with contextlib.suppress(VerificationError):
+            hasher.verify(stored, "not-the-password")
+        hashes.append(time.perf_counter() - started)
+        for kind, value in cost.items():
+            costs[kind].append(value)
+        gaps.append(max(cost.values()) - min(cost.values()))
     medians = {kind: statistics.median(values) for kind, values in costs.items()}
-    print("login failure cost (median of 5, s):", {k: round(v, 3) for k, v in medians.items()})
+    gap, hash_cost = statistics.median(gaps), statistics.median(hashes)
+    print("login failure cost (median of 7, s):", {k: round(v, 3) for k, v in medians.items()},
+          f"gap {gap:.3f} s, one hash verification {hash_cost:.3f} s")
     assert min(medians.values()) >= 0.25, medians  # every one is slowed down
-    # well under a hash verification's cost (~0.25 s here) or one step of the slow-down
-    assert max(medians.values()) - min(medians.values()) <= 0.1, medians
+    # An oracle would show as one hash verification's cost between the kinds: the gap stays well under it.
+    assert gap <= max(0.1, hash_cost / 2), (medians, gaps, hashes)
     # five wrong passwords (under the lockout threshold) left the account usable
     assert propfind(s, s.auth) == 207
