@@ -19,6 +19,7 @@ import pytest
 
 from deploy.supervisor import Cluster, ClusterError
 from shared.blobs import generate_key
+from tests.e2e.conftest import cluster_factory  # noqa: F401  (test_resilience.py: the e2e tier's private clusters)
 from tests.faults.infra import PrivatePostgres, PrivateRabbit
 from tests.harness import Api
 

@@ -1,4 +1,6 @@
-"""A service killed mid-work never duplicates or loses an import (distributed mode, real processes)."""
+"""A service killed mid-work never duplicates or loses an import (distributed mode, real processes): clusters of
+the e2e tier (`cluster_factory`, on the machine's RabbitMQ and PostgreSQL), in the fault suite for what they
+kill and restart."""
 
 from __future__ import annotations
 
@@ -8,12 +10,8 @@ import subprocess
 import time
 from collections.abc import Callable
 
-import pytest
-
 from tests.e2e.conftest import E2E
 from tests.harness import Api, sample_xml
-
-pytestmark = [pytest.mark.long]
 
 SITE = "4817"
 ESTS = {"1754": "0490856P", "4817": "0490857R"}
