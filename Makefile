@@ -11,7 +11,8 @@ PYTEST_ARGS ?=
 # Test files are spread over three workers per two cores (each file keeps its fixtures in one process): a
 # third of a test's time is spent waiting on processes, brokers and browsers. The files marked `long` are
 # handed out first (tests/conftest.py), then the others in collection order. Measured here (2 cores):
-# 2 workers 9:02, 3 workers 6:32, 4 workers 6:25 with timing tests failing under the contention.
+# 2 workers 9:02, 3 workers 6:32, 4 workers 6:25 with timing tests failing under the contention (then
+# 4:36 with 3 once the resilience kills moved to the fault suite).
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n * 3 / 2 > 1 ? n * 3 / 2 : 1 )))
 
 .PHONY: help venv migrate run run-distributed nginx check-services test test-faults test-real bench bench-herd lint
