@@ -4,6 +4,7 @@ and no session is generated on them."""
 from __future__ import annotations
 
 import time
+from datetime import date, timedelta
 
 from tests.harness import sample_xml
 from tests.integration.conftest import Stack
@@ -13,19 +14,35 @@ ESTS = {"1754": "0490856P", "4817": "0490857R"}
 CLOSED = [{"start": "2026-12-01", "end": "2026-12-02", "label": "Journées pédagogiques"}]
 
 
-def sessions_on(stack: Stack, day: str) -> list[dict]:
-    return stack.api.ok("GET", f"/sites/{SITE}/establishments/1754/sessions",
+def sessions_on(stack: Stack, day: str, est: str = "1754") -> list[dict]:
+    return stack.api.ok("GET", f"/sites/{SITE}/establishments/{est}/sessions",
                         params={"from": day, "to": day, "limit": 500})["items"]
+
+
+def school_days_ahead(stack: Stack, est: str) -> list[str]:
+    """A Monday, Tuesday and Wednesday to come on which `est`, imported without closures, has sessions
+    (sessions are generated from the import's time on, and the school year has holidays)."""
+    start = date.today() + timedelta(days=2)
+    first_monday = start + timedelta(days=(7 - start.weekday()) % 7)
+    for week in range(60):
+        days = [(first_monday + timedelta(days=7 * week + d)).isoformat() for d in range(3)]
+        if all(sessions_on(stack, day, est) for day in days):
+            return days
+    raise AssertionError("no school week ahead in the export")
 
 
 def test_no_session_on_an_establishment_closure(stack: Stack) -> None:
     stack.api.create_site(SITE, ESTS)
-    put = stack.api.ok("PUT", f"/sites/{SITE}/establishments/1754/closures", json=CLOSED)
-    assert put["items"] == CLOSED
-    assert stack.api.ok("GET", f"/sites/{SITE}/establishments/1754/closures")["items"] == CLOSED
+    # the twin establishment, without closures, shows which days ahead are school days
+    assert stack.api.wait(stack.api.upload(SITE, "4817", sample_xml("0490857R")))["status"] == "done"
+    monday, tuesday, wednesday = school_days_ahead(stack, "4817")
+    closed = [{"start": monday, "end": tuesday, "label": "Journées pédagogiques"}]
+    put = stack.api.ok("PUT", f"/sites/{SITE}/establishments/1754/closures", json=closed)
+    assert put["items"] == closed
+    assert stack.api.ok("GET", f"/sites/{SITE}/establishments/1754/closures")["items"] == closed
     assert stack.api.wait(stack.api.upload(SITE, "1754", sample_xml("0490856P")))["status"] == "done"
-    assert sessions_on(stack, "2026-12-01") == [] and sessions_on(stack, "2026-12-02") == []
-    assert len(sessions_on(stack, "2026-12-03")) > 0, "the days around are school days"
+    assert sessions_on(stack, monday) == [] and sessions_on(stack, tuesday) == []
+    assert len(sessions_on(stack, wednesday)) > 0, "the day after the closure is a school day"
 
 
 def test_closures_are_validated_and_isolated(stack: Stack) -> None:
