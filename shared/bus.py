@@ -34,7 +34,7 @@ ATTEMPT_HEADER = "x-edt-attempt"
 OUTAGE_BACKOFF_MAX_S = 5.0  # the longest pause between two tries while the infrastructure is down
 PUBLISHED_KEPT = 200  # MemoryBus: the newest publishes kept for tests to inspect, older ones dropped
 DEAD_LETTERS_KEPT = 1000  # MemoryBus: per queue
-CONSUME_ATTEMPTS = 6  # RabbitBus.consume: 0.25 + 0.5 + … + 4 s of waits at most
+CONSUME_ATTEMPTS = 6  # RabbitBus.consume: tries 0.25, 0.5, 1, 2, 4 s apart, each once the connection is back
 
 
 @dataclass
