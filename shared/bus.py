@@ -102,6 +102,11 @@ class Bus(ABC):
         process's own queue, gone with it (a notice only the live process cares about, e.g. an
         acknowledgement it waits for), not a durable queue shared by the consumers of a service."""
 
+    @abstractmethod
+    async def unbind(self, queue: str, exchange: str, pattern: str) -> None:
+        """Remove a binding `queue` had (one an earlier version declared: bindings outlive their consumer);
+        nothing when there is no such binding or queue."""
+
     async def queue_stats(self, queue: str) -> dict[str, Any]:
         return {}
 
@@ -213,6 +218,9 @@ class MemoryBus(Bus):
 
     def _queue(self, name: str) -> asyncio.Queue[Delivery]:
         return self.queues.setdefault(name, asyncio.Queue())
+
+    async def unbind(self, queue: str, exchange: str, pattern: str) -> None:
+        self.bindings = [b for b in self.bindings if b != (exchange, pattern, queue)]
 
     async def publish(self, exchange: str, routing_key: str, body: bytes, *, message_id: str | None = None,
                       headers: dict[str, Any] | None = None) -> None:
@@ -388,6 +396,19 @@ class RabbitBus(Bus):
                 await asyncio.sleep(0.25 * 2**attempt)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._connection.connected.wait(), 10)
+
+    async def unbind(self, queue: str, exchange: str, pattern: str) -> None:
+        import aiormq
+
+        channel = await self._connection.channel()
+        try:
+            q = await channel.get_queue(queue, ensure=True)
+            await q.unbind(exchange, routing_key=pattern)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            pass  # no such queue (a new broker): no binding to remove
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
 
     async def _consume_once(self, queue: str, handler: Handler, bindings: tuple[tuple[str, str], ...],
                             on_give_up: GiveUp | None, prefetch: int | None, transient: bool) -> None:

@@ -556,6 +556,9 @@ class BodyLimit:
             return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
+        if length in (None, b"0") and b"transfer-encoding" not in headers:
+            await self.app(scope, receive, send)  # no body (RFC 9112 §6.3): nothing to count
+            return
         too_large = upload_too_large(self.file_cap)
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await problem_response(too_large)(scope, receive, send)
@@ -609,6 +612,9 @@ class LazyMount:
         await self.app(scope, receive, send)
 
 
+UPSTREAM_KEEPALIVE_S = 75
+
+
 def run_service(name: str, build: Callable[[Runtime], Service]) -> None:
     """Entry point of one service process (distributed mode): `python -m services.<name>.main`."""
     import os
@@ -621,4 +627,8 @@ def run_service(name: str, build: Callable[[Runtime], Service]) -> None:
     runtime = build_runtime(settings)
     app = create_app(runtime, [build(runtime)])
     port = int(os.environ.get("EDT_SERVICE_PORT", settings.port))
-    uvicorn.run(app, host=settings.host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    # Idle keep-alive connections are closed by nginx (its upstream keepalive_timeout, 60 s), never first by
+    # the service: a connection the service closes just as nginx sends a request on it is a 502, and nginx
+    # does not retry a PUT or a POST elsewhere.
+    uvicorn.run(app, host=settings.host, port=port, log_level="warning", timeout_graceful_shutdown=5,
+                timeout_keep_alive=UPSTREAM_KEEPALIVE_S)

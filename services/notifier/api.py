@@ -24,7 +24,6 @@ from services.notifier.schemas import (
     DeadLetterQueueRead,
     DeadLetterRead,
     DeadLettersRead,
-    FileRead,
     ImportList,
     ImportRead,
     PersonErasureRead,
@@ -37,22 +36,20 @@ from services.notifier.schemas import (
     ReportRead,
     RetainedCopy,
     RetentionRunRead,
-    StepRead,
     UndoAccepted,
 )
+from services.notifier.views import RenderedView, ViewCache, import_view, render
 from shared.blobs import BlobStore
 from shared.bus import Bus, Delivery
 from shared.db import Database, as_utc
 from shared.deps import AdminPrincipal, CurrentPrincipal, EntId, SiteId, SitePrincipal
 from shared.messages import (
     ID_PATTERN,
-    PIPELINE,
     RETENTION_OWNERS,
     STAGE_QUEUES,
     ImportStatus,
     Mode,
     Stage,
-    StepStatus,
     iso,
     utcnow,
 )
@@ -77,7 +74,6 @@ from shared.web import (
     problems,
 )
 
-STAGE_ORDER = [Stage.DEPOSIT, *PIPELINE]
 Once = Annotated[bool, Query(description="Replay what is logged, then close")]
 Live = Annotated[bool, Query(description="Skip what is logged already: only the events from now on (a page "
                                          "that has just read the current state)")]
@@ -91,53 +87,18 @@ class EventStream(StreamingResponse):
     media_type = "text/event-stream"
 
 
-def import_view(row: Any, step_rows: list[Any], position: int | None, eta: int | None) -> ImportRead:
-    """`row`: the import as `store.VIEW_COLUMNS` reads it (its establishment's name; the id when the name is
-    not known)."""
-    status = ImportStatus(row.status)
-    short, long = domain.label_for(status)
-    by_stage = {s.stage: s for s in step_rows}
-    step_list = []
-    for stage in STAGE_ORDER:
-        s = by_stage.get(stage.value)
-        step_list.append(StepRead(stage=stage, label=domain.STEP_LABELS[stage],
-                                  status=s.status if s else StepStatus.PENDING,
-                                  started_at=iso(s.started_at) if s else None, ended_at=iso(s.ended_at) if s else None,
-                                  message=s.message if s else None, message_en=s.message_en if s else None))
-    ended = sum(1 for s in step_list if s.status not in (StepStatus.PENDING, StepStatus.RUNNING))
-    return ImportRead.model_validate({
-        "id": row.id,
-        "site": row.site,
-        "establishment": row.establishment,
-        "establishment_label": (row.establishment_name or row.establishment) if row.establishment else "Tous",
-        "establishments": row.establishments,
-        "mode": row.mode,
-        "auto": row.mode == "auto",
-        "dry_run": row.dry_run,
-        "status": status,
-        "label": short,
-        "label_detail": long,
-        "created_at": iso(row.created_at),
-        "started_at": iso(row.started_at),
-        "ended_at": iso(row.ended_at),
-        "queue_position": position,
-        "eta_s": eta,
-        "progress": 100 if domain.is_terminal(status) else round(100 * ended / len(step_list)),
-        "file": FileRead(name=row.file_name, sha256=row.sha256, size=row.size),
-        "source": row.source,
-        "account": row.account,
-        "message": row.message,
-        "message_en": row.message_en,
-        "no_change": row.no_change,
-        "superseded_by": row.superseded_by,
-        "steps": step_list,
-        "counts": row.counts or {},
-        "alerts": row.alerts or [],
-        "links": {"self": f"/api/v1/imports/{row.id}", "report": f"/api/v1/imports/{row.id}/report",
-                  "source": f"/api/v1/imports/{row.id}/source"},
-        "undo_of": row.undo_of,
-        "abort_requested_at": row.abort_requested_at,
-    })
+class JSONBytes(Response):
+    """JSON encoded already (a kept view): answered as it is, the route's response_model documents it."""
+
+    media_type = "application/json"
+
+
+# The rendered views a notifier process keeps (views.ViewCache): an M school's is ~14 KB, so about 4,000
+# imports — every site of an académie and its last few imports.
+VIEW_CACHE_BYTES = 64 * 1024 * 1024
+# How long a history read waits for an event being applied in this process (NotifierHandlers.settled): one
+# event takes a few milliseconds when nothing squeezes in.
+READ_YIELD_S = 0.02
 
 
 class QueueBoard:
@@ -154,8 +115,11 @@ class QueueBoard:
         self._avg = 30.0
         self._lock = asyncio.Lock()
 
-    async def read(self, conn: Any, waiting_ids: list[str]) -> tuple[dict[str, int], float]:
-        version = await store.admission_at(conn)
+    async def read(self, conn: Any, waiting_ids: list[str], version: int | None = None) -> tuple[dict[str, int],
+                                                                                                 float]:
+        """`version`: the admission version read with the rows shown, if it was (else read here)."""
+        if version is None:
+            version = await store.admission_at(conn)
         if version != self._version or any(i not in self._positions for i in waiting_ids):
             async with self._lock:  # one computation for the requests that arrive together
                 if version > self._version or any(i not in self._positions for i in waiting_ids):
@@ -216,8 +180,9 @@ async def refresh_metrics(db: Database, bus: Bus) -> None:
             IMPORTS.labels(status.value, mode.value).set(counts.get((status.value, mode.value), 0))
 
 
-# The queues whose dead letters the ops routes list and replay: the stages' commands and the status events.
-DEAD_LETTER_QUEUES = (*STAGE_QUEUES.values(), "edt.notifier")
+# The queues whose dead letters the ops routes list and replay: the stages' commands, the deposits and the
+# status events.
+DEAD_LETTER_QUEUES = (*STAGE_QUEUES.values(), "edt.notifier.deposits", "edt.notifier")
 
 
 def dead_letter_read(d: Delivery) -> DeadLetterRead:
@@ -245,7 +210,9 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
     async def positions_and_etas(conn: Any, rows: list[Any]) -> tuple[dict[str, int], float]:
         if not any(ImportStatus(r.status) in ACTIVE for r in rows):
             return {}, 0.0  # nothing waiting or running in view: no position, no ETA to compute
-        return await board.read(conn, [r.id for r in rows if r.status == ImportStatus.WAITING.value])
+        versions = [v for r in rows if (v := getattr(r, "admission", None)) is not None]
+        return await board.read(conn, [r.id for r in rows if r.status == ImportStatus.WAITING.value],
+                                min(versions) if len(versions) == len(rows) else None)
 
     def eta_for(row: Any, positions: dict[str, int], avg: float) -> tuple[int | None, int | None]:
         status = ImportStatus(row.status)
@@ -262,6 +229,24 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
         if row is None or not who.can_access(row.site):
             raise not_found("Import")
         return row
+
+    views = ViewCache(VIEW_CACHE_BYTES)
+
+    async def rendered(conn: Any, stamps: list[Any]) -> dict[str, bytes]:
+        """Each import's JSON as a read answers it, by id, from its stamp (store.STAMP_COLUMNS): the view kept
+        for that revision, else rendered from the row read now (whose status then places it in the queue)."""
+        found: dict[str, tuple[Any, RenderedView]] = {
+            s.id: (s, view) for s in stamps if (view := views.current(s)) is not None}
+        missing = [s.id for s in stamps if s.id not in found]
+        if missing:
+            grouped = await store.steps_of(conn, missing)
+            for row in await store.import_views(conn, missing):
+                view = render(row, grouped[row.id])
+                views.keep(row.id, view)
+                found[row.id] = (row, view)
+        rows = [row for row, _ in found.values()]
+        positions, avg = await positions_and_etas(conn, rows)
+        return {i: view.body(*eta_for(row, positions, avg)) for i, (row, view) in found.items()}
 
     async def read_import(import_id: str, who: Principal) -> ImportRead:
         async with db.read() as conn:
@@ -282,7 +267,7 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
                                                         json_schema_extra={"enum": ["auto", "manual", "undo",
                                                                                     ""]})] = None,
                       limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                      cursor: Annotated[str | None, cursor_query(datetime, str)] = None) -> ImportList:
+                      cursor: Annotated[str | None, cursor_query(datetime, str)] = None) -> Response:
         wanted = None
         if status:
             wanted = status.split(",")
@@ -293,24 +278,29 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
             raise Problem(400, "Bad Request", "mode is auto, manual or undo", code="invalid_mode")
         after = decode_cursor(cursor, datetime, str)
         page_after = (after[0], after[1]) if after else None
+        await handlers.settled(READ_YIELD_S)
         async with db.read() as conn:
-            rows = await store.history_page(conn, site, establishment=establishment, statuses=wanted, mode=mode or None,
-                                            after=page_after, limit=limit + 1)
-            page = rows[:limit]
-            grouped = await store.steps_of(conn, [r.id for r in page])
-            positions, avg = await positions_and_etas(conn, page)
-        items = [import_view(r, grouped[r.id], *eta_for(r, positions, avg)) for r in page]
-        next_cursor = None
-        if len(rows) > limit:
-            last = page[-1]
-            next_cursor = encode_cursor(last.created_at, last.id)
-        return ImportList(items=items, next_cursor=next_cursor)
+            stamps = await store.history_page(conn, site, establishment=establishment, statuses=wanted,
+                                              mode=mode or None, after=page_after, limit=limit + 1)
+            page = stamps[:limit]
+            bodies = await rendered(conn, page)
+        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(stamps) > limit else None
+        items = b",".join(bodies[s.id] for s in page if s.id in bodies)
+        return JSONBytes(b'{"items":[%b],"next_cursor":%b}' % (items, json.dumps(next_cursor).encode()))
 
     @router.get("/imports/{import_id}", response_model=ImportRead,
                 summary="An import: status, queue position, ETA, steps, counts, alerts",
                 responses=problems(401, 404, 422))
-    async def detail(import_id: str, who: CurrentPrincipal) -> ImportRead:
-        return await read_import(import_id, who)
+    async def detail(import_id: str, who: CurrentPrincipal) -> Response:
+        await handlers.settled(READ_YIELD_S)
+        async with db.read() as conn:
+            stamp = await store.import_stamp(conn, import_id)
+            if stamp is None or not who.can_access(stamp.site):
+                raise not_found("Import")
+            body = (await rendered(conn, [stamp])).get(import_id)
+        if body is None:
+            raise not_found("Import")
+        return JSONBytes(body)
 
     @router.get("/imports/{import_id}/source", response_class=ZipResponse,
                 summary="The deposited file as received",

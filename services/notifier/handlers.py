@@ -63,8 +63,11 @@ LEASED = tuple(s for s in IN_FLIGHT if s is not ImportStatus.AWAITING_SELECTION)
 # This process's own queue: every stage's heartbeats (each notifier process sees them all).
 LEASE_BINDINGS = ((STATUS_EXCHANGE, "lease.*"),)
 ADMISSION_LOCK = "admission"  # advisory lock: admission decisions are serialised across processes
-# The notifier listens to the stages' events, not to its own lifecycle events (import.history.*).
-STATUS_BINDINGS = tuple((STATUS_EXCHANGE, f"import.{stage.value}.#") for stage in Stage)
+# The notifier listens to the stages' events, not to its own lifecycle events (import.history.*). The
+# deposits have a queue of their own: the dropzone answers its client once the deposit is recorded here, and
+# a herd's deposits must not wait behind the stage events of the imports already running.
+DEPOSIT_BINDINGS = ((STATUS_EXCHANGE, f"import.{Stage.DEPOSIT.value}.#"),)
+STATUS_BINDINGS = tuple((STATUS_EXCHANGE, f"import.{stage.value}.#") for stage in Stage if stage is not Stage.DEPOSIT)
 ESTABLISHMENTS_QUEUE = "edt.notifier.establishments"
 # This process's own queue: the acknowledgements of the aborts and undo imports it is answering.
 ACK_BINDINGS = ((STATUS_EXCHANGE, "abort.ack.*"), (STATUS_EXCHANGE, "deposit.ack.thresholds"))
@@ -118,6 +121,10 @@ class NotifierHandlers:
         self.acks = AckWaiter()  # aborts and undo locks this process answers once acknowledged
         self.blobs = blobs
         self._log_grew = asyncio.Event()
+        # Events being applied under the admission lock (on_status), for the reads that hold back meanwhile.
+        self._applying = 0
+        self._settled = asyncio.Event()
+        self._settled.set()
         # request id → the services whose answer it still waits for, the answers, and the event set when done
         self._privacy: dict[str, tuple[set[str], dict[str, PrivacyReply], asyncio.Event]] = {}
 
@@ -145,12 +152,41 @@ class NotifierHandlers:
                 span(f"notifier {event.stage.value} {event.step_status.value}", delivery.headers,
                      import_id=event.import_id, site=event.site, establishment=event.establishment,
                      stage=event.stage.value):
-            async with self.outbox.unit_of_work() as uow:
-                await self.db.advisory_lock(uow.conn, ADMISSION_LOCK)
-                if event.stage is Stage.DEPOSIT:
-                    await self._on_deposit(uow, event)
-                else:
-                    await self._on_stage_event(uow, event)
+            holding = False
+            try:
+                async with self.outbox.unit_of_work() as uow:
+                    await self.db.advisory_lock(uow.conn, ADMISSION_LOCK)
+                    holding = self._hold_reads()
+                    if event.stage is Stage.DEPOSIT:
+                        await self._on_deposit(uow, event)
+                    else:
+                        await self._on_stage_event(uow, event)
+            finally:
+                if holding:
+                    self._release_reads()
+
+    # The events are applied one at a time, under the admission lock, and each step of one waits its turn
+    # on this process's event loop: the history reads of a herd's front-ends (hundreds a second), taking
+    # their turns in between, stretched every hold of the lock, and the events fell behind (deposits
+    # recorded late, admissions late). A read that arrives while an event is applied waits for it a
+    # moment (api.py, READ_YIELD_S) instead.
+
+    def _hold_reads(self) -> bool:
+        self._applying += 1
+        self._settled.clear()
+        return True
+
+    def _release_reads(self) -> None:
+        self._applying -= 1
+        if not self._applying:
+            self._settled.set()
+
+    async def settled(self, at_most: float) -> None:
+        """Until no event is being applied in this process, `at_most` seconds at most."""
+        if self._applying:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(at_most):
+                    await self._settled.wait()
 
     async def on_establishment(self, delivery: Delivery) -> None:
         """An establishment was created or renamed (EstablishmentUpdated): the history shows its name."""

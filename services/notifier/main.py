@@ -13,6 +13,7 @@ from services.notifier.handlers import (
     ACK_BINDINGS,
     CHANGES_BINDINGS,
     CHANGES_QUEUE,
+    DEPOSIT_BINDINGS,
     ESTABLISHMENT_BINDINGS,
     ESTABLISHMENTS_QUEUE,
     LEASE_BINDINGS,
@@ -26,6 +27,8 @@ from shared.web import Runtime, Service, TokenRevocations, run_service
 from shared.worker import PeriodicPurge
 
 STATUS_QUEUE = "edt.notifier"
+DEPOSITS_QUEUE = "edt.notifier.deposits"
+EVENTS_PREFETCH = 2
 ACCESS_QUEUE = "edt.notifier.access"
 
 
@@ -47,7 +50,12 @@ def build(rt: Runtime) -> Service:
         retention.start_in_background()
         await rt.bus.consume(f"edt.notifier.leases.{uuid.uuid4().hex[:12]}", handlers.on_heartbeat,
                              bindings=LEASE_BINDINGS, transient=True, prefetch=16)
-        await rt.bus.consume(STATUS_QUEUE, handlers.on_status, bindings=STATUS_BINDINGS)
+        # Two at a time each: the events are applied one by one under the admission lock, and every further
+        # one taken would only hold a connection of the pool — the history reads' — waiting for that lock.
+        await rt.bus.consume(DEPOSITS_QUEUE, handlers.on_status, bindings=DEPOSIT_BINDINGS, prefetch=EVENTS_PREFETCH)
+        await rt.bus.consume(STATUS_QUEUE, handlers.on_status, bindings=STATUS_BINDINGS, prefetch=EVENTS_PREFETCH)
+        for exchange, pattern in DEPOSIT_BINDINGS:  # the status queue had them before the deposits had a queue
+            await rt.bus.unbind(STATUS_QUEUE, exchange, pattern)
         await rt.bus.consume(ESTABLISHMENTS_QUEUE, handlers.on_establishment, bindings=ESTABLISHMENT_BINDINGS)
         # One at a time: the stream's ids follow the order the scheduler published them in.
         await rt.bus.consume(CHANGES_QUEUE, handlers.on_changes, bindings=CHANGES_BINDINGS, prefetch=1)

@@ -3,6 +3,7 @@ API's queries."""
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,6 +44,9 @@ imports = sa.Table(
     # The stage queue this import waits in and since when (ops: oldest message age per stage).
     sa.Column("queued_stage", sa.String(16), nullable=True),
     sa.Column("queued_at", sa.DateTime(timezone=True), nullable=True),
+    # Bumped by every write of the row or of its steps: the history API's rendered views are kept per
+    # revision (services/notifier/views.py), in every notifier process alike.
+    sa.Column("revision", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index("ix_notifier_imports_site_created", "site", "created_at"),
     sa.Index("ix_notifier_imports_status", "status"),
     sa.Index("ix_notifier_imports_scope_status", "scope", "status"),
@@ -216,17 +220,22 @@ async def insert_import(conn: AsyncConnection, **values: Any) -> None:
     await conn.execute(imports.insert().values(**values))
 
 
+def _revise(import_id: str) -> Any:
+    """The UPDATE of an import's row that every write goes through: it bumps the row's revision."""
+    return imports.update().where(imports.c.id == import_id).values(revision=imports.c.revision + 1)
+
+
 async def update_import(conn: AsyncConnection, import_id: str, values: dict[str, Any]) -> None:
-    await conn.execute(imports.update().where(imports.c.id == import_id).values(**values))
+    await conn.execute(_revise(import_id).values(**values))
 
 
 async def mark_superseded(conn: AsyncConnection, older_id: str, new_id: str) -> None:
-    await conn.execute(imports.update().where(imports.c.id == older_id).values(superseded_by=new_id))
+    await conn.execute(_revise(older_id).values(superseded_by=new_id))
 
 
 async def mark_started(conn: AsyncConnection, import_id: str, at: datetime) -> None:
     """Admitted: received, and queued for its first stage (validation)."""
-    await conn.execute(imports.update().where(imports.c.id == import_id).values(
+    await conn.execute(_revise(import_id).values(
         status=ImportStatus.RECEIVED.value, started_at=at, queued_stage=Stage.VALIDATION.value, queued_at=at))
 
 
@@ -234,7 +243,7 @@ async def end_import(conn: AsyncConnection, import_id: str, status: str, message
                      message_en: str | None, no_change: bool, at: datetime) -> Any:
     """The import ends (out of every stage queue); its site, mode and started_at, for the event log and the
     metrics."""
-    await conn.execute(imports.update().where(imports.c.id == import_id).values(
+    await conn.execute(_revise(import_id).values(
         status=status, ended_at=at, message=message, message_en=message_en, no_change=no_change,
         queued_stage=None, queued_at=None))
     return (await conn.execute(sa.select(imports.c.site, imports.c.mode, imports.c.started_at).where(
@@ -265,10 +274,12 @@ async def get_step(conn: AsyncConnection, import_id: str, stage: str) -> Any:
 
 async def insert_step(conn: AsyncConnection, **values: Any) -> None:
     await conn.execute(steps.insert().values(**values))
+    await conn.execute(_revise(values["import_id"]))  # a step is part of its import's view
 
 
 async def update_step(conn: AsyncConnection, import_id: str, stage: str, values: dict[str, Any]) -> None:
     await conn.execute(steps.update().where(_step_key(import_id, stage)).values(**values))
+    await conn.execute(_revise(import_id))
 
 
 async def log_event(conn: AsyncConnection, import_id: str, site: str, at: datetime, payload: dict[str, Any]) -> None:
@@ -290,14 +301,32 @@ VIEW_FROM = imports.outerjoin(establishment_names, sa.and_(establishment_names.c
 STEP_COLUMNS = tuple(c for c in steps.c if c.name != "counts")  # a step's counts are in the import's
 
 
+# What a read needs to know whether its cached view is current, and to place an import in the queue: no
+# JSON column. `revision` and the establishment's name are what a view is kept under.
+# The admission version comes with them: placing an active import in the queue needs it, one round trip fewer.
+STAMP_COLUMNS = (imports.c.id, imports.c.site, imports.c.status, imports.c.created_at, imports.c.started_at,
+                 imports.c.revision, establishment_names.c.name.label("establishment_name"),
+                 ADMISSION_AT.scalar_subquery().label("admission"))
+
 # Built once: the history API runs these on every read, and building a statement costs more than its cache
 # lookup.
 IMPORT_VIEW = sa.select(*VIEW_COLUMNS).select_from(VIEW_FROM).where(imports.c.id == sa.bindparam("id"))
+IMPORT_VIEWS = sa.select(*VIEW_COLUMNS).select_from(VIEW_FROM).where(
+    imports.c.id.in_(sa.bindparam("ids", expanding=True)))
+IMPORT_STAMP = sa.select(*STAMP_COLUMNS).select_from(VIEW_FROM).where(imports.c.id == sa.bindparam("id"))
 STEPS_OF = sa.select(*STEP_COLUMNS).where(steps.c.import_id.in_(sa.bindparam("ids", expanding=True)))
 
 
 async def get_import(conn: AsyncConnection, import_id: str) -> Any:
     return (await conn.execute(IMPORT_VIEW, {"id": import_id})).first()
+
+
+async def import_stamp(conn: AsyncConnection, import_id: str) -> Any:
+    return (await conn.execute(IMPORT_STAMP, {"id": import_id})).first()
+
+
+async def import_views(conn: AsyncConnection, import_ids: list[str]) -> list[Any]:
+    return list((await conn.execute(IMPORT_VIEWS, {"ids": import_ids})).all()) if import_ids else []
 
 
 async def steps_of(conn: AsyncConnection, import_ids: list[str]) -> dict[str, list[Any]]:
@@ -309,24 +338,36 @@ async def steps_of(conn: AsyncConnection, import_ids: list[str]) -> dict[str, li
     return out
 
 
+@functools.cache
+def _history_query(site_wide: bool | None, statuses: bool, mode: bool, after: bool) -> Any:
+    """The history page's statement for one combination of filters, built once (its values are bound)."""
+    query = sa.select(*STAMP_COLUMNS).select_from(VIEW_FROM).where(imports.c.site == sa.bindparam("site"))
+    if site_wide is not None:
+        query = query.where(imports.c.establishment.is_(None) if site_wide
+                            else imports.c.establishment == sa.bindparam("establishment"))
+    if statuses:
+        query = query.where(imports.c.status.in_(sa.bindparam("statuses", expanding=True)))
+    if mode:
+        query = query.where(imports.c.mode == sa.bindparam("mode"))
+    if after:
+        at: Any = sa.bindparam("at", type_=imports.c.created_at.type)
+        last_id: Any = sa.bindparam("last_id")
+        query = query.where(sa.or_(imports.c.created_at < at, sa.and_(imports.c.created_at == at,
+                                                                       imports.c.id < last_id)))
+    return query.order_by(imports.c.created_at.desc(), imports.c.id.desc()).limit(sa.bindparam("limit"))
+
+
 async def history_page(conn: AsyncConnection, site: str, *, establishment: str | None, statuses: list[str] | None,
                        mode: str | None, after: tuple[datetime, str] | None, limit: int) -> list[Any]:
-    """Up to `limit` imports of the site, newest first, after the (created_at, id) of a previous page.
-    `establishment` None: all; `"*"` or `"Tous"`: the site-wide imports only."""
-    query = sa.select(*VIEW_COLUMNS).select_from(VIEW_FROM).where(imports.c.site == site)
-    if establishment is not None:
-        query = query.where(imports.c.establishment.is_(None) if establishment in ("*", "Tous")
-                            else imports.c.establishment == establishment)
-    if statuses:
-        query = query.where(imports.c.status.in_(statuses))
-    if mode:
-        query = query.where(imports.c.mode == mode)
-    if after:
-        at, last_id = after
-        query = query.where(sa.or_(imports.c.created_at < at,
-                                   sa.and_(imports.c.created_at == at, imports.c.id < last_id)))
-    query = query.order_by(imports.c.created_at.desc(), imports.c.id.desc()).limit(limit)
-    return list((await conn.execute(query)).all())
+    """The stamps (STAMP_COLUMNS) of up to `limit` imports of the site, newest first, after the (created_at,
+    id) of a previous page. `establishment` None: all; `"*"` or `"Tous"`: the site-wide imports only."""
+    site_wide = None if establishment is None else establishment in ("*", "Tous")
+    query = _history_query(site_wide, bool(statuses), bool(mode), after is not None)
+    values: dict[str, Any] = {"site": site, "establishment": establishment, "statuses": statuses, "mode": mode,
+                              "limit": limit}
+    if after is not None:
+        values["at"], values["last_id"] = after
+    return list((await conn.execute(query, {k: v for k, v in values.items() if v is not None})).all())
 
 
 async def recent_durations(conn: AsyncConnection, n: int = 20) -> list[float]:

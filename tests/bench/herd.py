@@ -233,7 +233,7 @@ def run_herd(api: Api, files: list[SiteFiles], accounts: dict[str, dict[str, str
     offsets = sorted((rng.uniform(0, window), f) for f in files)
     samples: list[Sample] = []
     reader = Reader(api, [f.site for f in files], rate)
-    start = time.monotonic()
+    start, wall_start = time.monotonic(), time.time()
     reader.start()
 
     def deposit(offset: float, f: SiteFiles) -> None:
@@ -241,12 +241,13 @@ def run_herd(api: Api, files: list[SiteFiles], accounts: dict[str, dict[str, str
         if delay > 0:
             time.sleep(delay)
         account = accounts[f.site]
+        began = time.monotonic() - start  # the wait is the deposit's: from the moment its upload begins
         put = curl_put(f"{api.base_url}/webdav/{f.site}/{f.est}/EDT_To_KOSMOS_{f.uai}.xml", account["login"],
                        account["password"], f.follow)
         assert put.status in (201, 204) and put.import_id, put
-        sample = Sample(f.site, put.import_id, time.monotonic() - start)
+        sample = Sample(f.site, put.import_id, began)
         samples.append(sample)
-        follow(api, sample, start)
+        follow(api, sample, wall_start)
 
     with ThreadPoolExecutor(len(files)) as pool:
         list(pool.map(lambda a: deposit(*a), offsets))
@@ -254,8 +255,12 @@ def run_herd(api: Api, files: list[SiteFiles], accounts: dict[str, dict[str, str
     return samples, reader, time.monotonic() - start
 
 
-def follow(api: Api, sample: Sample, start: float) -> None:
-    """Until the import ends, recording its queue positions (every 2 s: a front-end's refresh)."""
+FOLLOW_EVERY_S = 5.0
+
+
+def follow(api: Api, sample: Sample, wall_start: float) -> None:
+    """Until the import ends, recording its queue positions (every 5 s, as a page left open refreshes); its
+    end is the import's own `ended_at` (this machine's clock, as `wall_start`), not the poll that saw it."""
     with api.client() as client:
         while True:
             r = client.get(f"/api/v1/imports/{sample.import_id}")
@@ -265,9 +270,9 @@ def follow(api: Api, sample: Sample, start: float) -> None:
                 sample.positions.append(int(item["queue_position"]))
             if item["status"] in TERMINAL:
                 sample.status = item["status"]
-                sample.done = time.monotonic() - start
+                sample.done = datetime.fromisoformat(item["ended_at"]).timestamp() - wall_start
                 return
-            time.sleep(2.0)
+            time.sleep(FOLLOW_EVERY_S)
 
 
 def herd_line(samples: list[Sample], elapsed: float, window: float) -> dict[str, Any]:

@@ -83,6 +83,7 @@ def test_notifier_down_while_files_arrive_loses_and_duplicates_nothing(cluster_f
         assert r.status_code == 504 and r.json()["code"] == "deposit_not_listed", r.text
     e2e.cluster.restart("notifier")
     # The notifier catches up with the events that waited for it: the imports are listed and go through.
+    wait_drained(e2e.vhost, "edt.notifier.deposits")
     wait_drained(e2e.vhost, "edt.notifier")
     history = wait_history(api, 3)
     assert len(history) == 3 and len({h["id"] for h in history}) == 3
@@ -112,7 +113,8 @@ def test_two_notifier_processes_share_admission_and_survive_one_killed(
         cluster_factory: Callable[..., E2E]) -> None:
     """Admission is decided in the database (an advisory lock around every decision): two notifier
     processes consuming the same status queue never start more imports than EDT_MAX_IN_FLIGHT, each shows
-    the same queue positions, and one killed leaves the other admitting."""
+    the same queue positions, a view one keeps follows a write made through the other, and one killed leaves
+    the other admitting."""
     from concurrent.futures import ThreadPoolExecutor
 
     import httpx
@@ -130,11 +132,19 @@ def test_two_notifier_processes_share_admission_and_survive_one_killed(
     ports = [e2e.cluster.ports[name] for name in e2e.cluster.names("notifier")]
     direct = [httpx.Client(base_url=f"http://127.0.0.1:{p}", headers={"Authorization": f"Bearer {e2e.admin_token}"})
               for p in ports]
+    # A view the second process keeps follows a write made through the first: the last import in the queue,
+    # read (and kept) by the second while it waits, cancelled through the first, read again at once.
+    last = max(ids, key=lambda i: direct[1].get(f"/api/v1/imports/{i}").json()["queue_position"] or -1)
+    assert direct[1].get(f"/api/v1/imports/{last}").json()["status"] == "waiting"
+    assert direct[0].post(f"/api/v1/imports/{last}/cancel").json()["status"] == "cancelled"
+    assert direct[1].get(f"/api/v1/imports/{last}").json()["status"] == "cancelled"
+    assert any(item["id"] == last and item["status"] == "cancelled"
+               for item in direct[1].get(f"/api/v1/sites/{list(sites)[ids.index(last)]}/imports").json()["items"])
     seen_waiting = False
     deadline = time.monotonic() + 120
     while True:
         views = [{i: c.get(f"/api/v1/imports/{i}").json() for i in ids} for c in direct]
-        if all(v["status"] in {"done", "superseded"} for v in views[1].values()):
+        if all(v["status"] in {"done", "superseded", "cancelled"} for v in views[1].values()):
             break
         for i in ids:  # a version read in the database keeps both processes' positions in step
             a, b = views[0][i], views[1][i]
@@ -146,7 +156,7 @@ def test_two_notifier_processes_share_admission_and_survive_one_killed(
     assert seen_waiting
     finished = [api.ok("GET", f"/imports/{i}") for i in ids]
     runs = sorted((f["started_at"], f["ended_at"]) for f in finished if f["status"] == "done")
-    assert len(runs) == len(sites)
+    assert len(runs) == len(sites) - 1  # all but the one cancelled
     for (_, ended), (started, _) in zip(runs, runs[1:], strict=False):
         assert started >= ended, runs  # one at a time, whichever process decided
 

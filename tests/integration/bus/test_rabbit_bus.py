@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aio_pika
 
@@ -35,6 +35,42 @@ async def test_publish_consume_and_topic_routing(rabbit_vhost: str) -> None:
     await until(lambda: len(got) == 2)
     assert sorted(d.body for d in got) == [b"a", b"direct"]
     assert {d.message_id for d in got if d.body == b"a"} == {"m1"}
+    await bus.close()
+
+
+async def test_a_binding_an_earlier_version_declared_is_removed_and_unbinding_twice_or_on_no_queue_is_harmless(
+        rabbit_vhost: str) -> None:
+    """The notifier's status queue once had the deposits' binding: bindings outlive their consumers, so the
+    version that gave the deposits a queue of their own removes it, and a deposit reaches one queue only."""
+    old = RabbitBus(rabbit_vhost, max_retries=1, backoff_s=0.01)
+    await old.start()
+
+    async def ignore(d: Delivery) -> None:
+        return None
+
+    await old.consume("t.events", ignore, bindings=(("edt.status", "import.deposit.#"),
+                                                    ("edt.status", "import.validation.#")))
+    await old.close()  # the earlier version stops; its queue and bindings stay on the broker
+    bus = RabbitBus(rabbit_vhost, max_retries=1, backoff_s=0.01)
+    await bus.start()
+    got: dict[str, list[bytes]] = {"t.events": [], "t.deposits": []}
+
+    def collect(queue: str) -> Callable[[Delivery], Awaitable[None]]:
+        async def handler(d: Delivery) -> None:
+            got[queue].append(d.body)
+        return handler
+
+    await bus.consume("t.deposits", collect("t.deposits"), bindings=(("edt.status", "import.deposit.#"),))
+    await bus.consume("t.events", collect("t.events"), bindings=(("edt.status", "import.validation.#"),))
+    for _ in range(2):
+        await bus.unbind("t.events", "edt.status", "import.deposit.#")
+    await bus.unbind("t.never-declared", "edt.status", "import.deposit.#")
+    await bus.publish("edt.status", "import.deposit.ok", b"deposit")
+    await bus.publish("edt.status", "import.validation.ok", b"validation")
+    await until(lambda: got["t.deposits"] == [b"deposit"] and got["t.events"] == [b"validation"])
+    await bus.publish("edt.status", "import.validation.ok", b"after")  # the queue is still consumed
+    await until(lambda: got["t.events"] == [b"validation", b"after"])
+    assert got["t.deposits"] == [b"deposit"]
     await bus.close()
 
 

@@ -66,7 +66,7 @@ def impatient_stack(tmp_path: Path) -> Iterator[Stack]:
 
 def test_a_deposit_the_history_cannot_record_in_time_gets_504_and_no_id_then_appears(
         impatient_stack: Stack, tmp_path: Path) -> None:
-    """The notifier holds the deposits' events (its queue paused, as when it is down or swamped): an upload
+    """The notifier holds the deposits' events (their queue paused, as when it is down or swamped): an upload
     and a WebDAV PUT are kept, but answered 504 with the cause instead of an id that would answer 404. Once
     the notifier reads its queue again, both are listed and go through."""
     stack, api = impatient_stack, impatient_stack.api
@@ -76,7 +76,7 @@ def test_a_deposit_the_history_cannot_record_in_time_gets_504_and_no_id_then_app
     path = tmp_path / "EDT_To_KOSMOS_0490856P.xml"
     path.write_bytes(sample_xml(UAI, marker="while-held"))
     before = {item["id"] for item in api.history(SITE)}
-    stack.pause("edt.notifier")
+    stack.pause("edt.notifier.deposits")
     try:
         r = api.call("POST", f"/sites/{SITE}/establishments/4818/imports",
                      files={"file": ("EDT.xml", sample_xml("0490857R"), "application/xml")}, data={"mode": "manual"})
@@ -86,7 +86,7 @@ def test_a_deposit_the_history_cannot_record_in_time_gets_504_and_no_id_then_app
         put = curl_put(f"{stack.url}/webdav/{SITE}/{EST}/{path.name}", account["login"], account["password"], path)
         assert put.status == 504 and put.import_id is None
     finally:
-        stack.resume("edt.notifier")
+        stack.resume("edt.notifier.deposits")
     stack.drain()
     held = [item for item in api.history(SITE) if item["id"] not in before]
     assert sorted(item["source"] for item in held) == ["rest", "webdav"]
