@@ -15,7 +15,15 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from services.notifier import domain, store
-from services.notifier.handlers import ACTIVE, IN_FLIGHT, NotifierHandlers, PrivacyUnanswered, slot_of
+from services.notifier.handlers import (
+    ACTIVE,
+    DEPOSITS_QUEUE,
+    IN_FLIGHT,
+    STATUS_QUEUE,
+    NotifierHandlers,
+    PrivacyUnanswered,
+    slot_of,
+)
 from services.notifier.schemas import (
     STATUS_LIST_PATTERN,
     AccessList,
@@ -182,7 +190,7 @@ async def refresh_metrics(db: Database, bus: Bus) -> None:
 
 # The queues whose dead letters the ops routes list and replay: the stages' commands, the deposits and the
 # status events.
-DEAD_LETTER_QUEUES = (*STAGE_QUEUES.values(), "edt.notifier.deposits", "edt.notifier")
+DEAD_LETTER_QUEUES = (*STAGE_QUEUES.values(), DEPOSITS_QUEUE, STATUS_QUEUE)
 
 
 def dead_letter_read(d: Delivery) -> DeadLetterRead:

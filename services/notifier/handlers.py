@@ -66,6 +66,8 @@ ADMISSION_LOCK = "admission"  # advisory lock: admission decisions are serialise
 # The notifier listens to the stages' events, not to its own lifecycle events (import.history.*). The
 # deposits have a queue of their own: the dropzone answers its client once the deposit is recorded here, and
 # a herd's deposits must not wait behind the stage events of the imports already running.
+STATUS_QUEUE = "edt.notifier"
+DEPOSITS_QUEUE = "edt.notifier.deposits"
 DEPOSIT_BINDINGS = ((STATUS_EXCHANGE, f"import.{Stage.DEPOSIT.value}.#"),)
 STATUS_BINDINGS = tuple((STATUS_EXCHANGE, f"import.{stage.value}.#") for stage in Stage if stage is not Stage.DEPOSIT)
 ESTABLISHMENTS_QUEUE = "edt.notifier.establishments"

@@ -14,10 +14,12 @@ from services.notifier.handlers import (
     CHANGES_BINDINGS,
     CHANGES_QUEUE,
     DEPOSIT_BINDINGS,
+    DEPOSITS_QUEUE,
     ESTABLISHMENT_BINDINGS,
     ESTABLISHMENTS_QUEUE,
     LEASE_BINDINGS,
     STATUS_BINDINGS,
+    STATUS_QUEUE,
     NotifierHandlers,
 )
 from shared.messages import STATUS_EXCHANGE
@@ -26,8 +28,6 @@ from shared.outbox import Outbox, Periodic
 from shared.web import Runtime, Service, TokenRevocations, run_service
 from shared.worker import PeriodicPurge
 
-STATUS_QUEUE = "edt.notifier"
-DEPOSITS_QUEUE = "edt.notifier.deposits"
 EVENTS_PREFETCH = 2
 ACCESS_QUEUE = "edt.notifier.access"
 
