@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -154,18 +154,14 @@ class NotifierHandlers:
                 span(f"notifier {event.stage.value} {event.step_status.value}", delivery.headers,
                      import_id=event.import_id, site=event.site, establishment=event.establishment,
                      stage=event.stage.value):
-            holding = False
-            try:
+            with contextlib.ExitStack() as held:  # exited after the commit: the reads wait for it too
                 async with self.outbox.unit_of_work() as uow:
                     await self.db.advisory_lock(uow.conn, ADMISSION_LOCK)
-                    holding = self._hold_reads()
+                    held.enter_context(self._reads_held())
                     if event.stage is Stage.DEPOSIT:
                         await self._on_deposit(uow, event)
                     else:
                         await self._on_stage_event(uow, event)
-            finally:
-                if holding:
-                    self._release_reads()
 
     # The events are applied one at a time, under the admission lock, and each step of one waits its turn
     # on this process's event loop: the history reads of a herd's front-ends (hundreds a second), taking
@@ -173,15 +169,16 @@ class NotifierHandlers:
     # recorded late, admissions late). A read that arrives while an event is applied waits for it a
     # moment (api.py, READ_YIELD_S) instead.
 
-    def _hold_reads(self) -> bool:
+    @contextlib.contextmanager
+    def _reads_held(self) -> Iterator[None]:
         self._applying += 1
         self._settled.clear()
-        return True
-
-    def _release_reads(self) -> None:
-        self._applying -= 1
-        if not self._applying:
-            self._settled.set()
+        try:
+            yield
+        finally:
+            self._applying -= 1
+            if not self._applying:
+                self._settled.set()
 
     async def settled(self, at_most: float) -> None:
         """Until no event is being applied in this process, `at_most` seconds at most."""
