@@ -91,8 +91,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cur.close()
 
         return engine.execution_options(schema_translate_map=SQLITE_TRANSLATE)
-    kwargs.setdefault("pool_size", 5)
-    kwargs.setdefault("max_overflow", 5)
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 10)
     engine = create_async_engine(url, **kwargs)
     ping_idle_connections(engine)
     return engine
@@ -123,9 +123,9 @@ def ping_idle_connections(engine: AsyncEngine) -> None:
 
 
 class Database:
-    def __init__(self, url: str, engine: AsyncEngine | None = None) -> None:
+    def __init__(self, url: str, engine: AsyncEngine | None = None, **engine_options: Any) -> None:
         self.url = url
-        self.engine = engine or make_engine(url)
+        self.engine = engine or make_engine(url, **engine_options)
         self.is_postgres = not is_sqlite_url(url)
         # SQLite has one writer: serialise write transactions in-process instead of failing with
         # "database is locked" under load.

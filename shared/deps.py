@@ -18,9 +18,8 @@ from shared.messages import ID_PATTERN
 from shared.settings import Settings
 from shared.web import (
     Principal,
-    Problem,
     TokenRevocations,
-    authenticate,
+    caller,
     not_found,
     require_admin,
     require_site,
@@ -42,13 +41,9 @@ def settings_of(request: Request) -> Settings:
 
 async def current_principal(request: Request, credentials: Annotated[
         HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
-    """The caller; a revoked site token is refused by every service from the DELETE's answer on."""
-    principal = authenticate(settings_of(request), credentials.credentials if credentials else None)
+    """The caller (shared.web.caller)."""
     revocations: TokenRevocations | None = getattr(request.app.state, "revocations", None)
-    if principal.token_id is not None and revocations is not None and await revocations.is_revoked(
-            principal.token_id):
-        raise Problem(401, "Unauthorized", "Token revoked", code="token_revoked")
-    return principal
+    return await caller(settings_of(request), revocations, credentials.credentials if credentials else None)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

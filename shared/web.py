@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Generic, TypeVar
+from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Query, Request
@@ -33,7 +34,7 @@ from starlette.routing import compile_path
 
 from shared.blobs import BlobStore, Keyring, tune_gc
 from shared.bus import Bus, make_bus
-from shared.db import Database, as_utc, upsert
+from shared.db import Database, as_utc, is_sqlite_url, upsert
 from shared.establishments import KnownEstablishments
 from shared.gateway import Gateway, install_gateway
 from shared.messages import AccessRecorded, TokenRevocationAck, TokenRevoked
@@ -315,6 +316,16 @@ def authenticate(settings: Settings, token: str | None) -> Principal:
     return principal
 
 
+async def caller(settings: Settings, revocations: TokenRevocations | None, token: str | None) -> Principal:
+    """The caller of a request with this bearer token; a revoked site token is refused by every service from
+    the DELETE's answer on."""
+    principal = authenticate(settings, token)
+    if principal.token_id is not None and revocations is not None and await revocations.is_revoked(
+            principal.token_id):
+        raise Problem(401, "Unauthorized", "Token revoked", code="token_revoked")
+    return principal
+
+
 def require_site(principal: Principal, site: str) -> None:
     """Cross-site access is 404, so a site cannot even learn that another exists (design.md §5)."""
     if not principal.can_access(site):
@@ -397,6 +408,50 @@ def decode_cursor(cursor: str | None, *kinds: type) -> list[Any] | None:
 
 # --- composition plumbing (each service's main.py and the embedded all-in-one use it) ---------------
 
+@dataclass(frozen=True)
+class FastRead:
+    """A GET answered before FastAPI routes it: for a history read, routing, dependency solving and the
+    response classes cost more CPU than the read itself. `path` matches the whole path; `answer(caller,
+    match, query)` gives the JSON body (the same function as the documented route's), or None, or raises,
+    whenever it does not answer 200: the request then goes on to that route, which answers it, errors and
+    all. The route keeps the OpenAPI; what a client sees is the same either way."""
+
+    path: re.Pattern[str]
+    answer: Callable[[Principal, re.Match[str], dict[str, str]], Awaitable[bytes | None]]
+
+
+class FastReads:
+    """The middleware answering the services' FastReads (inside RequestMetrics: they are counted)."""
+
+    def __init__(self, app: Any, reads: list[FastRead], settings: Settings,
+                 revocations: TokenRevocations | None) -> None:
+        self.app, self.reads, self.settings, self.revocations = app, reads, settings, revocations
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            for read in self.reads:
+                if (match := read.path.fullmatch(scope["path"])) is not None:
+                    body = await self._answer(read, match, scope)
+                    if body is not None:
+                        await send({"type": "http.response.start", "status": 200, "headers": [
+                            (b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]})
+                        await send({"type": "http.response.body", "body": body})
+                        return
+                    break
+        await self.app(scope, receive, send)
+
+    async def _answer(self, read: FastRead, match: re.Match[str], scope: Any) -> bytes | None:
+        authorization = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
+        scheme, _, token = authorization.partition(" ")
+        query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        if scheme.lower() != "bearer" or len(dict(query)) != len(query):
+            return None  # no bearer token, or a parameter given twice: the route decides
+        try:
+            return await read.answer(await caller(self.settings, self.revocations, token), match, dict(query))
+        except Exception:  # noqa: BLE001 - the route answers the same request with its own error
+            return None
+
+
 @dataclass
 class Runtime:
     """What every service is built from: one process's settings, database, bus and blob store."""
@@ -422,6 +477,8 @@ class Service:
     # The service's list of the sites' establishments: started with the app, checked by every route under
     # /sites/{site}/establishments/{est}/ (shared.deps.KnownEstablishment).
     establishments: KnownEstablishments | None = None
+    # GETs answered before the routes (FastRead): the few reads a front-end makes hundreds of times a second.
+    fast_reads: list[FastRead] = field(default_factory=list)
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -430,7 +487,9 @@ def build_runtime(settings: Settings) -> Runtime:
                    prefetch=settings.prefetch, management_url=settings.rabbitmq_management_url,
                    outage_wait_s=settings.outage_wait_s)
     keyring = Keyring.parse(settings.blob_key, settings.blob_keys)
-    return Runtime(settings, Database(settings.database_url), bus, BlobStore(settings.blob_dir, keyring))
+    pool: dict[str, Any] = {} if is_sqlite_url(settings.database_url) else {
+        "pool_size": settings.db_pool_size, "max_overflow": settings.db_pool_overflow}
+    return Runtime(settings, Database(settings.database_url, **pool), bus, BlobStore(settings.blob_dir, keyring))
 
 
 def create_app(runtime: Runtime, services: list[Service]) -> FastAPI:
@@ -489,6 +548,10 @@ def create_app(runtime: Runtime, services: list[Service]) -> FastAPI:
     # revocation is recorded in all of them before the DELETE is answered, so any one is up to date.
     app.state.revocations = next((s.revocations for s in services if s.revocations is not None), None)
     app.state.establishments = next((s.establishments for s in services if s.establishments is not None), None)
+    fast_reads = [read for s in services for read in s.fast_reads]
+    if fast_reads:
+        app.add_middleware(FastReads, reads=fast_reads, settings=runtime.settings,
+                           revocations=app.state.revocations)
     app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_upload_bytes + 1024 * 1024,
                        file_cap=runtime.settings.max_upload_bytes)
     app.add_middleware(RequestMetrics)

@@ -225,6 +225,12 @@ async def note_login(conn: AsyncConnection, login: str, at: datetime) -> None:
         failed_logins=0, locked_until=None, last_login_at=at))
 
 
+async def rehash_password(conn: AsyncConnection, login: str, old_hash: str, new_hash: str) -> None:
+    """The same password under the current hash parameters, unless it changed meanwhile."""
+    await conn.execute(accounts.update().where(accounts.c.login == login, accounts.c.password_hash == old_hash)
+                       .values(password_hash=new_hash))
+
+
 async def count_login_failure(conn: AsyncConnection, login: str) -> int | None:
     """One more failure in a row, counted in the database (guesses sent side by side all count); the
     count after it, None when there is no such account."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import zipfile
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -71,6 +72,7 @@ from shared.observability import (
 )
 from shared.settings import Settings
 from shared.web import (
+    FastRead,
     Principal,
     Problem,
     access_event,
@@ -107,6 +109,9 @@ VIEW_CACHE_BYTES = 64 * 1024 * 1024
 # How long a history read waits for an event being applied in this process (NotifierHandlers.settled): one
 # event takes a few milliseconds when nothing squeezes in.
 READ_YIELD_S = 0.02
+HISTORY_LIMIT, HISTORY_LIMIT_MAX = 50, 500  # a history page's items: by default, at most
+HISTORY_PARAMS = frozenset({"establishment", "status", "mode", "limit", "cursor"})
+SITE_IN_PATH = ID_PATTERN.strip("^$")
 
 
 class QueueBoard:
@@ -210,8 +215,10 @@ def dead_letter_read(d: Delivery) -> DeadLetterRead:
 
 
 def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
-                 handlers: NotifierHandlers) -> APIRouter:
+                 handlers: NotifierHandlers) -> tuple[APIRouter, list[FastRead]]:
+    """The notifier's routes, and the history reads also answered before routing (shared.web.FastRead)."""
     router = APIRouter()
+    fast_reads: list[FastRead] = []
 
     board = QueueBoard(settings.max_in_flight)
 
@@ -263,19 +270,9 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
             positions, avg = await positions_and_etas(conn, [row])
         return import_view(row, step_rows, *eta_for(row, positions, avg))
 
-    @router.get("/sites/{site}/imports", response_model=ImportList, summary="The site's import history",
-                responses=problems(400, 401, 404, 422))
-    async def history(site: SiteId, _: SitePrincipal,
-                      establishment: Annotated[str | None, Query(
-                          description="An establishment id, or `*` (or `Tous`) for the site-wide imports")] = None,
-                      status: Annotated[str | None, Query(
-                          description="One status or several, comma-separated",
-                          json_schema_extra={"pattern": STATUS_LIST_PATTERN})] = None,
-                      mode: Annotated[str | None, Query(description="auto, manual or undo (empty: all)",
-                                                        json_schema_extra={"enum": ["auto", "manual", "undo",
-                                                                                    ""]})] = None,
-                      limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                      cursor: Annotated[str | None, cursor_query(datetime, str)] = None) -> Response:
+    async def history_body(site: str, establishment: str | None, status: str | None, mode: str | None,
+                           limit: int, cursor: str | None) -> bytes:
+        """A page of the site's history as the route answers it (also a FastRead)."""
         wanted = None
         if status:
             wanted = status.split(",")
@@ -294,12 +291,10 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
             bodies = await rendered(conn, page)
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(stamps) > limit else None
         items = b",".join(bodies[s.id] for s in page if s.id in bodies)
-        return JSONBytes(b'{"items":[%b],"next_cursor":%b}' % (items, json.dumps(next_cursor).encode()))
+        return b'{"items":[%b],"next_cursor":%b}' % (items, json.dumps(next_cursor).encode())
 
-    @router.get("/imports/{import_id}", response_model=ImportRead,
-                summary="An import: status, queue position, ETA, steps, counts, alerts",
-                responses=problems(401, 404, 422))
-    async def detail(import_id: str, who: CurrentPrincipal) -> Response:
+    async def detail_body(import_id: str, who: Principal) -> bytes:
+        """An import as the route answers it (also a FastRead)."""
         await handlers.settled(READ_YIELD_S)
         async with db.read() as conn:
             stamp = await store.import_stamp(conn, import_id)
@@ -308,7 +303,43 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
             body = (await rendered(conn, [stamp])).get(import_id)
         if body is None:
             raise not_found("Import")
-        return JSONBytes(body)
+        return body
+
+    @router.get("/sites/{site}/imports", response_model=ImportList, summary="The site's import history",
+                responses=problems(400, 401, 404, 422))
+    async def history(site: SiteId, _: SitePrincipal,
+                      establishment: Annotated[str | None, Query(
+                          description="An establishment id, or `*` (or `Tous`) for the site-wide imports")] = None,
+                      status: Annotated[str | None, Query(
+                          description="One status or several, comma-separated",
+                          json_schema_extra={"pattern": STATUS_LIST_PATTERN})] = None,
+                      mode: Annotated[str | None, Query(description="auto, manual or undo (empty: all)",
+                                                        json_schema_extra={"enum": ["auto", "manual", "undo",
+                                                                                    ""]})] = None,
+                      limit: Annotated[int, Query(ge=1, le=HISTORY_LIMIT_MAX)] = HISTORY_LIMIT,
+                      cursor: Annotated[str | None, cursor_query(datetime, str)] = None) -> Response:
+        return JSONBytes(await history_body(site, establishment, status, mode, limit, cursor))
+
+    @router.get("/imports/{import_id}", response_model=ImportRead,
+                summary="An import: status, queue position, ETA, steps, counts, alerts",
+                responses=problems(401, 404, 422))
+    async def detail(import_id: str, who: CurrentPrincipal) -> Response:
+        return JSONBytes(await detail_body(import_id, who))
+
+    async def fast_history(who: Principal, match: re.Match[str], query: dict[str, str]) -> bytes | None:
+        site = match[1]
+        limit = query.get("limit", str(HISTORY_LIMIT))
+        if (not who.can_access(site) or not set(query) <= HISTORY_PARAMS or "" in query.values()
+                or not limit.isdigit() or not 1 <= int(limit) <= HISTORY_LIMIT_MAX):
+            return None
+        return await history_body(site, query.get("establishment"), query.get("status"), query.get("mode"),
+                                  int(limit), query.get("cursor"))
+
+    async def fast_detail(who: Principal, match: re.Match[str], _: dict[str, str]) -> bytes | None:
+        return await detail_body(match[1], who)
+
+    fast_reads.extend([FastRead(re.compile(rf"/api/v1/sites/({SITE_IN_PATH})/imports"), fast_history),
+                       FastRead(re.compile(r"/api/v1/imports/([^/]+)"), fast_detail)])
 
     @router.get("/imports/{import_id}/source", response_class=ZipResponse,
                 summary="The deposited file as received",
@@ -638,4 +669,4 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
                  for r in rows[:limit]]
         return AccessList(items=items, next_cursor=encode_cursor(rows[limit - 1].id) if len(rows) > limit else None)
 
-    return router
+    return router, fast_reads

@@ -78,8 +78,9 @@ def build(rt: Runtime) -> Service:
         await changes_retention.stop()
         await outbox.relay.stop()
 
-    return Service("notifier", build_router(rt.db, rt.bus, rt.blobs, rt.settings, handlers), start, stop,
-                   pages=build_console(rt.settings), mounts=[CONSOLE_STATIC],
+    router, fast_reads = build_router(rt.db, rt.bus, rt.blobs, rt.settings, handlers)
+    return Service("notifier", router, start, stop, pages=build_console(rt.settings), mounts=[CONSOLE_STATIC],
+                   fast_reads=fast_reads,
                    revocations=TokenRevocations(rt.db, store.revoked_tokens, outbox, "notifier"))
 
 

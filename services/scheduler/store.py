@@ -292,18 +292,46 @@ async def write_courses(db: Database, conn: AsyncConnection, import_id: str, pla
     await bulk_insert(db, conn, m, MEMBER_COLUMNS, rows)
 
 
-# Past this many rows written, the planner's statistics on the sessions tables are refreshed in the same
-# transaction. Without them, right after a first import, PostgreSQL believes the tables empty (autovacuum
-# analyses a minute later at best) and picks nested loops, and SQLite (which has none until ANALYZE) walks
-# every session of the establishment by start: a class feed of an L school took seconds, or 100+ ms.
+# The planner's statistics on the sessions tables are refreshed in the writing transaction when what it wrote
+# is a good part of what they were believed to hold (ANALYZE_AFTER_ROWS, and a tenth of the rows the last
+# statistics counted). Without them, right after a first import, PostgreSQL believes the tables empty
+# (autovacuum analyses a minute later at best) and picks nested loops, and SQLite (which has none until
+# ANALYZE) walks every session of the establishment by start: a class feed of an L school took seconds, or
+# 100+ ms. Past that, the next import of one school among hundreds changes little of what the statistics say,
+# and an ANALYZE of a table of millions of rows on every import cost each scheduler transaction a sample of
+# 30,000 pages and a lock every other import's ANALYZE waited for (PostgreSQL skips a locked table instead).
 ANALYZE_AFTER_ROWS = 2000
+STALE_FRACTION = 0.1
+
+
+def statistics_stale(rows_written: int, rows_counted: float | None) -> bool:
+    """Whether a write of `rows_written` rows calls for fresh statistics on a table whose last ones counted
+    `rows_counted` rows (None: never analysed)."""
+    if rows_written < ANALYZE_AFTER_ROWS:
+        return False
+    return rows_counted is None or rows_written > STALE_FRACTION * rows_counted
+
+
+async def rows_counted(db: Database, conn: AsyncConnection, table: sa.Table) -> float | None:
+    """The rows the table's last statistics counted, None if it has none."""
+    if db.is_postgres:
+        found = await conn.scalar(sa.text("SELECT reltuples FROM pg_class WHERE oid = CAST(:name AS regclass)"),
+                                  {"name": f"{table.schema}.{table.name}"})
+        return float(found) if found is not None and found >= 0 else None
+    has_stats = await conn.scalar(sa.text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'"))
+    stat = await conn.scalar(sa.text("SELECT stat FROM sqlite_stat1 WHERE tbl = :name LIMIT 1"),
+                             {"name": table.name}) if has_stats else None
+    return float(stat.split()[0]) if stat else None
 
 
 async def refresh_statistics(db: Database, conn: AsyncConnection, rows_written: int) -> None:
-    if rows_written >= ANALYZE_AFTER_ROWS:
-        for table in (sessions, course_members, class_students):
-            name = f"{table.schema}.{table.name}" if db.is_postgres else table.name
-            await conn.execute(sa.text(f"ANALYZE {name}"))
+    for table in (sessions, course_members, class_students):
+        if not statistics_stale(rows_written, await rows_counted(db, conn, table)):
+            continue
+        if db.is_postgres:
+            await conn.execute(sa.text(f"ANALYZE (SKIP_LOCKED) {table.schema}.{table.name}"))
+        else:
+            await conn.execute(sa.text(f"ANALYZE {table.name}"))
 
 
 async def write_establishment(db: Database, conn: AsyncConnection, import_id: str, plan: Plan, sha: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import statistics
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 
+from services.dropzone.handlers import password_hasher
 from tests.harness import sample_xml
 from tests.integration.dropzone.webdav_fixtures import RealWebdavServer, start_real_webdav_server
 
@@ -81,6 +83,28 @@ def test_windows_style_upload_makes_exactly_one_import(product: RealWebdavServer
     assert s.api.wait(history[0]["id"])["status"] == "done"
 
 
+def test_a_password_hashed_with_older_parameters_is_hashed_again_at_its_next_login(
+        product: RealWebdavServer) -> None:
+    """An account from before the hash parameters changed (argon2-cffi's default, 165 ms a login) logs in
+    as before; its next successful login stores the same password under the current parameters."""
+    s = product
+    path = s.database_url.split("///", 1)[1]
+
+    def stored_hash() -> str:
+        with sqlite3.connect(path) as db:
+            return str(db.execute("SELECT password_hash FROM accounts WHERE login = ?", (s.login,)).fetchone()[0])
+
+    older = PasswordHasher(time_cost=3, memory_cost=64 * 1024, parallelism=4).hash(s.password)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE accounts SET password_hash = ? WHERE login = ?", (older, s.login))
+    assert password_hasher().check_needs_rehash(stored_hash())
+    assert propfind(s, s.auth) == 207
+    now = stored_hash()
+    assert now != older and not password_hasher().check_needs_rehash(now)
+    assert password_hasher().verify(now, s.password)
+    assert propfind(s, s.auth) == 207 and propfind(s, (s.login, "wrong-password")) == 401
+
+
 def timed_failure(s: RealWebdavServer, auth: tuple[str, str], source_ip: str) -> float:
     """One refused WebDAV login from `source_ip` (a loopback address of its own), its cost in seconds."""
     transport = httpx.HTTPTransport(local_address=source_ip)
@@ -118,7 +142,8 @@ def test_login_failures_cost_the_same_whether_the_account_exists_or_is_locked(
     # Paired rounds: the three kinds back to back, then one argon2 verification as the product does it,
     # timed in the same moment. The machine's load (other test workers) varies between rounds more than
     # within one: each cost is taken relative to its round's mean, and each kind's median of those compared.
-    hasher, stored = PasswordHasher(), PasswordHasher().hash("a-reference-password")
+    hasher = password_hasher()
+    stored = hasher.hash("a-reference-password")
     costs: dict[str, list[float]] = {k: [] for k in kinds}
     offsets: dict[str, list[float]] = {k: [] for k in kinds}
     hashes: list[float] = []

@@ -186,6 +186,7 @@ class RealWebdavServer(WebdavServer):
     """The whole embedded product: the same attributes, deposits read back through the REST API."""
 
     api: Any = None
+    database_url: str = ""
     before: frozenset[str] = frozenset()  # imports made before this test (the server is the module's)
 
     @property
@@ -244,7 +245,7 @@ def start_real_webdav_server(tmp_path: Path, **overrides: str) -> Iterator[RealW
         yield RealWebdavServer(f"{stack.url}/webdav", stack.settings.data_dir / "webdav", None,  # type: ignore[arg-type]
                                MAX_UPLOAD_BYTES, stack.runtime.blobs.keyring, login=mine["login"],
                                password=mine["password"], other_login=other["login"],
-                               other_password=other["password"], api=api)
+                               other_password=other["password"], api=api, database_url=url)
         stacks.close()
 
 

@@ -148,3 +148,20 @@ async def test_follow_up_with_10_percent_changes_changes_exactly_those_courses(s
     assert got["sessions_updated"] == sum(1 for k, r in after.items() if k in before and before[k][1] != r.fp)
     assert got["sessions_updated"] > 0 and got["sessions_created"] == got["sessions_deleted"] > 0
     assert got["courses_updated"] >= len(follow.changed_courses) // 2  # the teacher changes
+
+
+def test_statistics_are_refreshed_only_when_a_write_is_a_good_part_of_the_table() -> None:
+    assert not store.statistics_stale(store.ANALYZE_AFTER_ROWS - 1, None)  # a few rows: never worth it
+    assert store.statistics_stale(store.ANALYZE_AFTER_ROWS, None)  # never analysed: the first import's
+    assert store.statistics_stale(5_000, 40_000)
+    assert not store.statistics_stale(5_000, 9_000_000)  # one school of an académie's hundreds
+
+
+async def test_a_first_import_leaves_the_planner_statistics_of_its_sessions(stage: Stage) -> None:
+    async with stage.db.read() as conn:
+        assert await store.rows_counted(stage.db, conn, store.sessions) is None
+    await stage.run(make_school("S", 1).timetable, BEFORE_YEAR)
+    async with stage.db.read() as conn:
+        stored = await conn.scalar(sa.select(sa.func.count()).select_from(store.sessions))
+        counted = await store.rows_counted(stage.db, conn, store.sessions)
+    assert stored >= store.ANALYZE_AFTER_ROWS and counted == pytest.approx(stored, rel=0.05)
