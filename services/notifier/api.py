@@ -330,7 +330,7 @@ def build_router(db: Database, bus: Bus, blobs: BlobStore, settings: Settings,
         site = match[1]
         limit = query.get("limit", str(HISTORY_LIMIT))
         if (not who.can_access(site) or not set(query) <= HISTORY_PARAMS or "" in query.values()
-                or not limit.isdigit() or not 1 <= int(limit) <= HISTORY_LIMIT_MAX):
+                or not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= HISTORY_LIMIT_MAX):
             return None
         return await history_body(site, query.get("establishment"), query.get("status"), query.get("mode"),
                                   int(limit), query.get("cursor"))

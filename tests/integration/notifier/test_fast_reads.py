@@ -85,7 +85,7 @@ def test_fast_reads_answer_what_the_routes_answer(stack: Stack) -> None:
         (f"/imports/{first}", None), (f"/imports/{first}", "Basic dXNlcjpwYXNz"), (f"/imports/{first}", "Bearer nope"),
         ("/imports/unknown", admin), (f"/sites/{OTHER}/imports", f"Bearer {mine}"),
         (f"/sites/{SITE}/imports?limit=0", admin), (f"/sites/{SITE}/imports?limit=501", admin),
-        (f"/sites/{SITE}/imports?limit=abc", admin), (f"/sites/{SITE}/imports?limit=1&limit=2", admin),
+        (f"/sites/{SITE}/imports?limit=abc", admin), (f"/sites/{SITE}/imports?limit=%D9%A3", admin), (f"/sites/{SITE}/imports?limit=1&limit=2", admin),
         (f"/sites/{SITE}/imports?status=bogus", admin), (f"/sites/{SITE}/imports?mode=", admin),
         (f"/sites/{SITE}/imports?mode=later", admin), (f"/sites/{SITE}/imports?cursor=garbage", admin),
         (f"/sites/{SITE}/imports?page=2", admin), ("/sites/-bad/imports", admin), (f"/sites/{SITE}/imports/", admin),
