@@ -469,7 +469,11 @@ def report(r: dict[str, Any], out_dir: Path) -> bool:
     if "scale" in r:
         print("\nscale-out (a herd of the first sites), imports/s, waits p50/p99 (s), CPU s per service, PostgreSQL s")
         for row in r["scale"]:
-            cpu_txt = " ".join(f"{k[:5]}={v:.0f}" for k, v in row["cpu_s"].items())
+            per_service: dict[str, float] = {}
+            for process, seconds in row["cpu_s"].items():  # "validator-2" is the validator's second process
+                service = process.rsplit("-", 1)[0] if process[-1].isdigit() else process
+                per_service[service] = per_service.get(service, 0.0) + seconds
+            cpu_txt = " ".join(f"{k[:5]}={v:.0f}" for k, v in per_service.items())
             print(f"  {row['consumers']} consumers × {row['max_in_flight']} in flight: {row['throughput_per_s']:.2f}/s "
                   f"p50 {row['wait_p50_s']:.1f} p99 {row['wait_p99_s']:.1f}  {cpu_txt}  "
                   f"pg {row['postgres_active_s']:.0f}")
