@@ -91,8 +91,6 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cur.close()
 
         return engine.execution_options(schema_translate_map=SQLITE_TRANSLATE)
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 10)
     engine = create_async_engine(url, **kwargs)
     ping_idle_connections(engine)
     return engine
