@@ -325,6 +325,8 @@ async def rows_counted(db: Database, conn: AsyncConnection, table: sa.Table) -> 
 
 
 async def refresh_statistics(db: Database, conn: AsyncConnection, rows_written: int) -> None:
+    if rows_written < ANALYZE_AFTER_ROWS:
+        return  # never stale whatever the statistics counted: not asked (most imports, every re-deposit)
     for table in (sessions, course_members, class_students):
         if not statistics_stale(rows_written, await rows_counted(db, conn, table)):
             continue
